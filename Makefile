@@ -1,0 +1,37 @@
+# matrixctl — see README.md. Targets are a thin index; the work is in Go.
+GO ?= go
+export PATH := /usr/local/go/bin:$(PATH)
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# Static binaries: the guest agent runs as init inside VMs, the probe runs FROM scratch.
+STATIC := CGO_ENABLED=0
+
+.PHONY: all build test test-short bench fuzz lint vet fmt clean
+
+all: build
+
+build:
+	$(STATIC) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/matrixctl ./cmd/matrixctl
+
+# The full suite: unit tests plus the integration tests against real QEMU
+# VMs, real Debian kernels and a real dockerd (run as root; see .ci/run).
+test: lint
+	$(GO) test -count=1 -timeout 40m ./...
+
+# Unit tests only: no VMs, no daemon.
+test-short:
+	$(GO) test -short -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+lint: vet fmt
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf bin

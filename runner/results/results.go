@@ -1,0 +1,116 @@
+// Package results defines results.json, the versioned record of a matrixctl
+// run that the runner writes and reports/ reads, and the verdict taxonomy.
+//
+// Schema changes that remove or rename fields bump SchemaVersion.
+package results
+
+import "time"
+
+// SchemaVersion is written to File.Schema.
+const SchemaVersion = "matrixctl.results/v1"
+
+// Verdict is the one outcome of a run of a cell.
+type Verdict string
+
+// The verdict taxonomy (see DESIGN.md). Order of severity is in Severity.
+const (
+	Pass          Verdict = "pass"
+	KernelCrash   Verdict = "kernel-crash"
+	Hang          Verdict = "hang"
+	FSCorruption  Verdict = "fs-corruption"
+	DataLoss      Verdict = "data-loss"
+	ProbeFailure  Verdict = "probe-failure"
+	DockerFailure Verdict = "docker-failure"
+	Unsupported   Verdict = "unsupported"
+	InfraError    Verdict = "infra-error"
+)
+
+// Severity orders verdicts from worst to best for the cell under test.
+// infra-error and unsupported say nothing about the cell and come last.
+var Severity = []Verdict{
+	// the kernel or the storage stack is broken
+	KernelCrash, DataLoss, FSCorruption, Hang,
+	// the engine or the workload broke
+	DockerFailure, ProbeFailure,
+	// healthy
+	Pass,
+	// not a statement about the cell
+	Unsupported, InfraError,
+}
+
+// File is results.json.
+type File struct {
+	Schema   string    `json:"schema"`
+	RunID    string    `json:"run_id"`
+	Spec     string    `json:"spec"`
+	SpecHash string    `json:"spec_sha256,omitempty"`
+	Host     string    `json:"host,omitempty"`
+	Provider string    `json:"provider"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"`
+	Runs     []Run     `json:"runs"`
+}
+
+// Run is one run (one repeat, final attempt) of one cell.
+type Run struct {
+	Cell    string `json:"cell"`
+	Kernel  string `json:"kernel"`
+	Distro  string `json:"distro"`
+	Docker  string `json:"docker"`
+	Driver  string `json:"driver"`
+	Repeat  int    `json:"repeat"`
+	Attempt int    `json:"attempt"`
+	// KernelRelease is what the booted kernel reported (uname -r), when it booted.
+	KernelRelease string `json:"kernel_release,omitempty"`
+	// DockerServer is the version the daemon reported through the API.
+	DockerServer string `json:"docker_server,omitempty"`
+
+	Verdict Verdict `json:"verdict"`
+	// Reason is a one-line human summary of the verdict.
+	Reason   string    `json:"reason,omitempty"`
+	Findings []Finding `json:"findings"`
+	Probes   []Probe   `json:"probes,omitempty"`
+	Checker  *Checker  `json:"checker,omitempty"`
+	Phases   []Phase   `json:"phases"`
+	// Artifacts maps an artifact name (console, agent, dockerd, probes,
+	// checker, qemu-cmdline) to a path relative to the results directory.
+	Artifacts map[string]string `json:"artifacts,omitempty"`
+	Started   time.Time         `json:"started"`
+	Finished  time.Time         `json:"finished"`
+}
+
+// Finding is one piece of evidence: from the console, a probe, the checker or the runner.
+type Finding struct {
+	Source    string `json:"source"`   // console | probe | checker | runner
+	Category  string `json:"category"` // e.g. kernel-panic, hung-task, ext4-error
+	Severity  string `json:"severity"` // fatal | error | warning
+	Title     string `json:"title"`
+	StartLine int    `json:"start_line,omitempty"`
+	EndLine   int    `json:"end_line,omitempty"`
+	Excerpt   string `json:"excerpt,omitempty"`
+}
+
+// Probe summarises one probe's records.
+type Probe struct {
+	Name    string             `json:"name"`
+	OK      bool               `json:"ok"`
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+	Errors  []string           `json:"errors,omitempty"`
+}
+
+// Checker is the host-side filesystem checker's result on the scratch disk.
+type Checker struct {
+	Tool     string   `json:"tool"`
+	Args     []string `json:"args"`
+	ExitCode int      `json:"exit_code"`
+	Clean    bool     `json:"clean"`
+	Output   string   `json:"output,omitempty"`
+}
+
+// Phase is the timing of one phase of a run (prepare, boot, docker-ready, probes, shutdown, check).
+type Phase struct {
+	Name     string        `json:"name"`
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"duration_ns"`
+	Error    string        `json:"error,omitempty"`
+}
