@@ -1,0 +1,116 @@
+// Package selfbuild finds the project's own helper programs (the guest agent,
+// the probe binary) as static executables: from an environment override, from
+// beside the running matrixctl binary (where `make build` puts them), or, in
+// a source checkout, by building them with the Go toolchain.
+//
+// Environment variables read:
+//
+//	MATRIXCTL_<NAME>_BIN   path to a prebuilt binary, e.g. MATRIXCTL_AGENT_BIN
+package selfbuild
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Program is one of the project's helper programs.
+type Program struct {
+	// Name is the binary's file name, e.g. "matrixctl-agent".
+	Name string
+	// Package is the Go import path of its main package.
+	Package string
+	// Env is the environment variable that overrides its path.
+	Env string
+}
+
+// The helper programs matrixctl ships.
+var (
+	Agent = Program{Name: "matrixctl-agent", Package: "github.com/matrixctl/matrixctl/runner/agent", Env: "MATRIXCTL_AGENT_BIN"}
+	Probe = Program{Name: "matrixctl-probe", Package: "github.com/matrixctl/matrixctl/probes/cmd/matrixctl-probe", Env: "MATRIXCTL_PROBE_BIN"}
+)
+
+// built remembers what this process already built, so a run builds each program once.
+var built sync.Map // Program.Name -> string
+
+// Path returns a static executable for p. When it has to build one, it writes
+// it under dir (created if needed).
+func Path(ctx context.Context, p Program, dir string) (string, error) {
+	if v := os.Getenv(p.Env); v != "" {
+		if _, err := os.Stat(v); err != nil {
+			return "", fmt.Errorf("%s=%s: %w", p.Env, v, err)
+		}
+		return v, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		beside := filepath.Join(filepath.Dir(exe), p.Name)
+		if st, err := os.Stat(beside); err == nil && st.Mode().IsRegular() {
+			return beside, nil
+		}
+	}
+	if v, ok := built.Load(p.Name); ok {
+		return v.(string), nil
+	}
+	path, err := build(ctx, p, dir)
+	if err != nil {
+		return "", err
+	}
+	built.Store(p.Name, path)
+	return path, nil
+}
+
+// build compiles p with the Go toolchain from the module source that contains
+// the current working directory (tests) or the running binary.
+func build(ctx context.Context, p Program, dir string) (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		if _, statErr := os.Stat("/usr/local/go/bin/go"); statErr != nil {
+			return "", fmt.Errorf("%s not found beside matrixctl and no Go toolchain to build it (set %s or run make build): %w", p.Name, p.Env, err)
+		}
+		goBin = "/usr/local/go/bin/go"
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("build %s: %w", p.Name, err)
+	}
+	tmp, err := os.CreateTemp(dir, p.Name+".*.tmp")
+	if err != nil {
+		return "", fmt.Errorf("build %s: %w", p.Name, err)
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-o", tmp.Name(), p.Package)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return "", &BuildError{Program: p.Name, Output: strings.TrimSpace(out.String()), Err: err}
+	}
+	final := filepath.Join(dir, p.Name)
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return "", fmt.Errorf("build %s: %w", p.Name, err)
+	}
+	return final, nil
+}
+
+// BuildError carries the Go toolchain's output.
+type BuildError struct {
+	Program string
+	Output  string
+	Err     error
+}
+
+func (e *BuildError) Error() string {
+	return fmt.Sprintf("build %s: %v: %s", e.Program, e.Err, e.Output)
+}
+
+func (e *BuildError) Unwrap() error { return e.Err }
+
+
