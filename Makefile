@@ -10,8 +10,11 @@ STATIC := CGO_ENABLED=0
 
 all: build
 
+# matrixctl finds the guest agent and the probe binary beside itself in bin/.
 build:
 	$(STATIC) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/matrixctl ./cmd/matrixctl
+	$(STATIC) $(GO) build -trimpath -o bin/matrixctl-agent ./runner/agent
+	$(STATIC) $(GO) build -trimpath -o bin/matrixctl-probe ./probes/cmd/matrixctl-probe
 
 # The full suite: unit tests plus the integration tests against real QEMU
 # VMs, real Debian kernels and a real dockerd (run as root; see .ci/run).
