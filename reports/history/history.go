@@ -1,0 +1,300 @@
+// Package history is the SQLite store (modernc.org/sqlite, no cgo) of past
+// matrixctl runs: every `matrixctl run` appends its results.json, and
+// reports read each cell's trend, regressions and first-seen dates from it.
+//
+// Lifecycle: Open creates the file and schema if needed; the caller closes
+// the Store. Append is idempotent per run_id: appending the same run again
+// is a no-op, so a retried nightly job cannot count a run twice. All
+// methods are safe for concurrent use (SQLite serialises writers; a busy
+// timeout waits for other processes).
+//
+// The default location is DefaultPath(cacheDir): <cache dir>/history.db,
+// where the cache dir is matrixctl's --cache (env MATRIXCTL_CACHE).
+package history
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/matrixctl/matrixctl/runner/results"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// FileName is the history database's name inside the cache directory.
+const FileName = "history.db"
+
+// DefaultPath is the history database under matrixctl's cache directory.
+func DefaultPath(cacheDir string) string { return filepath.Join(cacheDir, FileName) }
+
+// schemaVersion is kept in PRAGMA user_version.
+const schemaVersion = 1
+
+const schemaSQL = `
+CREATE TABLE IF NOT EXISTS runs (
+	run_id    TEXT PRIMARY KEY,
+	spec      TEXT NOT NULL,
+	spec_hash TEXT NOT NULL,
+	host      TEXT NOT NULL,
+	provider  TEXT NOT NULL,
+	started   INTEGER NOT NULL, -- unix nanoseconds
+	finished  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cell_runs (
+	run_id  TEXT NOT NULL REFERENCES runs(run_id),
+	cell    TEXT NOT NULL,
+	repeat  INTEGER NOT NULL,
+	attempt INTEGER NOT NULL,
+	kernel  TEXT NOT NULL,
+	distro  TEXT NOT NULL,
+	docker  TEXT NOT NULL,
+	driver  TEXT NOT NULL,
+	verdict TEXT NOT NULL,
+	reason  TEXT NOT NULL,
+	started INTEGER NOT NULL,
+	PRIMARY KEY (run_id, cell, repeat, attempt)
+);
+CREATE INDEX IF NOT EXISTS cell_runs_cell ON cell_runs(cell);
+CREATE TABLE IF NOT EXISTS findings (
+	run_id   TEXT NOT NULL REFERENCES runs(run_id),
+	cell     TEXT NOT NULL,
+	repeat   INTEGER NOT NULL,
+	category TEXT NOT NULL,
+	title    TEXT NOT NULL,
+	severity TEXT NOT NULL,
+	started  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS findings_sig ON findings(category, title);
+`
+
+// Store is an open history database.
+type Store struct {
+	db *sql.DB
+}
+
+// Open opens (creating if needed) the history database at path.
+func Open(path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("history %s: %w", path, err)
+	}
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("history %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("history %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *Store) init() error {
+	var v int
+	if err := s.db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		return err
+	}
+	if v > schemaVersion {
+		return fmt.Errorf("schema version %d is newer than this matrixctl (%d)", v, schemaVersion)
+	}
+	if _, err := s.db.Exec(schemaSQL); err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
+	_, err := s.db.Exec(fmt.Sprintf("PRAGMA user_version = %d", schemaVersion))
+	return err
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Append records f. It reports whether the run was new; a run_id already in
+// the store is left untouched (Append is idempotent).
+func (s *Store) Append(ctx context.Context, f *results.File) (added bool, err error) {
+	if f.RunID == "" {
+		return false, errors.New("history: append: run_id is empty")
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("history: append %s: %w", f.RunID, err)
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		f.RunID, f.Spec, f.SpecHash, f.Host, f.Provider, nanos(f.Started), nanos(f.Finished))
+	if err != nil {
+		return false, fmt.Errorf("history: append %s: %w", f.RunID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, tx.Rollback()
+	}
+	runStmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO cell_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return false, fmt.Errorf("history: append %s: %w", f.RunID, err)
+	}
+	defer runStmt.Close()
+	findStmt, err := tx.PrepareContext(ctx, `INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return false, fmt.Errorf("history: append %s: %w", f.RunID, err)
+	}
+	defer findStmt.Close()
+	for i, r := range f.Runs {
+		started := r.Started
+		if started.IsZero() {
+			started = f.Started
+		}
+		if _, err = runStmt.ExecContext(ctx, f.RunID, r.Cell, r.Repeat, r.Attempt, r.Kernel, r.Distro, r.Docker,
+			r.Driver, string(r.Verdict), r.Reason, nanos(started)); err != nil {
+			return false, fmt.Errorf("history: append %s: runs[%d]: %w", f.RunID, i, err)
+		}
+		for _, fd := range r.Findings {
+			if _, err = findStmt.ExecContext(ctx, f.RunID, r.Cell, r.Repeat, fd.Category, fd.Title, fd.Severity,
+				nanos(started)); err != nil {
+				return false, fmt.Errorf("history: append %s: runs[%d]: %w", f.RunID, i, err)
+			}
+		}
+	}
+	if err = tx.Commit(); err != nil {
+		return false, fmt.Errorf("history: append %s: %w", f.RunID, err)
+	}
+	return true, nil
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// Point is one cell's outcome in one stored run. Counted excludes
+// infra-error and unsupported runs; Worst is the worst counted verdict
+// other than pass (empty when all passed or none counted).
+type Point struct {
+	RunID   string
+	Started time.Time
+	Cell    string
+	Counted int
+	Passed  int
+	Worst   results.Verdict
+}
+
+// severityCase ranks verdicts in SQL by results.Severity (0 = worst).
+func severityCase() string {
+	s := "CASE verdict"
+	for i, v := range results.Severity {
+		s += fmt.Sprintf(" WHEN '%s' THEN %d", v, i)
+	}
+	return s + fmt.Sprintf(" ELSE %d END", len(results.Severity))
+}
+
+// Points returns every cell's outcome per stored run started at or after
+// since (zero: all), ordered by run start, run ID and cell.
+func (s *Store) Points(ctx context.Context, since time.Time) ([]Point, error) {
+	q := `SELECT c.run_id, r.started, c.cell,
+		SUM(CASE WHEN c.verdict IN ('infra-error', 'unsupported') THEN 0 ELSE 1 END),
+		SUM(CASE WHEN c.verdict = 'pass' THEN 1 ELSE 0 END),
+		MIN(CASE WHEN c.verdict IN ('pass', 'infra-error', 'unsupported') THEN 999 ELSE ` + severityCase() + ` END)
+	FROM cell_runs c JOIN runs r ON r.run_id = c.run_id
+	WHERE r.started >= ?
+	GROUP BY c.run_id, c.cell
+	ORDER BY r.started, c.run_id, c.cell`
+	rows, err := s.db.QueryContext(ctx, q, nanos(since))
+	if err != nil {
+		return nil, fmt.Errorf("history: points: %w", err)
+	}
+	defer rows.Close()
+	var out []Point
+	for rows.Next() {
+		var p Point
+		var started int64
+		var worst int
+		if err := rows.Scan(&p.RunID, &started, &p.Cell, &p.Counted, &p.Passed, &worst); err != nil {
+			return nil, fmt.Errorf("history: points: %w", err)
+		}
+		p.Started = fromNanos(started)
+		if worst >= 0 && worst < len(results.Severity) {
+			p.Worst = results.Severity[worst]
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// Trend returns one cell's points since since, oldest first.
+func (s *Store) Trend(ctx context.Context, cell string, since time.Time) ([]Point, error) {
+	all, err := s.Points(ctx, since)
+	if err != nil {
+		return nil, err
+	}
+	var out []Point
+	for _, p := range all {
+		if p.Cell == cell {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// SignatureSeen is when a finding (category + title) was first and last seen.
+type SignatureSeen struct {
+	Category  string
+	Title     string
+	Cells     int
+	FirstSeen time.Time
+	LastSeen  time.Time
+}
+
+// Signatures returns every stored finding signature seen since since.
+func (s *Store) Signatures(ctx context.Context, since time.Time) ([]SignatureSeen, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT category, title, COUNT(DISTINCT cell), MIN(started), MAX(started)
+		FROM findings WHERE started >= ? GROUP BY category, title ORDER BY category, title`, nanos(since))
+	if err != nil {
+		return nil, fmt.Errorf("history: signatures: %w", err)
+	}
+	defer rows.Close()
+	var out []SignatureSeen
+	for rows.Next() {
+		var sg SignatureSeen
+		var first, last int64
+		if err := rows.Scan(&sg.Category, &sg.Title, &sg.Cells, &first, &last); err != nil {
+			return nil, fmt.Errorf("history: signatures: %w", err)
+		}
+		sg.FirstSeen, sg.LastSeen = fromNanos(first), fromNanos(last)
+		out = append(out, sg)
+	}
+	return out, rows.Err()
+}
+
+// Runs returns the stored run IDs, oldest first.
+func (s *Store) Runs(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT run_id FROM runs ORDER BY started, run_id`)
+	if err != nil {
+		return nil, fmt.Errorf("history: runs: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("history: runs: %w", err)
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,500 @@
+package reports
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/matrixctl/matrixctl/reports/history"
+	"github.com/matrixctl/matrixctl/runner/results"
+)
+
+// ReportSchema is written to Report.Schema. Removing or renaming a field of
+// Report (or of a type it contains) bumps the version.
+const ReportSchema = "matrixctl.report/v1"
+
+// Report is the ranked compatibility report; its JSON form is the versioned
+// report schema. Per-run details (used by the HTML and JUnit writers) are
+// kept unexported.
+type Report struct {
+	Schema  string   `json:"schema"`
+	Source  Source   `json:"source"`
+	Method  []string `json:"method"`
+	Summary Summary  `json:"summary"`
+	// Ranking lists the ranked cells, best first.
+	Ranking []*CellScore `json:"ranking"`
+	// NotRun lists unsupported and inconclusive (infra-error only) cells.
+	NotRun []NotRun `json:"not_run"`
+	// Signatures are findings deduplicated across cells by category + title.
+	Signatures []*Signature `json:"signatures"`
+	// History is set when a history store was consulted.
+	History     *HistoryInfo `json:"history,omitempty"`
+	Regressions []Change     `json:"regressions"`
+	Fixes       []Change     `json:"fixes"`
+
+	dir   string                    // results directory, for artifacts
+	runs  map[string][]results.Run // per cell, sorted by repeat
+	cells map[string]*CellScore    // ranked cells by ID
+}
+
+// Source identifies the run the report was built from.
+type Source struct {
+	RunID    string    `json:"run_id"`
+	Spec     string    `json:"spec"`
+	SpecHash string    `json:"spec_sha256,omitempty"`
+	Host     string    `json:"host,omitempty"`
+	Provider string    `json:"provider"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"`
+}
+
+// Summary is the page's first paragraph in numbers.
+type Summary struct {
+	Cells       int                     `json:"cells"`
+	Ranked      int                     `json:"ranked"`
+	Runs        int                     `json:"runs"`
+	Counted     int                     `json:"counted_runs"`
+	Passed      int                     `json:"passed_runs"`
+	InfraErrors int                     `json:"infra_error_runs"`
+	Verdicts    map[results.Verdict]int `json:"verdicts"`
+	// MostStable is the best-ranked cell when it is stable or flaky.
+	MostStable string `json:"most_stable,omitempty"`
+	// NeverUse lists broken and failing cells with the reason.
+	NeverUse []Avoid `json:"never_use"`
+}
+
+// Avoid is a cell not to use, and why.
+type Avoid struct {
+	Cell   string          `json:"cell"`
+	Class  Class           `json:"class"`
+	Worst  results.Verdict `json:"worst_verdict"`
+	Reason string          `json:"reason"`
+}
+
+// CellScore is one ranked cell.
+type CellScore struct {
+	Rank        int             `json:"rank"`
+	Cell        string          `json:"cell"`
+	Kernel      string          `json:"kernel"`
+	Distro      string          `json:"distro"`
+	Docker      string          `json:"docker"`
+	Driver      string          `json:"driver"`
+	Class       Class           `json:"class"`
+	Worst       results.Verdict `json:"worst_verdict"`
+	Runs        int             `json:"runs"`
+	Counted     int             `json:"counted_runs"`
+	Passed      int             `json:"passed_runs"`
+	InfraErrors int             `json:"infra_error_runs"`
+	PassRate    float64         `json:"pass_rate"`
+	WilsonLower float64         `json:"wilson_lower"`
+	PerfScore   float64         `json:"perf_score"`
+	HasPerf     bool            `json:"has_perf"`
+	// Metrics are the medians of each probe metric ("probe.metric").
+	Metrics  map[string]float64      `json:"metrics,omitempty"`
+	Verdicts map[results.Verdict]int `json:"verdicts"`
+	// Reason explains the worst outcome (empty for stable cells).
+	Reason     string   `json:"reason,omitempty"`
+	Signatures []string `json:"signatures,omitempty"`
+	// Trend is the cell's past runs from history, oldest first, ending with this run.
+	Trend []TrendPoint `json:"trend,omitempty"`
+	// Change is "regression" or "fix" against the previous conclusive run.
+	Change string `json:"change,omitempty"`
+}
+
+// NotRun is a cell that was not ranked, and why.
+type NotRun struct {
+	Cell   string `json:"cell"`
+	Kernel string `json:"kernel"`
+	Distro string `json:"distro"`
+	Docker string `json:"docker"`
+	Driver string `json:"driver"`
+	Class  Class  `json:"class"`
+	Runs   int    `json:"runs"`
+	Reason string `json:"reason"`
+}
+
+// Signature is one finding deduplicated across cells.
+type Signature struct {
+	ID        string    `json:"id"`
+	Title     string    `json:"title"`
+	Category  string    `json:"category"`
+	Severity  string    `json:"severity"`
+	Source    string    `json:"source"`
+	Cells     []string  `json:"cells"`
+	Runs      int       `json:"runs"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+}
+
+// TrendPoint is a cell's outcome in one past (or the current) run.
+type TrendPoint struct {
+	RunID   string          `json:"run_id"`
+	Started time.Time       `json:"started"`
+	Counted int             `json:"counted_runs"`
+	Passed  int             `json:"passed_runs"`
+	Worst   results.Verdict `json:"worst_verdict,omitempty"`
+}
+
+// Pass reports whether every counted run passed (false with none counted).
+func (p TrendPoint) Pass() bool { return p.Counted > 0 && p.Passed == p.Counted }
+
+// HistoryInfo says which history the trends come from.
+type HistoryInfo struct {
+	Since time.Time `json:"since,omitzero"`
+	Runs  int       `json:"past_runs"`
+}
+
+// Change is a regression (passed before, fails now) or a fix.
+type Change struct {
+	Cell      string          `json:"cell"`
+	Kind      string          `json:"kind"`
+	Worst     results.Verdict `json:"worst_verdict"`
+	BeforeRun string          `json:"before_run_id"`
+	Before    time.Time       `json:"before_started"`
+}
+
+// History is what Build needs from a history store (history.Store has it).
+type History interface {
+	Points(ctx context.Context, since time.Time) ([]history.Point, error)
+	Signatures(ctx context.Context, since time.Time) ([]history.SignatureSeen, error)
+}
+
+// Options configure Build.
+type Options struct {
+	// Dir is the results directory; artifacts are read relative to it.
+	Dir string
+	// History, when set, supplies trends, regressions and first-seen dates.
+	History History
+	// Since limits the history consulted (zero: all of it).
+	Since time.Time
+}
+
+// Method returns the scoring method in prose, shown in every report.
+func Method() []string {
+	return []string{
+		"Runs with verdict infra-error (the harness or host failed) or unsupported never count for or against a cell.",
+		"A cell is broken when any counted run ended in kernel-crash, data-loss, fs-corruption or hang, or carried a fatal finding; " +
+			"failing when no counted run passed; flaky when some passed; stable when all passed.",
+		"Ranking: broken cells last (worse verdict lower, in the order kernel-crash, data-loss, fs-corruption, hang); " +
+			"then the Wilson lower bound (95 %) of the pass rate, so 19/20 (0.76) outranks 1/1 (0.21); " +
+			"then the performance score; then the number of passes.",
+		"Performance score: each probe metric's median over the cell's runs is normalised against the best cell " +
+			"(throughput: higher is better, latency: lower is better), and averaged over every metric in the report; " +
+			"a missing figure counts as 0 and cells without figures rank after cells with them.",
+		"Regressions: a cell whose previous conclusive run in the history passed and that fails now; fixes: the reverse.",
+	}
+}
+
+// Build scores and ranks f. It fails only when the history cannot be read.
+func Build(ctx context.Context, f *results.File, opts Options) (*Report, error) {
+	r := &Report{
+		Schema: ReportSchema,
+		Source: Source{RunID: f.RunID, Spec: f.Spec, SpecHash: f.SpecHash, Host: f.Host,
+			Provider: f.Provider, Started: f.Started, Finished: f.Finished},
+		Method:      Method(),
+		dir:         opts.Dir,
+		runs:        map[string][]results.Run{},
+		cells:       map[string]*CellScore{},
+		Ranking:     []*CellScore{},
+		NotRun:      []NotRun{},
+		Signatures:  []*Signature{},
+		Regressions: []Change{},
+		Fixes:       []Change{},
+	}
+	r.Summary.Verdicts = map[results.Verdict]int{}
+	r.Summary.NeverUse = []Avoid{}
+	for _, run := range f.Runs {
+		r.runs[run.Cell] = append(r.runs[run.Cell], run)
+	}
+	ids := make([]string, 0, len(r.runs))
+	for id, runs := range r.runs {
+		ids = append(ids, id)
+		slices.SortStableFunc(runs, func(a, b results.Run) int {
+			return cmp.Or(cmp.Compare(a.Repeat, b.Repeat), cmp.Compare(a.Attempt, b.Attempt))
+		})
+	}
+	slices.Sort(ids)
+	sigs := map[string]*Signature{}
+	for _, id := range ids {
+		r.addCell(id, r.runs[id], sigs)
+	}
+	scorePerformance(r.Ranking)
+	slices.SortFunc(r.Ranking, rankLess)
+	for i, c := range r.Ranking {
+		c.Rank = i + 1
+	}
+	r.summarise()
+	for _, s := range sigs {
+		slices.Sort(s.Cells)
+		s.Cells = slices.Compact(s.Cells)
+		r.Signatures = append(r.Signatures, s)
+	}
+	slices.SortFunc(r.Signatures, func(a, b *Signature) int {
+		return cmp.Or(cmp.Compare(findingSeverityRank(a.Severity), findingSeverityRank(b.Severity)),
+			cmp.Compare(len(b.Cells), len(a.Cells)), cmp.Compare(a.Category, b.Category), cmp.Compare(a.Title, b.Title))
+	})
+	if opts.History != nil {
+		if err := r.applyHistory(ctx, opts.History, opts.Since); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func findingSeverityRank(s string) int {
+	switch s {
+	case "fatal":
+		return 0
+	case "error":
+		return 1
+	case "warning":
+		return 2
+	}
+	return 3
+}
+
+// addCell aggregates the runs of one cell.
+func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signature) {
+	first := runs[0]
+	c := &CellScore{Cell: id, Kernel: first.Kernel, Distro: first.Distro, Docker: first.Docker,
+		Driver: first.Driver, Runs: len(runs), Worst: results.Pass, Verdicts: map[results.Verdict]int{}}
+	fatal := false
+	var fatalTitle string
+	samples := map[string][]float64{}
+	var worstRun *results.Run
+	for i := range runs {
+		run := &runs[i]
+		c.Verdicts[run.Verdict]++
+		r.Summary.Verdicts[run.Verdict]++
+		r.Summary.Runs++
+		if run.Verdict == results.InfraError {
+			c.InfraErrors++
+		}
+		if !countedVerdict(run.Verdict) {
+			continue
+		}
+		c.Counted++
+		if run.Verdict == results.Pass {
+			c.Passed++
+		}
+		if severityIndex(run.Verdict) < severityIndex(c.Worst) || worstRun == nil && run.Verdict != results.Pass {
+			c.Worst = run.Verdict
+			worstRun = run
+		}
+		for _, fd := range run.Findings {
+			if fd.Severity == "fatal" && !fatal {
+				fatal, fatalTitle = true, fd.Title
+			}
+			key := fd.Category + "\x00" + fd.Title
+			s, ok := sigs[key]
+			if !ok {
+				sum := sha256.Sum256([]byte(key))
+				s = &Signature{ID: "sig-" + hex.EncodeToString(sum[:5]), Title: trimTitle(fd.Title), Category: CleanLine(fd.Category),
+					Severity: fd.Severity, Source: CleanLine(fd.Source), FirstSeen: run.Started, LastSeen: run.Started}
+				sigs[key] = s
+			}
+			if findingSeverityRank(fd.Severity) < findingSeverityRank(s.Severity) {
+				s.Severity = fd.Severity
+			}
+			s.Cells = append(s.Cells, id)
+			s.Runs++
+			if run.Started.Before(s.FirstSeen) {
+				s.FirstSeen = run.Started
+			}
+			if run.Started.After(s.LastSeen) {
+				s.LastSeen = run.Started
+			}
+			if !slices.Contains(c.Signatures, s.ID) {
+				c.Signatures = append(c.Signatures, s.ID)
+			}
+		}
+		for _, p := range run.Probes {
+			if !p.OK {
+				continue
+			}
+			for k, v := range p.Metrics {
+				samples[p.Name+"."+k] = append(samples[p.Name+"."+k], v)
+			}
+		}
+	}
+	if c.Counted == 0 {
+		nr := NotRun{Cell: id, Kernel: c.Kernel, Distro: c.Distro, Docker: c.Docker, Driver: c.Driver, Runs: c.Runs,
+			Class: ClassInconclusive}
+		if c.Verdicts[results.Unsupported] > 0 {
+			nr.Class = ClassUnsupported
+		}
+		for _, run := range runs {
+			if run.Reason != "" {
+				nr.Reason = CleanLine(run.Reason)
+				break
+			}
+		}
+		if nr.Reason == "" {
+			nr.Reason = "no reason recorded"
+		}
+		r.NotRun = append(r.NotRun, nr)
+		return
+	}
+	switch {
+	case brokenVerdict(c.Worst) || fatal:
+		c.Class = ClassBroken
+	case c.Passed == 0:
+		c.Class = ClassFailing
+	case c.Passed < c.Counted:
+		c.Class = ClassFlaky
+	default:
+		c.Class = ClassStable
+	}
+	c.PassRate = round4(float64(c.Passed) / float64(c.Counted))
+	c.WilsonLower = round4(WilsonLower(c.Passed, c.Counted))
+	if len(samples) > 0 {
+		c.Metrics = map[string]float64{}
+		for k, vs := range samples {
+			c.Metrics[k] = median(vs)
+		}
+	}
+	if worstRun != nil {
+		c.Reason = describe(c, worstRun)
+	} else if fatal {
+		c.Reason = CleanLine("fatal finding: " + fatalTitle)
+	}
+	r.Ranking = append(r.Ranking, c)
+	r.cells[id] = c
+}
+
+// describe says why a cell is not stable, from its worst run.
+func describe(c *CellScore, worst *results.Run) string {
+	why := worst.Reason
+	for _, fd := range worst.Findings {
+		if fd.Title != "" {
+			why = fd.Title
+			break
+		}
+	}
+	s := fmt.Sprintf("%s in %d of %d runs", c.Worst, c.Verdicts[c.Worst], c.Counted)
+	if why != "" {
+		s += ": " + why
+	}
+	return CleanLine(s)
+}
+
+func round4(v float64) float64 { return float64(int64(v*10000+0.5)) / 10000 }
+
+func (r *Report) summarise() {
+	s := &r.Summary
+	s.Cells = len(r.runs)
+	s.Ranked = len(r.Ranking)
+	for _, c := range r.Ranking {
+		s.Counted += c.Counted
+		s.Passed += c.Passed
+		s.InfraErrors += c.InfraErrors
+		if c.Class == ClassBroken || c.Class == ClassFailing {
+			s.NeverUse = append(s.NeverUse, Avoid{Cell: c.Cell, Class: c.Class, Worst: c.Worst, Reason: c.Reason})
+		}
+	}
+	for _, n := range r.NotRun {
+		s.InfraErrors += r.cellVerdicts(n.Cell)[results.InfraError]
+	}
+	// Worst first.
+	slices.SortStableFunc(s.NeverUse, func(a, b Avoid) int {
+		return cmp.Or(cmp.Compare(severityIndex(a.Worst), severityIndex(b.Worst)), cmp.Compare(a.Cell, b.Cell))
+	})
+	if len(r.Ranking) > 0 {
+		if top := r.Ranking[0]; top.Class == ClassStable || top.Class == ClassFlaky {
+			s.MostStable = top.Cell
+		}
+	}
+}
+
+func (r *Report) cellVerdicts(id string) map[results.Verdict]int {
+	m := map[results.Verdict]int{}
+	for _, run := range r.runs[id] {
+		m[run.Verdict]++
+	}
+	return m
+}
+
+// applyHistory adds trends, regressions, fixes and first-seen dates.
+func (r *Report) applyHistory(ctx context.Context, h History, since time.Time) error {
+	points, err := h.Points(ctx, since)
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	past := map[string]bool{}
+	byCell := map[string][]TrendPoint{}
+	for _, p := range points {
+		if p.RunID == r.Source.RunID || !p.Started.Before(r.Source.Started) && !r.Source.Started.IsZero() {
+			continue // this run, or one newer than it
+		}
+		past[p.RunID] = true
+		byCell[p.Cell] = append(byCell[p.Cell], TrendPoint{RunID: p.RunID, Started: p.Started,
+			Counted: p.Counted, Passed: p.Passed, Worst: p.Worst})
+	}
+	r.History = &HistoryInfo{Since: since, Runs: len(past)}
+	for _, c := range r.Ranking {
+		pts := byCell[c.Cell]
+		slices.SortStableFunc(pts, func(a, b TrendPoint) int {
+			return cmp.Or(a.Started.Compare(b.Started), cmp.Compare(a.RunID, b.RunID))
+		})
+		now := TrendPoint{RunID: r.Source.RunID, Started: r.Source.Started, Counted: c.Counted, Passed: c.Passed}
+		if c.Worst != results.Pass {
+			now.Worst = c.Worst
+		}
+		const maxTrend = 20
+		c.Trend = append(pts[max(0, len(pts)-maxTrend+1):], now)
+		var prev *TrendPoint
+		for i := len(pts) - 1; i >= 0; i-- {
+			if pts[i].Counted > 0 {
+				prev = &pts[i]
+				break
+			}
+		}
+		if prev == nil {
+			continue
+		}
+		ch := Change{Cell: c.Cell, Worst: c.Worst, BeforeRun: prev.RunID, Before: prev.Started}
+		switch {
+		case prev.Pass() && !now.Pass():
+			c.Change, ch.Kind = "regression", "regression"
+			r.Regressions = append(r.Regressions, ch)
+		case !prev.Pass() && now.Pass():
+			c.Change, ch.Kind = "fix", "fix"
+			r.Fixes = append(r.Fixes, ch)
+		}
+	}
+	seen, err := h.Signatures(ctx, since)
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	byKey := map[string]history.SignatureSeen{}
+	for _, s := range seen {
+		byKey[s.Category+"\x00"+s.Title] = s
+	}
+	for _, s := range r.Signatures {
+		if h, ok := byKey[s.Category+"\x00"+s.Title]; ok {
+			if !h.FirstSeen.IsZero() && h.FirstSeen.Before(s.FirstSeen) {
+				s.FirstSeen = h.FirstSeen
+			}
+			if h.LastSeen.After(s.LastSeen) {
+				s.LastSeen = h.LastSeen
+			}
+		}
+	}
+	return nil
+}
+
+// Failures counts counted runs that did not pass.
+func (r *Report) Failures() int { return r.Summary.Counted - r.Summary.Passed }
+
+// trimTitle keeps titles to one clean line.
+func trimTitle(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return CleanLine(s)
+}
+
+func sortStrings(s []string) { slices.Sort(s) }

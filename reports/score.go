@@ -1,0 +1,204 @@
+package reports
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/matrixctl/matrixctl/runner/results"
+)
+
+// Scoring and ranking.
+//
+// A cell (one kernel × distro × docker × driver combination, identified by
+// its cell ID) has several runs: its repeats. Runs with verdict infra-error
+// (the harness or host failed) and unsupported never count for or against a
+// cell. The counted runs decide the cell's stability class:
+//
+//	broken   some run ended in kernel-crash, data-loss, fs-corruption or hang,
+//	         or carried a finding of severity "fatal"
+//	failing  no counted run passed (docker-failure / probe-failure only)
+//	flaky    some counted runs passed, some failed
+//	stable   every counted run passed
+//
+// Cells with only infra-error runs are "inconclusive"; cells with only
+// unsupported runs are "unsupported" (with the runner's reason). Neither is
+// ranked: the report lists them separately under "not run".
+//
+// Ranked cells are ordered by these keys, each breaking ties of the previous:
+//
+//  1. broken cells last; among broken cells the worse worst verdict (in
+//     results.Severity order: kernel-crash, data-loss, fs-corruption, hang)
+//     ranks lower.
+//  2. the Wilson score lower bound (95 %, z = 1.96) of the pass rate over the
+//     counted runs, higher first: 19/20 (0.76) outranks 1/1 (0.21).
+//  3. the performance score, higher first; cells without any scored metric
+//     rank after cells with one (missing figures rank last, not first).
+//  4. the number of passed runs, more first; then the cell ID.
+//
+// The performance score uses the probes' metrics. For each metric (probe
+// name + "." + metric name) a cell's figure is the median over its counted
+// runs whose probe reported OK. A metric's direction comes from its name
+// (see metricDirection): throughput-like names are better higher,
+// latency-like names better lower; metrics of unknown direction are shown
+// but not scored. Each figure is normalised against the best cell (best =
+// 1.0), and the score is 100 × the mean over every scored metric seen in
+// the report, a missing figure counting as 0.
+
+// Class is the stability class of a cell.
+type Class string
+
+// Cell classes, from best to worst; the last two are not ranked.
+const (
+	ClassStable       Class = "stable"
+	ClassFlaky        Class = "flaky"
+	ClassFailing      Class = "failing"
+	ClassBroken       Class = "broken"
+	ClassInconclusive Class = "inconclusive"
+	ClassUnsupported  Class = "unsupported"
+)
+
+// wilsonZ is the normal quantile of the 95 % two-sided confidence bound.
+const wilsonZ = 1.96
+
+// WilsonLower is the lower bound of the Wilson score interval for passed
+// successes out of n trials (0 when n is 0).
+func WilsonLower(passed, n int) float64 {
+	if n <= 0 {
+		return 0
+	}
+	p := float64(passed) / float64(n)
+	nf := float64(n)
+	z2 := wilsonZ * wilsonZ
+	centre := p + z2/(2*nf)
+	margin := wilsonZ * math.Sqrt(p*(1-p)/nf+z2/(4*nf*nf))
+	return math.Max(0, (centre-margin)/(1+z2/nf))
+}
+
+// severityIndex is v's position in results.Severity (0 = worst).
+func severityIndex(v results.Verdict) int {
+	if i := slices.Index(results.Severity, v); i >= 0 {
+		return i
+	}
+	return len(results.Severity)
+}
+
+// brokenVerdict reports whether v says the kernel or storage stack is broken.
+func brokenVerdict(v results.Verdict) bool {
+	return severityIndex(v) <= severityIndex(results.Hang)
+}
+
+// countedVerdict reports whether a run with verdict v counts for its cell.
+func countedVerdict(v results.Verdict) bool {
+	return v != results.InfraError && v != results.Unsupported
+}
+
+// metricDirection returns +1 when a larger value of metric is better, -1 when
+// smaller is better and 0 when the name does not say.
+func metricDirection(metric string) int {
+	m := strings.ToLower(metric)
+	words := []struct {
+		word string
+		dir  int
+	}{{"latency", -1}, {"throughput", +1}, {"bandwidth", +1}}
+	for _, w := range words {
+		if strings.Contains(m, w.word) {
+			return w.dir
+		}
+	}
+	// Rates before plain time units, so "_mib_s" is not read as seconds.
+	suffixes := []struct {
+		suffix string
+		dir    int
+	}{
+		{"_mbps", +1}, {"_gbps", +1}, {"_bps", +1}, {"_mib_s", +1}, {"_mb_s", +1}, {"_bytes_s", +1},
+		{"_iops", +1}, {"_per_s", +1}, {"_per_sec", +1}, {"_ops", +1},
+		{"_ms", -1}, {"_us", -1}, {"_ns", -1}, {"_seconds", -1}, {"_sec", -1}, {"_s", -1},
+	}
+	for _, e := range suffixes {
+		if strings.HasSuffix(m, e.suffix) {
+			return e.dir
+		}
+	}
+	return 0
+}
+
+// rankLess orders ranked cells per the method above.
+func rankLess(a, b *CellScore) int {
+	if c := cmp.Compare(brokenKey(a), brokenKey(b)); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.WilsonLower, a.WilsonLower); c != 0 {
+		return c
+	}
+	if a.HasPerf != b.HasPerf {
+		if a.HasPerf {
+			return -1
+		}
+		return 1
+	}
+	if c := cmp.Compare(b.PerfScore, a.PerfScore); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.Passed, a.Passed); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Cell, b.Cell)
+}
+
+// brokenKey is 0 for a cell that is not broken, larger for worse breakage.
+func brokenKey(c *CellScore) int {
+	if c.Class != ClassBroken {
+		return 0
+	}
+	return len(results.Severity) - min(severityIndex(c.Worst), severityIndex(results.Hang))
+}
+
+// scorePerformance fills Metrics' medians' normalised score into PerfScore.
+func scorePerformance(cells []*CellScore) {
+	best := map[string]float64{}
+	for _, c := range cells {
+		for k, v := range c.Metrics {
+			dir := metricDirection(k)
+			if dir == 0 || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				continue
+			}
+			if b, ok := best[k]; !ok || dir > 0 && v > b || dir < 0 && v < b {
+				best[k] = v
+			}
+		}
+	}
+	if len(best) == 0 {
+		return
+	}
+	for _, c := range cells {
+		sum := 0.0
+		for k, b := range best {
+			v, ok := c.Metrics[k]
+			if !ok || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				continue
+			}
+			c.HasPerf = true
+			switch {
+			case metricDirection(k) > 0 && b > 0:
+				sum += v / b
+			case metricDirection(k) < 0 && v > 0:
+				sum += b / v
+			case metricDirection(k) < 0: // v == 0 == best latency
+				sum++
+			}
+		}
+		c.PerfScore = math.Round(100*sum/float64(len(best))*100) / 100
+	}
+}
+
+// median of vs (vs is reordered).
+func median(vs []float64) float64 {
+	slices.Sort(vs)
+	n := len(vs)
+	if n%2 == 1 {
+		return vs[n/2]
+	}
+	return (vs[n/2-1] + vs[n/2]) / 2
+}
