@@ -37,7 +37,7 @@ type Report struct {
 	Regressions []Change     `json:"regressions"`
 	Fixes       []Change     `json:"fixes"`
 
-	dir   string                    // results directory, for artifacts
+	dir   string                   // results directory, for artifacts
 	runs  map[string][]results.Run // per cell, sorted by repeat
 	cells map[string]*CellScore    // ranked cells by ID
 }
