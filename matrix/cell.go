@@ -39,6 +39,10 @@ type Cell struct {
 	Pending []KernelCheck `json:"pending,omitempty"`
 
 	Settings Settings `json:"settings"`
+
+	// ScratchMkfsArgs are extra mkfs arguments the compatibility rules require
+	// for the scratch filesystem (e.g. "-n", "ftype=1" for overlay on xfs).
+	ScratchMkfsArgs []string `json:"scratch_mkfs_args,omitempty"`
 }
 
 // KernelRef names a kernel and where it comes from: a Debian package from a
@@ -62,6 +66,9 @@ type KernelRef struct {
 type DistroRef struct {
 	Name  string `json:"name"`  // e.g. "debian12"
 	Suite string `json:"suite"` // e.g. "bookworm"
+	// DockerIO is the upstream version of the suite's own docker.io package
+	// ("" when unknown); the docker axis value "distro" resolves to it.
+	DockerIO string `json:"docker_io,omitempty"`
 }
 
 // DockerRef names the Docker engine version installed in the rootfs.
