@@ -1,0 +1,389 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/matrixctl/matrixctl/runner/results"
+)
+
+// phaseClock records phase timings of one attempt.
+type phaseClock struct {
+	phases []results.Phase
+	prog   Progress
+	jb     job
+	try    int
+}
+
+func (c *phaseClock) start(name string) int {
+	c.phases = append(c.phases, results.Phase{Name: name, Start: time.Now().UTC()})
+	c.prog.Phase(c.jb.cell.ID, c.jb.repeat, c.try, name)
+	return len(c.phases) - 1
+}
+
+func (c *phaseClock) end(i int, err error) {
+	p := &c.phases[i]
+	p.Duration = time.Since(p.Start)
+	if err != nil {
+		p.Error = err.Error()
+	}
+}
+
+// earlyEnd is closed when the run must end before its soak is over: a
+// fatal console finding or the machine stopping by itself.
+type earlyEnd struct {
+	once sync.Once
+	ch   chan struct{}
+	why  string
+}
+
+func (e *earlyEnd) fire(why string) {
+	e.once.Do(func() { e.why = why; close(e.ch) })
+}
+
+// attempt runs one attempt of one (cell, repeat). ok is false when the
+// attempt was interrupted (Stop or ctx) and must not be recorded.
+func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (results.Run, bool) {
+	rel := RunDir(jb.cell.ID, jb.repeat)
+	dir := filepath.Join(r.opts.Out, rel)
+	run := baseRun(jb)
+	run.Attempt = try
+	run.Started = time.Now().UTC()
+	clock := &phaseClock{prog: prog, jb: jb, try: try}
+	var ev Evidence
+
+	finalize := func() results.Run {
+		j := Judge(ev)
+		run.Verdict, run.Reason, run.Findings = j.Verdict, j.Reason, j.Findings
+		run.Phases = clock.phases
+		run.Finished = time.Now().UTC()
+		return run
+	}
+
+	_ = os.RemoveAll(dir) // a previous attempt or an interrupted controller's leftovers
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		ev.Err, ev.Phase = Infra("create run dir", err), PhasePrepare
+		return finalize(), true
+	}
+	if err := r.journal.Append(journalRecord{Type: recStarted, Cell: jb.cell.ID, Repeat: jb.repeat, Attempt: try}); err != nil {
+		ev.Err, ev.Phase = Infra("journal", err), PhasePrepare
+		return finalize(), true
+	}
+
+	// Interruption: Stop (graceful) or ctx (hard) cancel runCtx.
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	interrupted := make(chan struct{})
+	go func() {
+		select {
+		case <-r.opts.Stop:
+			close(interrupted)
+			cancelRun()
+		case <-runCtx.Done():
+		}
+	}()
+	isInterrupted := func() bool {
+		select {
+		case <-interrupted:
+			return true
+		default:
+			return ctx.Err() != nil
+		}
+	}
+
+	timeout := r.opts.Timeout
+	if timeout == 0 {
+		timeout = jb.cell.Settings.Timeout
+	}
+	cellCtx := runCtx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		cellCtx, cancel = context.WithTimeout(runCtx, timeout)
+		defer cancel()
+	}
+	timedOut := func() bool { return errors.Is(cellCtx.Err(), context.DeadlineExceeded) && !isInterrupted() }
+
+	req := Request{Cell: jb.cell, Repeat: jb.repeat, Dir: dir}
+
+	// prepare
+	i := clock.start(PhasePrepare)
+	err := r.opts.Provider.Prepare(cellCtx, req)
+	clock.end(i, err)
+	if err != nil {
+		if isInterrupted() {
+			return run, false
+		}
+		ev.Err, ev.Phase, ev.TimedOut = classifyHarness(err), PhasePrepare, timedOut()
+		return finalize(), true
+	}
+
+	// console
+	end := &earlyEnd{ch: make(chan struct{})}
+	consoleFile, err := createArtifact(filepath.Join(dir, "console.log"))
+	if err != nil {
+		ev.Err, ev.Phase = Infra("console log", err), PhaseBoot
+		return finalize(), true
+	}
+	var scanner ConsoleScanner
+	var consoleW io.Writer = consoleFile
+	if r.opts.Console != nil {
+		scanner = r.opts.Console(func(f results.Finding) {
+			if f.Severity == "fatal" || classify(f) == classCrash {
+				end.fire("console: " + f.Title)
+			}
+		})
+		consoleW = io.MultiWriter(consoleFile, scanner)
+	}
+	req.Console = &lockedWriter{w: consoleW}
+	closeConsole := func() {
+		if scanner != nil {
+			ev.Console = scanner.Close()
+			scanner = nil
+		}
+		_ = consoleFile.Finish()
+	}
+	defer closeConsole()
+
+	// boot
+	i = clock.start(PhaseBoot)
+	m, err := r.opts.Provider.Boot(cellCtx, req)
+	clock.end(i, err)
+	if err != nil {
+		if isInterrupted() {
+			return run, false
+		}
+		closeConsole()
+		ev.Err, ev.Phase, ev.TimedOut = classifyHarness(err), PhaseBoot, timedOut()
+		return finalize(), true
+	}
+	var mu sync.Mutex // guards stopped
+	stopped := false
+	teardown := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		stopped = true
+		r.stopMachine(ctx, m)
+	}
+	defer func() {
+		teardown()
+		_ = m.Close()
+	}()
+	if p := m.Process(); p.Pid != 0 {
+		if err := r.journal.Append(journalRecord{Type: recMachine, Cell: jb.cell.ID, Repeat: jb.repeat, Attempt: try, Machine: &p}); err != nil {
+			ev.Err, ev.Phase = Infra("journal", err), PhaseBoot
+			return finalize(), true
+		}
+	}
+	go func() {
+		select {
+		case <-m.Exited():
+			end.fire("machine stopped: " + string(m.Exit().Reason))
+		case <-runCtx.Done():
+		}
+	}()
+	info := m.Info()
+	ev.NoConsole = info.NoConsole
+
+	// phaseCtx ends at the cell timeout, an interruption or an early end.
+	phaseCtx, cancelPhase := context.WithCancel(cellCtx)
+	defer cancelPhase()
+	go func() {
+		select {
+		case <-end.ch:
+			cancelPhase()
+		case <-phaseCtx.Done():
+		}
+	}()
+	endedEarly := func() bool {
+		select {
+		case <-end.ch:
+			return true
+		default:
+			return false
+		}
+	}
+
+	// docker-ready
+	i = clock.start(PhaseDocker)
+	host, err := m.WaitDocker(phaseCtx)
+	clock.end(i, err)
+	switch {
+	case err == nil:
+	case isInterrupted():
+		return run, false
+	case endedEarly():
+		// the console or the machine's exit tells what happened
+	case timedOut():
+		ev.TimedOut, ev.Phase = true, PhaseDocker
+	default:
+		var u *UnsupportedError
+		if errors.As(err, &u) || IsInfra(err) {
+			ev.Err, ev.Phase = err, PhaseDocker
+		} else {
+			ev.DockerErr, ev.Phase = err, PhaseDocker
+		}
+	}
+
+	// probes
+	if err == nil {
+		soak := r.opts.Soak
+		if soak == 0 {
+			soak = jb.cell.Settings.Soak
+		}
+		records, ferr := createArtifact(filepath.Join(dir, "probes.jsonl"))
+		if ferr != nil {
+			ev.Err, ev.Phase = Infra("probe records", ferr), PhaseProbes
+		} else {
+			i = clock.start(PhaseProbes)
+			rep, perr := r.opts.Prober.RunProbes(phaseCtx, ProbeRequest{DockerHost: host, Probes: jb.cell.Settings.Probes, Duration: soak, Records: records})
+			clock.end(i, perr)
+			_ = records.Finish()
+			run.Artifacts = addArtifact(run.Artifacts, "probes", filepath.Join(rel, "probes.jsonl"))
+			ev.Probes = rep
+			switch {
+			case isInterrupted():
+				return run, false
+			case endedEarly():
+			case timedOut():
+				ev.TimedOut, ev.Phase = true, PhaseProbes
+			default:
+				pingCtx, cancel := context.WithTimeout(cellCtx, 30*time.Second)
+				pingErr := m.Ping(pingCtx)
+				cancel()
+				switch {
+				case pingErr != nil && !endedEarly():
+					ev.DockerErr, ev.Phase = fmt.Errorf("after probes: %w", pingErr), PhaseProbes
+				case perr != nil && IsInfra(perr):
+					ev.Err, ev.Phase = perr, PhaseProbes
+				case perr != nil:
+					ev.Probes.FailedOps = append(ev.Probes.FailedOps, "probes: "+perr.Error())
+				}
+			}
+		}
+	}
+
+	// shutdown
+	exitedByItself := false
+	select {
+	case <-m.Exited():
+		exitedByItself = true
+	default:
+	}
+	if isInterrupted() {
+		return run, false
+	}
+	if !exitedByItself {
+		i = clock.start(PhaseStop)
+		err := r.shutdown(ctx, m)
+		clock.end(i, err)
+		if err != nil {
+			if isInterrupted() {
+				return run, false
+			}
+			ev.ShutdownErr = err
+		}
+	}
+	mu.Lock()
+	stopped = true
+	mu.Unlock()
+	ev.Exit = m.Exit()
+	if !exitedByItself && ev.Exit.Reason != ExitShutdown {
+		ev.Exit = Exit{Reason: ExitKilled} // we stopped it; nothing to report about the cell
+	}
+	closeConsole()
+	info = m.Info()
+	run.KernelRelease, run.DockerServer = info.KernelRelease, info.DockerServer
+	if !info.NoConsole {
+		run.Artifacts = addArtifact(run.Artifacts, "console", filepath.Join(rel, "console.log"))
+	} else {
+		_ = os.Remove(filepath.Join(dir, "console.log"))
+	}
+	for name, file := range m.Artifacts() {
+		run.Artifacts = addArtifact(run.Artifacts, name, filepath.Join(rel, file))
+	}
+
+	// check
+	scratch := m.Scratch()
+	if scratch.Path != "" && r.opts.Checker != nil && ev.Exit.Reason == ExitShutdown && ev.ShutdownErr == nil {
+		i = clock.start(PhaseCheck)
+		res, err := r.opts.Checker.Check(ctx, scratch)
+		clock.end(i, err)
+		if err != nil {
+			if ev.Err == nil {
+				ev.Err, ev.Phase = Infra("check scratch disk", err), PhaseCheck
+			}
+		} else {
+			ev.Checker = res
+			run.Checker = res
+			var b strings.Builder
+			fmt.Fprintf(&b, "$ %s %s\nexit %d (clean: %v)\n\n%s", res.Tool, strings.Join(res.Args, " "), res.ExitCode, res.Clean, res.Output)
+			if err := WriteFileAtomic(filepath.Join(dir, "checker.txt"), []byte(b.String()), 0o644); err == nil {
+				run.Artifacts = addArtifact(run.Artifacts, "checker", filepath.Join(rel, "checker.txt"))
+			}
+		}
+	}
+	out := finalize()
+	if scratch.Path != "" && !(r.opts.Retain && out.Verdict != results.Pass) {
+		_ = os.Remove(scratch.Path)
+	}
+	return out, true
+}
+
+// shutdown stops m cleanly within the shutdown timeout, killing it if that fails.
+func (r *run) shutdown(ctx context.Context, m Machine) error {
+	t := r.opts.ShutdownTimeout
+	if t == 0 {
+		t = defaultShutdownTimeout
+	}
+	sctx, cancel := context.WithTimeout(ctx, t)
+	defer cancel()
+	err := m.Shutdown(sctx)
+	if err != nil {
+		_ = m.Kill()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// stopMachine ends a machine that an interrupted or failed attempt leaves
+// running: gracefully unless ctx (the hard stop) is done.
+func (r *run) stopMachine(ctx context.Context, m Machine) {
+	select {
+	case <-m.Exited():
+		return
+	default:
+	}
+	if ctx.Err() != nil {
+		_ = m.Kill()
+		return
+	}
+	_ = r.shutdown(ctx, m)
+}
+
+// classifyHarness keeps typed errors and treats every other harness error
+// as infrastructure.
+func classifyHarness(err error) error {
+	var u *UnsupportedError
+	if errors.As(err, &u) || IsInfra(err) {
+		return err
+	}
+	return &InfraError{Op: "harness", Err: err}
+}
+
+func addArtifact(m map[string]string, name, path string) map[string]string {
+	if m == nil {
+		m = map[string]string{}
+	}
+	m[name] = path
+	return m
+}

@@ -1,0 +1,59 @@
+package runner
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/matrixctl/matrixctl/runner/results"
+)
+
+// Prober runs the selected probes against a docker host. Adapters wrap the
+// probes package; tests script it.
+type Prober interface {
+	RunProbes(ctx context.Context, req ProbeRequest) (ProbeReport, error)
+}
+
+// ProbeRequest says which probes to run where and for how long.
+type ProbeRequest struct {
+	DockerHost string
+	Probes     []string
+	Duration   time.Duration
+	// Records receives the probes' JSON-lines records (probes.jsonl).
+	Records io.Writer
+}
+
+// ProbeReport is what the probes proved.
+type ProbeReport struct {
+	Probes []results.Probe
+	// Lost lists integrity failures of promised data: blocks that were
+	// written and verified wrong or missing (file, offset, expected, found).
+	Lost []string
+	// FailedOps names operations that failed with an error (e.g. "io: fsync
+	// /data/f3: input/output error").
+	FailedOps []string
+}
+
+// ConsoleScanner analyses console bytes as they arrive. The console
+// package's scanner is adapted to it; Close returns every finding.
+type ConsoleScanner interface {
+	io.Writer
+	Close() []results.Finding
+}
+
+// NewConsoleScanner makes a scanner that calls onFinding for every finding as
+// soon as it is recognised.
+type NewConsoleScanner func(onFinding func(results.Finding)) ConsoleScanner
+
+// Checker checks a scratch image from the host (runner/fscheck).
+type Checker interface {
+	Check(ctx context.Context, s Scratch) (*results.Checker, error)
+}
+
+// CheckerFunc adapts a function to Checker.
+type CheckerFunc func(ctx context.Context, s Scratch) (*results.Checker, error)
+
+// Check calls f.
+func (f CheckerFunc) Check(ctx context.Context, s Scratch) (*results.Checker, error) {
+	return f(ctx, s)
+}

@@ -1,0 +1,466 @@
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/runner/results"
+)
+
+// ResultsName is results.json's file name in the results directory.
+const ResultsName = "results.json"
+
+// DefaultRetries is how often an infra-error run is retried.
+const DefaultRetries = 2
+
+// Options configure a run of a plan.
+type Options struct {
+	Provider Provider
+	Prober   Prober
+	// Console makes a live console scanner per run; nil records the
+	// console without analysing it.
+	Console NewConsoleScanner
+	// Checker checks scratch images after a clean shutdown; nil skips the check.
+	Checker Checker
+	// Out is the results directory.
+	Out string
+	// Spec and SpecHash name the matrix spec in results.json.
+	Spec, SpecHash string
+	// Repeat, Timeout and Soak override the cells' settings when non-zero.
+	Repeat  int
+	Timeout time.Duration
+	Soak    time.Duration
+	// Parallel caps the number of cells running at once; 0 derives it from
+	// the host's cores and memory and each cell's CPUs and memory.
+	Parallel int
+	// Retries for infra-error runs (negative: none; 0: DefaultRetries).
+	Retries int
+	// Retain keeps the scratch disks of failed runs.
+	Retain bool
+	// Progress receives progress events; nil: none.
+	Progress Progress
+	// Stop, when closed, stops starting runs and tears running ones down
+	// gracefully; they stay unfinished in the journal and run on --resume.
+	// Cancelling the context passed to Run kills running machines at once.
+	Stop <-chan struct{}
+	// ShutdownTimeout bounds a clean shutdown (0: 60 s).
+	ShutdownTimeout time.Duration
+	// HostCPUs and HostMemoryMB override the host's resources for the
+	// parallelism budget (0: measured).
+	HostCPUs, HostMemoryMB int
+}
+
+// ErrInterrupted is returned (wrapped) when Stop or the context ended the
+// run before every cell ran; the results directory can be resumed.
+var ErrInterrupted = errors.New("run interrupted; continue it with --resume")
+
+// Run runs every cell of the plan into a new results directory opts.Out,
+// which must not hold a journal yet.
+func Run(ctx context.Context, cells []matrix.Cell, opts Options) (*results.File, error) {
+	if _, err := os.Stat(filepath.Join(opts.Out, JournalName)); err == nil {
+		return nil, fmt.Errorf("%s already holds a run (%s): continue it with --resume or choose another --out", opts.Out, JournalName)
+	}
+	if err := os.MkdirAll(opts.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("results directory: %w", err)
+	}
+	host, _ := os.Hostname()
+	file := &results.File{
+		Schema: results.SchemaVersion, RunID: newRunID(), Spec: opts.Spec, SpecHash: opts.SpecHash,
+		Host: host, Provider: opts.Provider.Name(), Started: time.Now().UTC(), Runs: []results.Run{},
+	}
+	j, err := openJournal(filepath.Join(opts.Out, JournalName))
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	if err := j.Append(journalRecord{Type: recHeader, Header: file}); err != nil {
+		return nil, err
+	}
+	r := &run{opts: opts, cells: cells, file: file, journal: j, done: map[runKey]bool{}}
+	return r.execute(ctx)
+}
+
+// Resume continues the run in opts.Out: runs that finished are kept, runs
+// that were in flight when the controller died run again (their leftover
+// machines are killed first), runs never started are started.
+func Resume(ctx context.Context, cells []matrix.Cell, opts Options) (*results.File, error) {
+	path := filepath.Join(opts.Out, JournalName)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("resume %s: %w", opts.Out, err)
+	}
+	st, err := readJournal(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("resume %s: %w", path, err)
+	}
+	if st.Header.Provider != opts.Provider.Name() {
+		return nil, fmt.Errorf("resume %s: it was run with provider %q, not %q", opts.Out, st.Header.Provider, opts.Provider.Name())
+	}
+	for k, p := range st.InFlight {
+		if err := killOrphan(p); err != nil {
+			return nil, fmt.Errorf("resume %s: leftover machine of %s r%d: %w", opts.Out, k.Cell, k.Repeat, err)
+		}
+	}
+	file := st.Header
+	file.Finished = time.Time{}
+	file.Runs = []results.Run{}
+	done := map[runKey]bool{}
+	for k, run := range st.Finished {
+		file.Runs = append(file.Runs, run)
+		done[k] = true
+	}
+	j, err := openJournal(path)
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	r := &run{opts: opts, cells: cells, file: file, journal: j, done: done}
+	return r.execute(ctx)
+}
+
+// run is one execution (fresh or resumed) of a plan.
+type run struct {
+	opts    Options
+	cells   []matrix.Cell
+	journal *journal
+
+	mu   sync.Mutex
+	file *results.File
+	done map[runKey]bool
+}
+
+type job struct {
+	cell   matrix.Cell
+	repeat int
+}
+
+func (r *run) execute(ctx context.Context) (*results.File, error) {
+	prog := r.opts.Progress
+	if prog == nil {
+		prog = nopProgress{}
+	}
+	var jobs []job
+	for _, c := range r.cells {
+		if c.Status == matrix.StatusUnsupported {
+			if !r.done[runKey{c.ID, 1}] {
+				jobs = append(jobs, job{c, 1})
+			}
+			continue
+		}
+		n := r.repeats(c)
+		for i := 1; i <= n; i++ {
+			if !r.done[runKey{c.ID, i}] {
+				jobs = append(jobs, job{c, i})
+			}
+		}
+	}
+	prog.Planned(len(jobs)+len(r.done), len(r.done))
+	if err := r.writeResults(); err != nil {
+		return nil, err
+	}
+
+	pool := newPool(r.opts)
+	var wg sync.WaitGroup
+	var firstErr error
+	var errOnce sync.Once
+	interrupted := false
+	stop := r.opts.Stop
+dispatch:
+	for _, jb := range jobs {
+		if jb.cell.Status == matrix.StatusUnsupported {
+			if err := r.finish(r.unsupportedRun(jb)); err != nil {
+				return nil, err
+			}
+			prog.Done(r.lastRun(jb))
+			continue
+		}
+		cost := pool.cost(jb.cell)
+		if !pool.acquire(ctx, stop, cost) {
+			interrupted = true
+			break dispatch
+		}
+		wg.Add(1)
+		go func(jb job) {
+			defer wg.Done()
+			defer pool.release(cost)
+			run, ok := r.runWithRetries(ctx, jb, prog)
+			if !ok {
+				return // interrupted: stays in flight in the journal
+			}
+			if err := r.finish(run); err != nil {
+				errOnce.Do(func() { firstErr = err })
+				return
+			}
+			prog.Done(run)
+		}(jb)
+	}
+	wg.Wait()
+	prog.Close()
+	if firstErr != nil {
+		return r.file, firstErr
+	}
+	r.mu.Lock()
+	complete := len(r.file.Runs) == len(r.done) && !interrupted && countJobs(r) == len(r.file.Runs)
+	r.mu.Unlock()
+	if !complete || ctx.Err() != nil {
+		return r.file, ErrInterrupted
+	}
+	r.mu.Lock()
+	r.file.Finished = time.Now().UTC()
+	r.mu.Unlock()
+	if err := r.writeResults(); err != nil {
+		return r.file, err
+	}
+	return r.file, nil
+}
+
+// countJobs is the number of runs the plan asks for.
+func countJobs(r *run) int {
+	n := 0
+	for _, c := range r.cells {
+		if c.Status == matrix.StatusUnsupported {
+			n++
+		} else {
+			n += r.repeats(c)
+		}
+	}
+	return n
+}
+
+func (r *run) repeats(c matrix.Cell) int {
+	if r.opts.Repeat > 0 {
+		return r.opts.Repeat
+	}
+	if c.Settings.Repeats > 0 {
+		return c.Settings.Repeats
+	}
+	return 1
+}
+
+func (r *run) lastRun(jb job) results.Run {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, run := range r.file.Runs {
+		if run.Cell == jb.cell.ID && run.Repeat == jb.repeat {
+			return run
+		}
+	}
+	return results.Run{}
+}
+
+func (r *run) unsupportedRun(jb job) results.Run {
+	now := time.Now().UTC()
+	run := baseRun(jb)
+	run.Verdict = results.Unsupported
+	run.Reason = jb.cell.Reason
+	run.Started, run.Finished = now, now
+	return run
+}
+
+func baseRun(jb job) results.Run {
+	return results.Run{
+		Cell: jb.cell.ID, Kernel: jb.cell.Kernel.Version, Distro: jb.cell.Distro.Name,
+		Docker: jb.cell.Docker.Version, Driver: jb.cell.Driver, Repeat: jb.repeat,
+		Findings: []results.Finding{}, Phases: []results.Phase{},
+	}
+}
+
+// finish journals a final run and rewrites results.json.
+func (r *run) finish(run results.Run) error {
+	if err := r.journal.Append(journalRecord{Type: recFinished, Cell: run.Cell, Repeat: run.Repeat, Attempt: run.Attempt, Run: &run}); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.file.Runs = append(r.file.Runs, run)
+	r.done[runKey{run.Cell, run.Repeat}] = true
+	r.mu.Unlock()
+	return r.writeResults()
+}
+
+func (r *run) writeResults() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sort.Slice(r.file.Runs, func(a, b int) bool {
+		x, y := r.file.Runs[a], r.file.Runs[b]
+		if x.Cell != y.Cell {
+			return x.Cell < y.Cell
+		}
+		return x.Repeat < y.Repeat
+	})
+	return WriteJSONAtomic(filepath.Join(r.opts.Out, ResultsName), r.file)
+}
+
+// runWithRetries runs one (cell, repeat), retrying infra errors. ok is
+// false when the run was interrupted and must not be recorded.
+func (r *run) runWithRetries(ctx context.Context, jb job, prog Progress) (results.Run, bool) {
+	retries := r.opts.Retries
+	if retries == 0 {
+		retries = DefaultRetries
+	}
+	if retries < 0 {
+		retries = 0
+	}
+	var last results.Run
+	for attempt := 1; attempt <= retries+1; attempt++ {
+		run, ok := r.attempt(ctx, jb, attempt, prog)
+		if !ok {
+			return run, false
+		}
+		last = run
+		if run.Verdict != results.InfraError {
+			break
+		}
+	}
+	return last, true
+}
+
+// RunDir is the artifact directory of a run, relative to the results directory.
+func RunDir(cell string, repeat int) string {
+	return filepath.Join("runs", safeName(cell), "r"+strconv.Itoa(repeat))
+}
+
+var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._+-]`)
+
+func safeName(s string) string {
+	s = unsafeChars.ReplaceAllString(s, "_")
+	if s == "" || s == "." || s == ".." {
+		return "_" + s
+	}
+	return s
+}
+
+func newRunID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
+
+// lockedWriter serialises writes from the provider's goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// pool is the parallelism budget: a count limit plus the host's CPUs and
+// memory, each running cell holding its own CPUs and memory.
+type pool struct {
+	mu               sync.Mutex
+	maxCount, count  int
+	cpus, mem        int
+	usedCPU, usedMem int
+	released         chan struct{}
+}
+
+type cost struct{ cpus, mem int }
+
+func newPool(o Options) *pool {
+	cpus := o.HostCPUs
+	if cpus == 0 {
+		cpus = runtime.NumCPU()
+	}
+	mem := o.HostMemoryMB
+	if mem == 0 {
+		mem = hostMemAvailableMB() * 8 / 10
+	}
+	return &pool{maxCount: o.Parallel, cpus: cpus, mem: mem, released: make(chan struct{}, 1)}
+}
+
+func (p *pool) cost(c matrix.Cell) cost {
+	cp := max(c.Settings.CPUs, 1)
+	return cost{cpus: min(cp, p.cpus), mem: min(c.Settings.MemoryMB, p.mem)}
+}
+
+// acquire waits until c fits; false if stop or ctx ended first. A cell
+// always fits into an empty pool.
+func (p *pool) acquire(ctx context.Context, stop <-chan struct{}, c cost) bool {
+	for {
+		select {
+		case <-stop:
+			return false
+		case <-ctx.Done():
+			return false
+		default:
+		}
+		p.mu.Lock()
+		fits := p.count == 0 || ((p.maxCount == 0 || p.count < p.maxCount) &&
+			(p.maxCount > 0 || p.usedCPU+c.cpus <= p.cpus) && p.usedMem+c.mem <= p.mem)
+		if fits {
+			p.count++
+			p.usedCPU += c.cpus
+			p.usedMem += c.mem
+			p.mu.Unlock()
+			return true
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.released:
+		case <-stop:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (p *pool) release(c cost) {
+	p.mu.Lock()
+	p.count--
+	p.usedCPU -= c.cpus
+	p.usedMem -= c.mem
+	p.mu.Unlock()
+	select {
+	case p.released <- struct{}{}:
+	default:
+	}
+}
+
+// hostMemAvailableMB reads MemAvailable from /proc/meminfo (4096 if unknown).
+func hostMemAvailableMB() int {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 4096
+	}
+	var kb int
+	for _, line := range splitLines(string(b)) {
+		if _, err := fmt.Sscanf(line, "MemAvailable: %d kB", &kb); err == nil {
+			return kb / 1024
+		}
+	}
+	return 4096
+}
+
+func splitLines(s string) []string {
+	var out []string
+	for len(s) > 0 {
+		i := 0
+		for i < len(s) && s[i] != '\n' {
+			i++
+		}
+		out = append(out, s[:i])
+		if i < len(s) {
+			i++
+		}
+		s = s[i:]
+	}
+	return out
+}

@@ -1,0 +1,98 @@
+package runner
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/matrixctl/matrixctl/runner/results"
+)
+
+func TestJudge(t *testing.T) {
+	panicF := results.Finding{Source: "console", Category: "kernel-panic", Severity: "fatal", Title: "Kernel panic - not syncing: sysrq triggered crash"}
+	hungF := results.Finding{Source: "console", Category: "hung-task", Severity: "error", Title: "INFO: task dd blocked for more than 2 seconds"}
+	ext4F := results.Finding{Source: "console", Category: "ext4-error", Severity: "error", Title: "EXT4-fs error (device vdb): bad inode"}
+	ioF := results.Finding{Source: "console", Category: "io-error", Severity: "error", Title: "I/O error, dev vdb, sector 2048"}
+	oomF := results.Finding{Source: "console", Category: "oom-kill", Severity: "warning", Title: "Out of memory: Killed process 42 (probe)"}
+	unknownFatal := results.Finding{Source: "console", Category: "something-new", Severity: "fatal", Title: "new fatal thing"}
+	dirty := &results.Checker{Tool: "e2fsck", Args: []string{"-fn", "x.img"}, ExitCode: 4, Output: "Inode 12 has bad mode"}
+	clean := &results.Checker{Tool: "e2fsck", Args: []string{"-fn", "x.img"}, Clean: true}
+	lost := ProbeReport{Lost: []string{"/data/f1 offset 4096: expected gen 3 crc 1a, found zeros"}}
+	failedProbe := ProbeReport{Probes: []results.Probe{{Name: "net", OK: false, Errors: []string{"connection reset"}}}}
+	failedOp := ProbeReport{FailedOps: []string{"io: fsync /data/f3: input/output error"}, Probes: []results.Probe{{Name: "io"}}}
+	okProbes := ProbeReport{Probes: []results.Probe{{Name: "io", OK: true}, {Name: "net", OK: true}}}
+
+	tests := []struct {
+		name   string
+		ev     Evidence
+		want   results.Verdict
+		reason string // substring
+	}{
+		{"pass", Evidence{Probes: okProbes, Checker: clean, Exit: Exit{Reason: ExitShutdown}}, results.Pass, "passed"},
+		{"unsupported beats everything", Evidence{Err: &UnsupportedError{Reason: "kernel has no aufs module"}, Console: []results.Finding{panicF}}, results.Unsupported, "aufs"},
+		{"panic on console", Evidence{Console: []results.Finding{panicF}, Probes: okProbes}, results.KernelCrash, "sysrq"},
+		{"vm exited by itself", Evidence{Exit: Exit{Reason: ExitCrashed, Detail: "qemu exited 0 during probes"}}, results.KernelCrash, "by itself"},
+		{"unknown fatal console finding is a crash", Evidence{Console: []results.Finding{unknownFatal}}, results.KernelCrash, "new fatal"},
+		{"crash beats data loss and fs", Evidence{Console: []results.Finding{ext4F, panicF}, Probes: lost, Checker: dirty}, results.KernelCrash, "panic"},
+		{"data loss", Evidence{Probes: lost, Checker: clean}, results.DataLoss, "offset 4096"},
+		{"data loss beats fs corruption", Evidence{Probes: lost, Checker: dirty}, results.DataLoss, "1 promised"},
+		{"checker dirty", Evidence{Probes: okProbes, Checker: dirty}, results.FSCorruption, "e2fsck"},
+		{"fs error on console", Evidence{Console: []results.Finding{ext4F}, Probes: okProbes, Checker: clean}, results.FSCorruption, "EXT4-fs error"},
+		{"io error with fs complaint", Evidence{Console: []results.Finding{ioF, ext4F}, Probes: failedOp}, results.FSCorruption, "EXT4"},
+		{"io error with checker dirty", Evidence{Console: []results.Finding{ioF}, Probes: failedOp, Checker: dirty}, results.FSCorruption, "e2fsck"},
+		{"io error alone names the op", Evidence{Console: []results.Finding{ioF}, Probes: failedOp, Checker: clean}, results.ProbeFailure, "fsync /data/f3"},
+		{"hung task with vm alive", Evidence{Console: []results.Finding{hungF}, Probes: okProbes}, results.Hang, "blocked"},
+		{"fs beats hang", Evidence{Console: []results.Finding{hungF, ext4F}}, results.FSCorruption, "EXT4"},
+		{"silent console watchdog", Evidence{Exit: Exit{Reason: ExitHang, Detail: "no console output for 60s"}}, results.Hang, "no console output"},
+		{"timeout", Evidence{TimedOut: true, Phase: PhaseProbes}, results.Hang, "probes"},
+		{"shutdown never completed", Evidence{Probes: okProbes, ShutdownErr: errors.New("context deadline exceeded")}, results.Hang, "shutdown"},
+		{"hang beats docker failure", Evidence{Exit: Exit{Reason: ExitHang}, DockerErr: errors.New("ping: EOF")}, results.Hang, "watchdog"},
+		{"dockerd died", Evidence{Exit: Exit{Reason: ExitDockerDied, Detail: "dockerd exit status 2"}, Probes: failedProbe}, results.DockerFailure, "exit status 2"},
+		{"docker never ready", Evidence{DockerErr: errors.New("no answer after 120s"), Phase: PhaseDocker}, results.DockerFailure, "no answer"},
+		{"docker failure beats probe failure", Evidence{DockerErr: errors.New("ping: connection refused"), Probes: failedProbe}, results.DockerFailure, "refused"},
+		{"probe failed", Evidence{Probes: failedProbe, Checker: clean}, results.ProbeFailure, "connection reset"},
+		{"oom alone decides nothing", Evidence{Console: []results.Finding{oomF}, Probes: okProbes}, results.Pass, ""},
+		{"oom with failing probe", Evidence{Console: []results.Finding{oomF}, Probes: failedProbe}, results.ProbeFailure, "net"},
+		{"infra", Evidence{Err: Infra("start qemu", errors.New("exec: qemu-system-x86_64: not found")), Phase: PhaseBoot}, results.InfraError, "qemu-system"},
+		{"infra exit", Evidence{Exit: Exit{Reason: ExitInfra, Detail: "qemu: could not open disk"}}, results.InfraError, "could not open"},
+		{"cell evidence beats infra", Evidence{Err: Infra("probes", errors.New("lost connection")), Console: []results.Finding{panicF}}, results.KernelCrash, "panic"},
+		{"docker failure beats infra", Evidence{Err: Infra("probes", errors.New("x")), DockerErr: errors.New("ping: EOF")}, results.DockerFailure, "EOF"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := Judge(tt.ev)
+			if j.Verdict != tt.want || !strings.Contains(j.Reason, tt.reason) {
+				t.Fatalf("Judge = %s (%q), want %s with reason containing %q", j.Verdict, j.Reason, tt.want, tt.reason)
+			}
+			if j.Verdict != results.Pass && j.Verdict != results.Unsupported && len(j.Findings) == 0 {
+				t.Errorf("verdict %s carries no findings", j.Verdict)
+			}
+		})
+	}
+}
+
+// TestPrecedenceMatchesSeverity keeps the rule order consistent with the
+// shared severity order in results.Severity.
+func TestPrecedenceMatchesSeverity(t *testing.T) {
+	rank := map[results.Verdict]int{}
+	for i, v := range results.Severity {
+		rank[v] = i
+	}
+	last := -1
+	for _, r := range precedence[1:] { // unsupported is decided first: the cell never ran
+		if r.verdict == results.InfraError {
+			continue // infra-error only when no evidence about the cell exists
+		}
+		if rank[r.verdict] < last {
+			t.Errorf("rule %s is ordered before a less severe verdict", r.verdict)
+		}
+		last = rank[r.verdict]
+	}
+}
+
+func TestNoConsoleIsRecorded(t *testing.T) {
+	j := Judge(Evidence{NoConsole: true, Probes: ProbeReport{Probes: []results.Probe{{Name: "io", OK: true}}}})
+	if j.Verdict != results.Pass || len(j.Findings) != 1 || j.Findings[0].Category != "no-console" {
+		t.Fatalf("got %+v", j)
+	}
+}
