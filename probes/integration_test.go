@@ -1,0 +1,192 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/client"
+
+	"github.com/matrixctl/matrixctl/probes/block"
+	"github.com/matrixctl/matrixctl/probes/record"
+	"github.com/matrixctl/matrixctl/runner/testutil"
+)
+
+// requiresDocker skips t with a reason when no daemon answers.
+func requiresDocker(t *testing.T) client.APIClient {
+	t.Helper()
+	testutil.Integration(t)
+	cli, err := NewClient()
+	if err != nil {
+		t.Skipf("needs a docker daemon: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(ctx); err != nil {
+		cli.Close()
+		t.Skipf("needs a docker daemon: %v", err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func workdir(t *testing.T) string {
+	if d := os.Getenv("MATRIXCTL_CACHE"); d != "" {
+		return filepath.Join(d, "probes")
+	}
+	return filepath.Join(os.TempDir(), "matrixctl-probes-test")
+}
+
+// assertNoLeaks fails t if anything labelled with runID is left.
+func assertNoLeaks(t *testing.T, cli client.APIClient, runID string) {
+	t.Helper()
+	left, err := Leaks(context.Background(), cli, runID)
+	if err != nil {
+		t.Fatalf("leak check: %v", err)
+	}
+	if len(left) > 0 {
+		t.Errorf("left behind by run %s: %v", runID, left)
+	}
+}
+
+func runProbe(t *testing.T, cli client.APIClient, name string, opts Options) *Result {
+	t.Helper()
+	opts.Probes = []string{name}
+	if opts.Duration == 0 {
+		opts.Duration = 4 * time.Second
+	}
+	opts.RecordsPath = filepath.Join(t.TempDir(), "records.jsonl")
+	opts.Workdir = workdir(t)
+	opts.Log = testWriter{t}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, cli, opts)
+	if res != nil {
+		t.Cleanup(func() { assertNoLeaks(t, cli, res.RunID) })
+	}
+	if err != nil {
+		t.Fatalf("Run %s: %v (verdict %s)\nresult: %+v", name, err, Verdict(err), res)
+	}
+	recs, torn, err := record.ReadFile(opts.RecordsPath)
+	if err != nil || torn {
+		t.Fatalf("records: torn=%v err=%v", torn, err)
+	}
+	if len(recs) == 0 {
+		t.Fatalf("no records in %s", opts.RecordsPath)
+	}
+	p := res.Probes[0]
+	t.Logf("%s: ok=%v records=%d errors=%v", name, p.OK, len(recs), p.Errors)
+	for _, k := range sortedKeys(p.Metrics) {
+		t.Logf("  %s = %.0f", k, p.Metrics[k])
+	}
+	if !p.OK {
+		t.Fatalf("%s not ok: %+v", name, p)
+	}
+	return res
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+func TestIntegrationIOProbe(t *testing.T) {
+	cli := requiresDocker(t)
+	res := runProbe(t, cli, IO, Options{})
+	m := res.Probes[0].Metrics
+	if m["bytes_written"] == 0 || m["bytes_verified"] == 0 {
+		t.Errorf("no bytes written/verified: %v", m)
+	}
+}
+
+func TestIntegrationNetProbe(t *testing.T) {
+	cli := requiresDocker(t)
+	res := runProbe(t, cli, Net, Options{})
+	m := res.Probes[0].Metrics
+	for _, k := range []string{"bridge_conns_ok", "usernet_conns_ok", "pubport_conns_ok", "bridge_stream_bytes"} {
+		if m[k] == 0 {
+			t.Errorf("%s = 0", k)
+		}
+	}
+}
+
+func TestIntegrationChurnProbeFreesDisk(t *testing.T) {
+	cli := requiresDocker(t)
+	res := runProbe(t, cli, Churn, Options{})
+	m := res.Probes[0].Metrics
+	t.Logf("image churn disk (LayersSize): before=%.0f peak=%.0f after=%.0f loaded=%.0f images=%.0f",
+		m["disk_layers_before_bytes"], m["disk_layers_peak_bytes"], m["disk_layers_after_bytes"], m["image_bytes_loaded"], m["images_cycled"])
+	if m["disk_layers_peak_bytes"] < m["disk_layers_before_bytes"]+churnPayload/2 {
+		t.Errorf("loading a churn image did not show in disk usage: %v", m)
+	}
+	if m["disk_layers_after_bytes"] > m["disk_layers_before_bytes"]+churnPayload/2 {
+		t.Errorf("image churn did not free its disk space: %v", m)
+	}
+}
+
+// TestIntegrationVerifyNamesCorruptBlock corrupts one block of a file the IO
+// probe wrote and fsynced into its volume, through the volume's host
+// directory, and checks that verification names the file and offset.
+func TestIntegrationVerifyNamesCorruptBlock(t *testing.T) {
+	cli := requiresDocker(t)
+	testutil.RequiresRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	opts := Options{Probes: []string{IO}, Duration: 2 * time.Second, Keep: true, Workdir: workdir(t), Log: testWriter{t}}
+	res, err := Run(ctx, cli, opts)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := Cleanup(context.Background(), cli, res.RunID); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		assertNoLeaks(t, cli, res.RunID)
+	})
+	vol := res.Probes[0].Kept["volume"]
+	v, err := cli.VolumeInspect(ctx, vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pick the first promised sequential file in the volume and flip a byte in its third block
+	matches, _ := filepath.Glob(filepath.Join(v.Mountpoint, "io", "seq-*"))
+	if len(matches) == 0 {
+		t.Fatalf("no seq file under %s", v.Mountpoint)
+	}
+	host := matches[0]
+	const off = 2 * block.Size
+	f, err := os.OpenFile(host, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	f.ReadAt(b, off+100)
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off+100); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	inContainer := ioVolumeMount + "/io/" + filepath.Base(host)
+	t.Logf("corrupted %s (in container %s) at offset %d", host, inContainer, off)
+
+	vr, err := VerifyIO(ctx, cli, VerifyOptions{RunID: res.RunID, Volume: vol, Workdir: workdir(t)})
+	if !errors.Is(err, ErrDataLoss) {
+		t.Fatalf("VerifyIO: err = %v, want ErrDataLoss", err)
+	}
+	found := false
+	for _, m := range vr.Mismatches {
+		t.Logf("mismatch: file=%s offset=%d kind=%s expected=%q found=%q promised=%v", m.File, m.Offset, m.Kind, m.Expected, m.Found, m.Promised)
+		if m.File == inContainer && m.Offset == off && m.Kind == string(block.Checksum) && m.Promised {
+			found = true
+		}
+	}
+	if !found || len(vr.Mismatches) != 1 {
+		t.Fatalf("want exactly one promised checksum mismatch at %s:%d, got %+v", inContainer, off, vr.Mismatches)
+	}
+}
