@@ -257,7 +257,7 @@ func anchorFor(i int, id string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "c%d-", i)
 	for _, r := range id {
-		if r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+		if r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
 			b.WriteRune(r)
 		} else {
 			b.WriteByte('_')
@@ -354,7 +354,7 @@ func (r *Report) facets(anchors map[string]string) []facetView {
 		label := fmt.Sprintf("%s %d/%d", c.Class, c.Passed, c.Counted)
 		sub := ""
 		if c.Class == ClassBroken {
-			label = fmt.Sprintf("%s %d/%d", strings.ToUpper(string(c.Worst)), c.Verdicts[c.Worst], c.Counted)
+			label = fmt.Sprintf("%s %d/%d", shortVerdict(c.Worst), c.Verdicts[c.Worst], c.Counted)
 			sub = "broken"
 		} else if c.HasPerf {
 			sub = fmt.Sprintf("perf %.0f", c.PerfScore)
@@ -490,4 +490,37 @@ func formatTime(t time.Time) string {
 		return "–"
 	}
 	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+// anchorOf returns the drill-down anchor of a cell ("" if unknown).
+func (r *Report) anchorOf(cell string) string {
+	i := 0
+	for _, c := range r.Ranking {
+		if c.Cell == cell {
+			return anchorFor(i, cell)
+		}
+		i++
+	}
+	for _, n := range r.NotRun {
+		if n.Cell == cell {
+			return anchorFor(i, cell)
+		}
+		i++
+	}
+	return ""
+}
+
+// shortVerdict is a heatmap label for a broken cell's worst verdict.
+func shortVerdict(v results.Verdict) string {
+	switch v {
+	case results.KernelCrash:
+		return "CRASH"
+	case results.DataLoss:
+		return "DATA LOSS"
+	case results.FSCorruption:
+		return "CORRUPT"
+	case results.Hang:
+		return "HANG"
+	}
+	return strings.ToUpper(string(v))
 }

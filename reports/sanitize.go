@@ -14,7 +14,7 @@ import (
 const (
 	// MaxLineBytes is the longest console/probe line shown; longer lines are
 	// cut and end with a marker saying how much was cut.
-	MaxLineBytes = 2000
+	MaxLineBytes = 1000
 	// MaxBlockBytes bounds one block of text (an excerpt, checker output).
 	MaxBlockBytes = 64 << 10
 	// excerptContext is the number of console lines shown around a finding.

@@ -1,0 +1,193 @@
+package reports
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/runner/testutil"
+)
+
+// hostileDir copies testdata/basic to a temp dir and adds a 10 MB console
+// line (inside the crash excerpt's window) and a 10 MB finding excerpt line.
+func hostileDir(t *testing.T) (dir string, crashCell string) {
+	t.Helper()
+	dir = t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("testdata/basic")); err != nil {
+		t.Fatal(err)
+	}
+	crashCell = "k5.10-debian11-docker20.10.5-overlay2"
+	console := filepath.Join(dir, "runs", crashCell, "r2", "console.log")
+	b, err := os.ReadFile(console)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	huge := strings.Repeat("X", 10<<20) + "<script>window.pwned=5</script>"
+	lines[39] = strings.TrimSuffix(lines[39], "\n") + huge + "\n"
+	if err := os.WriteFile(console, []byte(strings.Join(lines, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range f.Runs {
+		if f.Runs[i].Cell == crashCell && f.Runs[i].Verdict == results.KernelCrash {
+			f.Runs[i].Findings[0].Excerpt += "\n" + huge
+		}
+	}
+	out, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ResultsFile), out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, crashCell
+}
+
+func TestIntegrationHTMLInChromium(t *testing.T) {
+	testutil.Integration(t)
+	const chromium = "/usr/bin/chromium"
+	if _, err := exec.LookPath(chromium); err != nil {
+		t.Skipf("needs Debian's chromium package: %v", err)
+	}
+	dir, crashCell := hostileDir(t)
+	f, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Build(context.Background(), f, Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := filepath.Join(dir, "report.html")
+	fh, err := os.Create(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteHTML(fh, HTMLOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	if st, _ := os.Stat(page); st.Size() > 2<<20 {
+		t.Errorf("report.html is %d bytes: the 10 MB lines were not cut", st.Size())
+	}
+
+	profile := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(profile),
+	)
+	defer func() {
+		cancelAlloc()
+		testutil.NoProcessesLeft(t, profile)
+	}()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
+	defer cancelBrowser()
+
+	anchor := rep.anchorOf(crashCell)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("chromium: %v", err)
+		}
+	}
+	must(chromedp.Do(bctx,
+		chromedp.EmulateViewport(1440, 900),
+		chromedp.Navigate("file://"+page),
+		chromedp.WaitVisible(chromedp.CSS("#summary")),
+	))
+	pwned, err := chromedp.Run(bctx, chromedp.Evaluate[string](`typeof window.pwned`))
+	must(err)
+	summary, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#most-stable")))
+	must(err)
+	svgs, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll(".facets svg").length`))
+	must(err)
+	rects, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll(".facets svg rect").length`))
+	must(err)
+	scripts, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.scripts.length`))
+	must(err)
+	imgs, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.images.length`))
+	must(err)
+	top, err := chromedp.Run(bctx, chromedp.CaptureScreenshot())
+	must(err)
+	// Open the crashed cell from the heatmap, as a reader would.
+	must(chromedp.Do(bctx,
+		chromedp.Click(chromedp.CSS(`svg a[href="#`+anchor+`"] rect`)),
+		chromedp.WaitVisible(chromedp.CSS(`#`+anchor+` .console`)),
+	))
+	open, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`document.getElementById("`+anchor+`").open`))
+	must(err)
+	consoleText, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(`#`+anchor+` .console`)))
+	must(err)
+	drill, err := chromedp.Run(bctx, chromedp.CaptureScreenshot())
+	must(err)
+	for name, png := range map[string][]byte{"top": top, "drilldown": drill} {
+		p := filepath.Join(t.TempDir(), "matrixctl-report-"+name+".png")
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot %s: %s", name, p)
+		keep := filepath.Join(os.TempDir(), "matrixctl-report-"+name+".png")
+		if name == "top" {
+			keep = filepath.Join(os.TempDir(), "matrixctl-report.png")
+		}
+		if err := os.WriteFile(keep, png, 0o644); err == nil {
+			t.Logf("screenshot %s kept at %s", name, keep)
+		}
+	}
+	if pwned != "undefined" {
+		t.Errorf("a script from the results ran: typeof window.pwned = %q", pwned)
+	}
+	if scripts != 1 || imgs != 0 {
+		t.Errorf("page has %d scripts and %d images, want only its own script and no images", scripts, imgs)
+	}
+	if !strings.Contains(summary, "k6.12-debian13-docker26.1.5-overlay2") {
+		t.Errorf("most stable card = %q, want the 19/20 cell", summary)
+	}
+	if svgs == 0 || rects == 0 {
+		t.Errorf("heatmap: %d svgs, %d rects", svgs, rects)
+	}
+	if !open {
+		t.Errorf("drill-down %s did not open on click", anchor)
+	}
+	for _, want := range []string{
+		"<script>window.pwned=1</script>",     // HTML shown as text
+		`<img src=x onerror="window.pwned=2">`, // ditto
+		"BUG: unable to handle page fault",     // ANSI colour codes removed
+		"bytes cut]",                           // the 10 MB line is cut with a marker
+		"\u2407\u2408 bell+backspace",          // control characters made visible
+	} {
+		if !strings.Contains(consoleText, want) {
+			t.Errorf("console excerpt lacks %q:\n%.2000s", want, consoleText)
+		}
+	}
+	if strings.Contains(consoleText, "\x1b") || strings.Contains(consoleText, "[1;31m") {
+		t.Errorf("console excerpt shows raw ANSI escapes:\n%.2000s", consoleText)
+	}
+	if len(consoleText) > 64<<10 {
+		t.Errorf("console excerpt is %d bytes", len(consoleText))
+	}
+}
