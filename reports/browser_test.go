@@ -174,7 +174,7 @@ func TestIntegrationHTMLInChromium(t *testing.T) {
 		t.Errorf("drill-down %s did not open on click", anchor)
 	}
 	for _, want := range []string{
-		"<script>window.pwned=1</script>",     // HTML shown as text
+		"<script>window.pwned=1</script>",      // HTML shown as text
 		`<img src=x onerror="window.pwned=2">`, // ditto
 		"BUG: unable to handle page fault",     // ANSI colour codes removed
 		"bytes cut]",                           // the 10 MB line is cut with a marker
