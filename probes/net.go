@@ -124,7 +124,7 @@ func portChurn(ctx context.Context, s *session, r *ProbeResult, d time.Duration)
 	var startLat, removeLat stats.Latencies
 	var cycles, okConns, failed, portRetries int
 	deadline := time.Now().Add(d)
-	for cycle := 0; cycle == 0 || time.Now().Before(deadline); cycle++ {
+	for cycle := 0; cycle < 2 || time.Now().Before(deadline); cycle++ {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", Net, ctx.Err())
 		}
