@@ -89,8 +89,21 @@ func joinKey(parent, child string) string {
 func indexKey(parent string, i int) string { return fmt.Sprintf("%s[%d]", parent, i) }
 
 func nodePos(n ast.Node) position {
-	if n == nil {
+	switch v := n.(type) {
+	case nil:
 		return position{}
+	case *ast.MappingNode:
+		if len(v.Values) > 0 && v.Values[0] != nil {
+			return nodePos(v.Values[0])
+		}
+	case *ast.MappingValueNode:
+		if v.Key != nil {
+			return nodePos(v.Key)
+		}
+	case *ast.AnchorNode:
+		return nodePos(v.Value)
+	case *ast.TagNode:
+		return nodePos(v.Value)
 	}
 	tk := n.GetToken()
 	if tk == nil || tk.Position == nil {
@@ -638,7 +651,7 @@ func (d *decoder) kernel(key string, n ast.Node) (KernelRef, bool) {
 				"suite":   func(kk string, v ast.Node) { k.Suite, _ = d.suite(kk, v) },
 				"package": func(kk string, v ast.Node) { k.Package, _ = d.pkg(kk, v) },
 			})
-			if k.Suite == "" {
+			if _, has := d.pos[joinKey(kk, "suite")]; !has {
 				d.errorf(kk, v, "a debian kernel needs suite (e.g. bookworm)")
 			}
 		},
@@ -648,7 +661,7 @@ func (d *decoder) kernel(key string, n ast.Node) (KernelRef, bool) {
 				"vmlinuz": func(kk string, v ast.Node) { k.Vmlinuz, _ = d.text(kk, v) },
 				"modules": func(kk string, v ast.Node) { k.Modules, _ = d.text(kk, v) },
 			})
-			if k.Vmlinuz == "" {
+			if _, has := d.pos[joinKey(kk, "vmlinuz")]; !has {
 				d.errorf(kk, v, "a local kernel needs vmlinuz (path to the kernel image)")
 			}
 		},

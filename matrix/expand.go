@@ -313,13 +313,16 @@ func (s *Spec) validate(bad map[string]bool) []error {
 			add(indexKey("rules", i), "%v", err)
 		}
 	}
-	if len(errs) > 0 || len(bad) > 0 {
+	if len(bad) > 0 {
 		return errs
 	}
-
 	combos, cerrs := s.combos()
-	errs = append(errs, cerrs...)
-	if len(cerrs) == 0 && len(combos) == 0 {
+	for _, err := range cerrs {
+		if !slices.ContainsFunc(errs, func(e error) bool { return e.Error() == err.Error() }) {
+			errs = append(errs, err)
+		}
+	}
+	if len(cerrs) == 0 && len(combos) == 0 && len(empty) == 0 {
 		errs = append(errs, s.errAt("exclude", "empty matrix: every combination is excluded"))
 	}
 	return errs

@@ -5,5 +5,6 @@ import "github.com/spf13/cobra"
 // subcommands lists every command constructor; each lives in its own file.
 var subcommands = []func(*globalFlags, Streams) *cobra.Command{
 	newVersionCommand,
+	newPlanCommand,
 	newReportCommand,
 }

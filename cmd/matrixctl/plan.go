@@ -1,0 +1,145 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/spf13/cobra"
+)
+
+// cellSelection holds the flags that pick cells of the plan; `plan` and
+// `run` share it.
+type cellSelection struct {
+	kernel, distro, docker, driver, cell []string
+	shard                                string
+}
+
+// addFlags registers the selection flags on cmd.
+func (s *cellSelection) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringArrayVar(&s.kernel, "kernel", nil, `kernel release line ("3.16" selects 3.16.x) or constraint (">= 5.10, < 6.2"); repeat or comma-separate for OR`)
+	f.StringArrayVar(&s.distro, "distro", nil, "distro name (debian12) or suite (bookworm); repeat or comma-separate for OR")
+	f.StringArrayVar(&s.docker, "docker", nil, `docker release line ("20.10") or constraint ("< 24"); repeat or comma-separate for OR`)
+	f.StringArrayVar(&s.driver, "driver", nil, "storage driver (overlay2, aufs, ...); repeat or comma-separate for OR")
+	f.StringArrayVar(&s.cell, "cell", nil, "cell ID or shell pattern (k6.1-*); repeat or comma-separate for OR")
+	f.StringVar(&s.shard, "shard", "", "only shard i of n (1-based, e.g. 2/5): cells sorted by ID, dealt round-robin")
+}
+
+// load reads the spec, plans it and applies the selection. Spec, filter and
+// shard problems are usage errors (exit 2).
+func (s *cellSelection) load(file string) ([]matrix.Cell, error) {
+	spec, err := matrix.Load(file)
+	if err != nil {
+		return nil, withExit(ExitUsage, err)
+	}
+	cells, err := spec.Plan()
+	if err != nil {
+		return nil, withExit(ExitUsage, err)
+	}
+	f := matrix.Filter{
+		Kernel: matrix.SplitFlagValues(s.kernel),
+		Distro: matrix.SplitFlagValues(s.distro),
+		Docker: matrix.SplitFlagValues(s.docker),
+		Driver: matrix.SplitFlagValues(s.driver),
+		Cell:   matrix.SplitFlagValues(s.cell),
+	}
+	if !f.Empty() {
+		if cells, err = f.Apply(cells); err != nil {
+			return nil, withExit(ExitUsage, err)
+		}
+	}
+	if s.shard != "" {
+		i, n, err := matrix.ParseShard(s.shard)
+		if err != nil {
+			return nil, withExit(ExitUsage, err)
+		}
+		if cells, err = matrix.Shard(cells, i, n); err != nil {
+			return nil, withExit(ExitUsage, err)
+		}
+	}
+	return cells, nil
+}
+
+func newPlanCommand(g *globalFlags, streams Streams) *cobra.Command {
+	var (
+		sel    cellSelection
+		format string
+		shards int
+	)
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "list the cells of the matrix: runnable or unsupported, and why",
+		Long: `plan expands the matrix spec (-f, default matrix.yaml) into cells and classifies each one
+before anything boots: runnable, or unsupported with the compatibility rule and its source.
+Runnable cells may carry kernel checks (e.g. "does this kernel ship aufs?") that the runner
+decides once it has downloaded the kernel package.
+
+Filters: values within one flag are alternatives (repeat the flag or separate with commas),
+different flags must all match. A kernel or docker value is a release line ("3.16" selects
+3.16, 3.16.0 and 3.16.x) or a constraint (">= 5.10, < 6.2", whose commas mean AND). A filter
+that selects nothing is an error that lists the values the plan has.
+
+Formats:
+  table          one line per cell: ID, status, reason or pending kernel checks
+  json           {"cells": [{"id", "status", "reason", "kernel", "distro", "docker", "driver",
+                 "pending", "settings", "detail"}, ...]}
+  github-matrix  a value for a GitHub Actions strategy.matrix (use it with fromJSON):
+                 without --shards, {"include": [{"cell", "kernel", "distro", "docker", "driver"}]}
+                 with one entry per runnable cell (run it with: matrixctl run --cell ...);
+                 with --shards N, {"include": [{"shard": "1/N", "cells": K, "runnable": R}, ...]}
+                 with one entry per non-empty shard (run it with: matrixctl run --shard ...,
+                 and the same filters).
+
+Exit codes: 0 ok, 2 spec or usage error (the message names file:line:column and the key).`,
+		Example: `  # every cell of matrix.yaml, with the reason for each unsupported one
+  matrixctl plan
+
+  # the aufs cells of the 3.16 kernels, as JSON
+  matrixctl plan -f old-kernels.yaml --kernel 3.16 --driver aufs --format json
+
+  # kernels from 5.10 up to (not including) 6.2, overlay2 or vfs
+  matrixctl plan --kernel '>= 5.10, < 6.2' --driver overlay2,vfs
+
+  # the second of three shards
+  matrixctl plan --shard 2/3
+
+  # fan out over 4 CI jobs (GitHub Actions):
+  #   plan:  echo "matrix=$(matrixctl plan --format github-matrix --shards 4)" >> "$GITHUB_OUTPUT"
+  #   run:   strategy: {matrix: "${{ fromJSON(needs.plan.outputs.matrix) }}"}
+  #          steps: - run: matrixctl run --shard ${{ matrix.shard }}`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if shards != 0 && format != "github-matrix" {
+				return usageErrorf("--shards goes with --format github-matrix (use --shard i/n to pick one shard)")
+			}
+			if shards < 0 || shards > matrix.MaxCells {
+				return usageErrorf("--shards %d: want 1..%d", shards, matrix.MaxCells)
+			}
+			cells, err := sel.load(g.File)
+			if err != nil {
+				return err
+			}
+			switch format {
+			case "table":
+				err = matrix.WriteTable(streams.Out, cells)
+			case "json":
+				err = matrix.WriteJSON(streams.Out, cells)
+			case "github-matrix":
+				err = matrix.WriteGitHubMatrix(streams.Out, cells, shards)
+			default:
+				return usageErrorf("--format %s: want table, json or github-matrix", strconv.Quote(format))
+			}
+			if err != nil {
+				return fmt.Errorf("write plan: %w", err)
+			}
+			return nil
+		},
+	}
+	sel.addFlags(cmd)
+	cmd.Flags().StringVar(&format, "format", "table", "output format: table, json or github-matrix")
+	cmd.Flags().IntVar(&shards, "shards", 0, "with --format github-matrix: split into N shards, one matrix entry per shard")
+	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json", "github-matrix"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("driver", cobra.FixedCompletions(matrix.Drivers(), cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
