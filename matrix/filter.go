@@ -99,7 +99,9 @@ func (f Filter) compile() ([]filterAxis, error) {
 	}
 	if len(f.Distro) > 0 {
 		axes = append(axes, filterAxis{AxisDistro, f.Distro,
-			func(c Cell) bool { return slices.Contains(f.Distro, c.Distro.Name) || slices.Contains(f.Distro, c.Distro.Suite) },
+			func(c Cell) bool {
+				return slices.Contains(f.Distro, c.Distro.Name) || slices.Contains(f.Distro, c.Distro.Suite)
+			},
 			func(cs []Cell) []string { return distinct(cs, func(c Cell) string { return c.Distro.Name }) }})
 	}
 	if len(f.Docker) > 0 {
