@@ -167,6 +167,19 @@ func problemBody(run *results.Run) string {
 			b.WriteString("\n")
 		}
 	}
+	for _, p := range run.Probes {
+		if p.OK {
+			continue
+		}
+		fmt.Fprintf(&b, "\nprobe %s failed\n", CleanLine(p.Name))
+		for i, e := range p.Errors {
+			if i == 10 {
+				fmt.Fprintf(&b, "[… %d more errors]\n", len(p.Errors)-i)
+				break
+			}
+			b.WriteString(CleanBlock(e) + "\n")
+		}
+	}
 	if c := run.Checker; c != nil && !c.Clean {
 		fmt.Fprintf(&b, "\nchecker %s exit %d:\n%s\n", CleanLine(c.Tool), c.ExitCode, CleanBlock(c.Output))
 	}

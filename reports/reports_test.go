@@ -1,0 +1,359 @@
+package reports
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/matrixctl/matrixctl/runner/results"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
+
+func loadBasic(t testing.TB) *Report {
+	t.Helper()
+	f, err := Load("testdata/basic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Build(context.Background(), f, Options{Dir: "testdata/basic"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestWilsonLower(t *testing.T) {
+	if a, b := WilsonLower(1, 1), WilsonLower(19, 20); a >= b {
+		t.Errorf("1/1 = %.3f must rank below 19/20 = %.3f", a, b)
+	}
+	if a, b := WilsonLower(3, 3), WilsonLower(30, 30); a >= b {
+		t.Errorf("3/3 = %.3f must rank below 30/30 = %.3f", a, b)
+	}
+	if got := WilsonLower(0, 0); got != 0 {
+		t.Errorf("0/0 = %v, want 0", got)
+	}
+	if got := WilsonLower(0, 5); got != 0 {
+		t.Errorf("0/5 = %v, want 0", got)
+	}
+}
+
+func TestRankingOfFixture(t *testing.T) {
+	r := loadBasic(t)
+	var order []string
+	for _, c := range r.Ranking {
+		order = append(order, c.Cell)
+	}
+	want := []string{
+		"k6.12-debian13-docker26.1.5-overlay2",      // 19/20 flaky beats every short stable run
+		"k6.1-debian12-docker20.10.24-overlay2",     // 3/3
+		"k6.1-debian12-docker26.1.5-overlay2",       // 2/2 + 1 infra error that does not count
+		"k6.1-debian12-docker20.10.24-btrfs",        // 1/1, fastest, still below 2/2
+		"k6.12-debian13-docker20.10.24-overlay2",    // failing, not broken
+		"k6.1-debian12-docker20.10.24-devicemapper", // broken: fs-corruption
+		"k5.10-debian11-docker20.10.5-overlay2",     // broken: kernel-crash is worst
+	}
+	if !slices.Equal(order, want) {
+		t.Errorf("ranking:\n got %q\nwant %q", order, want)
+	}
+	i := r.cells["k6.1-debian12-docker26.1.5-overlay2"]
+	if i.Counted != 2 || i.Passed != 2 || i.InfraErrors != 1 || i.Class != ClassStable {
+		t.Errorf("infra error counted against a cell: %+v", i)
+	}
+	if r.Summary.MostStable != want[0] {
+		t.Errorf("most stable = %q", r.Summary.MostStable)
+	}
+	var notRun []string
+	for _, n := range r.NotRun {
+		notRun = append(notRun, string(n.Class)+":"+n.Cell)
+		if n.Reason == "" {
+			t.Errorf("%s has no reason", n.Cell)
+		}
+	}
+	if want := []string{"unsupported:k6.1-debian12-docker20.10.24-aufs", "inconclusive:k6.12-debian13-docker26.1.5-btrfs"}; !slices.Equal(notRun, want) {
+		t.Errorf("not run = %q, want %q", notRun, want)
+	}
+	if len(r.Summary.NeverUse) != 3 || r.Summary.NeverUse[0].Worst != results.KernelCrash {
+		t.Errorf("never use = %+v", r.Summary.NeverUse)
+	}
+}
+
+func TestMissingMetricsRankLast(t *testing.T) {
+	run := func(cell string, probes []results.Probe) results.Run {
+		return results.Run{Cell: cell, Kernel: "6.1", Distro: "d", Docker: "1", Driver: cell, Repeat: 1,
+			Verdict: results.Pass, Probes: probes}
+	}
+	f := &results.File{Schema: results.SchemaVersion, RunID: "x", Runs: []results.Run{
+		run("a-no-metrics", nil),
+		run("b-slow", []results.Probe{{Name: "io", OK: true, Metrics: map[string]float64{"write_mbps": 10, "fsync_latency_ms": 9}}}),
+		run("c-fast", []results.Probe{{Name: "io", OK: true, Metrics: map[string]float64{"write_mbps": 100, "fsync_latency_ms": 1}}}),
+		run("d-failed-probe", []results.Probe{{Name: "io", OK: false, Metrics: map[string]float64{"write_mbps": 1000}}}),
+	}}
+	r, err := Build(context.Background(), f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range r.Ranking {
+		got = append(got, c.Cell)
+	}
+	if want := []string{"c-fast", "b-slow", "a-no-metrics", "d-failed-probe"}; !slices.Equal(got, want) {
+		t.Errorf("order %q, want %q", got, want)
+	}
+	if c := r.cells["c-fast"]; c.PerfScore != 100 {
+		t.Errorf("best cell perf = %v, want 100", c.PerfScore)
+	}
+}
+
+func TestMetricDirection(t *testing.T) {
+	for name, want := range map[string]int{
+		"io.write_mbps": 1, "io.read_mib_s": 1, "io.fsync_latency_ms": -1, "net.throughput_mbps": 1,
+		"churn.container_start_ms": -1, "io.iops": 0, "io.rand_iops": 1, "churn.containers": 0, "net.rtt_us": -1,
+	} {
+		if got := metricDirection(name); got != want {
+			t.Errorf("metricDirection(%q) = %d, want %d", name, got, want)
+		}
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", "golden", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (go test ./reports -run Golden -update to accept):\n%s", name, firstDiff(want, got))
+	}
+}
+
+func firstDiff(want, got []byte) string {
+	wl, gl := strings.Split(string(want), "\n"), strings.Split(string(got), "\n")
+	for i := 0; i < max(len(wl), len(gl)); i++ {
+		var w, g string
+		if i < len(wl) {
+			w = wl[i]
+		}
+		if i < len(gl) {
+			g = gl[i]
+		}
+		if w != g {
+			return "line " + strconv.Itoa(i+1) + ":\n want " + w + "\n  got " + g
+		}
+	}
+	return ""
+}
+
+func TestGoldenJSON(t *testing.T) {
+	var b bytes.Buffer
+	if err := loadBasic(t).WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "basic.json", b.Bytes())
+}
+
+func TestGoldenJUnit(t *testing.T) {
+	var b bytes.Buffer
+	if err := loadBasic(t).WriteJUnit(&b); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "basic.junit.xml", b.Bytes())
+	for _, want := range []string{`tests="37"`, `failures="5"`, `errors="3"`, `skipped="1"`, "&lt;script&gt;"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("junit lacks %s", want)
+		}
+	}
+	if strings.ContainsRune(b.String(), 0x1b) {
+		t.Error("junit contains a raw ESC")
+	}
+}
+
+func TestGoldenMarkdown(t *testing.T) {
+	var b bytes.Buffer
+	if err := loadBasic(t).WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "basic.md", b.Bytes())
+}
+
+// TestEveryTemplateExecutes runs each embedded template against a populated
+// value of its view type, and fails when a template has no entry here.
+func TestEveryTemplateExecutes(t *testing.T) {
+	r := loadBasic(t)
+	view, err := r.htmlView(HTMLOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var crash runView
+	for _, c := range view.Cells {
+		for _, rv := range c.Runs {
+			if rv.Verdict == results.KernelCrash {
+				crash = rv
+			}
+		}
+	}
+	if len(crash.Findings) == 0 || len(crash.Findings[0].Lines) == 0 || len(view.Facets) == 0 || len(view.Sigs) == 0 {
+		t.Fatalf("view not populated: crash %+v, %d facets, %d sigs", crash, len(view.Facets), len(view.Sigs))
+	}
+	data := map[string]any{
+		"report.html.tmpl": view, "summary": view, "heatmap": view, "ranking": view,
+		"signatures": view, "cells": view, "run": crash,
+	}
+	// Files that only hold {{define}} blocks render nothing themselves.
+	for _, file := range []string{"summary.tmpl", "heatmap.tmpl", "ranking.tmpl", "signatures.tmpl", "cells.tmpl"} {
+		data[file] = nil
+	}
+	tmpl, err := parseTemplates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tmpl.Templates() {
+		name := tt.Name()
+		if name == "" || tt.Tree == nil {
+			continue
+		}
+		v, ok := data[name]
+		if !ok {
+			t.Errorf("template %q has no populated view in this test", name)
+			continue
+		}
+		var b bytes.Buffer
+		if err := tmpl.ExecuteTemplate(&b, name, v); err != nil {
+			t.Errorf("template %q: %v", name, err)
+		}
+		if v == nil {
+			if strings.TrimSpace(b.String()) != "" {
+				t.Errorf("template file %q renders text outside its {{define}} blocks", name)
+			}
+			continue
+		}
+		if b.Len() == 0 || strings.Contains(b.String(), "ZgotmplZ") {
+			t.Errorf("template %q rendered %d bytes (ZgotmplZ means a value was rejected)", name, b.Len())
+		}
+	}
+}
+
+func TestHTMLIsSelfContained(t *testing.T) {
+	var b bytes.Buffer
+	if err := loadBasic(t).WriteHTML(&b, HTMLOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s := b.String()
+	for _, bad := range []string{"http://", "https://", "<script>window", "<img", "\x1b"} {
+		if bad == "http://" && strings.Count(s, bad) == strings.Count(s, "http://www.w3.org/2000/svg") {
+			continue
+		}
+		if strings.Contains(s, bad) {
+			t.Errorf("html contains %q", bad)
+		}
+	}
+	for _, want := range []string{"&lt;script&gt;window.pwned=1&lt;/script&gt;", "<svg", "Content-Security-Policy",
+		`href="runs/k5.10-debian11-docker20.10.5-overlay2/r2/console.log"`, `class="ln hit"`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("html lacks %q", want)
+		}
+	}
+}
+
+func TestCleanLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":                      "plain",
+		"\x1b[1;31mred\x1b[0m":       "red",
+		"bell\x07 nul\x00":           "bell\u2407 nul\u2400",
+		"osc \x1b]0;title\x07 after": "osc  after",
+		"lone \x1b":                  "lone \u241b",
+		"bad \xff utf8":              "bad \ufffd utf8",
+		"tab\there":                  "tab    here",
+		"rtl \u202e override":        "rtl \\u202e override",
+		"<script>alert(1)</script>":  "<script>alert(1)</script>", // markup is the renderer's job
+		"c1 \u0085 next line":        "c1 \\u0085 next line",
+	} {
+		if got := CleanLine(in); got != want {
+			t.Errorf("CleanLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+	long := CleanLine(strings.Repeat("é", MaxLineBytes))
+	if !strings.HasSuffix(long, " bytes cut]") || !utf8.ValidString(long) || len(long) > MaxLineBytes+40 {
+		t.Errorf("long line not cut cleanly: len %d, suffix %q", len(long), long[len(long)-30:])
+	}
+}
+
+func TestReadLinesHugeLine(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("one\n")
+	b.WriteString(strings.Repeat("A", 10<<20))
+	b.WriteString("\nthree\x1b[0m\nfour")
+	got, err := readLines(strings.NewReader(b.String()), []lineRange{{1, 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[1] != "one" || got[3] != "three" || got[4] != "four" || len(got) != 4 {
+		t.Errorf("lines = %v", got)
+	}
+	if !strings.HasSuffix(got[2], " bytes cut]") || len(got[2]) > MaxLineBytes+50 {
+		t.Errorf("line 2: len %d, tail %q", len(got[2]), got[2][max(0, len(got[2])-40):])
+	}
+}
+
+func TestLoadRejectsBadInput(t *testing.T) {
+	for name, tc := range map[string]struct{ doc, want string }{
+		"schema":    {`{"schema":"other/v9","run_id":"x","runs":[]}`, `schema "other/v9"`},
+		"verdict":   {`{"schema":"matrixctl.results/v1","run_id":"x","runs":[{"cell":"c","verdict":"maybe","repeat":1}]}`, `runs[0] (cell "c" repeat 1): unknown verdict "maybe"`},
+		"escape":    {`{"schema":"matrixctl.results/v1","run_id":"x","runs":[{"cell":"c","verdict":"pass","artifacts":{"console":"../../etc/passwd"}}]}`, "leaves the results directory"},
+		"absolute":  {`{"schema":"matrixctl.results/v1","run_id":"x","runs":[{"cell":"c","verdict":"pass","artifacts":{"console":"/etc/passwd"}}]}`, "is absolute"},
+		"truncated": {`{"schema":"matrixctl.results/v1","run_id":"x","runs":[{"cell":`, "offset"},
+		"no run id": {`{"schema":"matrixctl.results/v1","runs":[]}`, "run_id is empty"},
+		"trailing":  {`{"schema":"matrixctl.results/v1","run_id":"x","runs":[]} {}`, "trailing data"},
+		"duplicate": {`{"schema":"matrixctl.results/v1","run_id":"x","run_id":"y","runs":[]}`, "duplicate key"},
+		"type":      {`{"schema":"matrixctl.results/v1","run_id":"x","runs":[{"cell":"c","verdict":"pass","repeat":"one"}]}`, "runs[0]"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, ResultsFile), []byte(tc.doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(dir)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), ResultsFile) {
+				t.Errorf("Load: %v; want an error naming %s and containing %q", err, ResultsFile, tc.want)
+			}
+		})
+	}
+}
+
+func TestMarkdownEscapesHostileText(t *testing.T) {
+	f := &results.File{Schema: results.SchemaVersion, RunID: "x", Started: time.Unix(0, 0), Runs: []results.Run{{
+		Cell: "evil|cell", Verdict: results.DockerFailure, Repeat: 1,
+		Findings: []results.Finding{{Title: "<img src=x> | `code` [link](javascript:x) @channel \x1b[31m"}},
+	}}}
+	r, err := Build(context.Background(), f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := r.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	s := b.String()
+	for _, bad := range []string{"<img", "evil|cell", "[link](", "@channel", "\x1b", "`code`"} {
+		if strings.Contains(s, bad) {
+			t.Errorf("markdown contains %q:\n%s", bad, s)
+		}
+	}
+}
