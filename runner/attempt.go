@@ -62,6 +62,7 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 	finalize := func() results.Run {
 		j := Judge(ev)
 		run.Verdict, run.Reason, run.Findings = j.Verdict, j.Reason, j.Findings
+		run.Probes = ev.Probes.Probes
 		run.Phases = clock.phases
 		run.Finished = time.Now().UTC()
 		return run
@@ -240,14 +241,10 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 		if soak == 0 {
 			soak = jb.cell.Settings.Soak
 		}
-		records, ferr := createArtifact(filepath.Join(dir, "probes.jsonl"))
-		if ferr != nil {
-			ev.Err, ev.Phase = Infra("probe records", ferr), PhaseProbes
-		} else {
+		{
 			i = clock.start(PhaseProbes)
-			rep, perr := r.opts.Prober.RunProbes(phaseCtx, ProbeRequest{DockerHost: host, Probes: jb.cell.Settings.Probes, Duration: soak, Records: records})
+			rep, perr := r.opts.Prober.RunProbes(phaseCtx, ProbeRequest{DockerHost: host, Probes: jb.cell.Settings.Probes, Duration: soak, RecordsPath: filepath.Join(dir, "probes.jsonl")})
 			clock.end(i, perr)
-			_ = records.Finish()
 			run.Artifacts = addArtifact(run.Artifacts, "probes", filepath.Join(rel, "probes.jsonl"))
 			ev.Probes = rep
 			switch {

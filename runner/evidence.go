@@ -19,8 +19,10 @@ type ProbeRequest struct {
 	DockerHost string
 	Probes     []string
 	Duration   time.Duration
-	// Records receives the probes' JSON-lines records (probes.jsonl).
-	Records io.Writer
+	// RecordsPath is the host file that receives the probes' JSON-lines
+	// records (probes.jsonl), appended and flushed per record so that what a
+	// killed run wrote can be read back.
+	RecordsPath string
 }
 
 // ProbeReport is what the probes proved.
@@ -29,6 +31,11 @@ type ProbeReport struct {
 	// Lost lists integrity failures of promised data: blocks that were
 	// written and verified wrong or missing (file, offset, expected, found).
 	Lost []string
+	// Corrupt lists data the probes read back wrong without it being a
+	// promise that was broken (checksums that do not match what was written).
+	Corrupt []string
+	// DaemonErrs lists conclusive failures of the Docker daemon seen by the probes.
+	DaemonErrs []string
 	// FailedOps names operations that failed with an error (e.g. "io: fsync
 	// /data/f3: input/output error").
 	FailedOps []string

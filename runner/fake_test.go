@@ -190,7 +190,9 @@ type fakeProber struct{ p *fakeProvider }
 func (f fakeProber) RunProbes(ctx context.Context, req ProbeRequest) (ProbeReport, error) {
 	id := strings.TrimPrefix(req.DockerHost, "fake://")
 	s := f.p.script(id)
-	fmt.Fprintf(req.Records, `{"schema":"fake","probe":"io","cell":%q}`+"\n", id)
+	if err := os.WriteFile(req.RecordsPath, fmt.Appendf(nil, `{"schema":"fake","probe":"io","cell":%q}`+"\n", id), 0o644); err != nil {
+		return ProbeReport{}, Infra("records", err)
+	}
 	if s.exitDuringProbes != nil {
 		f.p.mu.Lock()
 		var m *fakeMachine

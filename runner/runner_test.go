@@ -141,7 +141,7 @@ func TestRunVerdictsFromScriptedMachines(t *testing.T) {
 	if r := byCell["dirty"]; r.Checker == nil || r.Checker.Clean || r.Artifacts["checker"] == "" {
 		t.Errorf("dirty: checker %+v, artifacts %v", r.Checker, r.Artifacts)
 	}
-	if r := byCell["pass"]; r.Checker == nil || !r.Checker.Clean || r.KernelRelease != "6.1.0-fake" {
+	if r := byCell["pass"]; r.Checker == nil || !r.Checker.Clean || r.KernelRelease != "6.1.0-fake" || len(r.Probes) != 1 {
 		t.Errorf("pass: %+v", r)
 	}
 	if r := byCell["planned"]; len(r.Phases) != 0 {

@@ -156,6 +156,9 @@ var precedence = []rule{
 		if f, ok := e.firstConsole(classFS); ok {
 			return "console: " + f.Title, true
 		}
+		if len(e.Probes.Corrupt) > 0 {
+			return fmt.Sprintf("probes read back %d corrupt item(s), first: %s", len(e.Probes.Corrupt), e.Probes.Corrupt[0]), true
+		}
 		return "", false
 	}},
 	{results.Hang, func(e *Evidence) (string, bool) {
@@ -179,6 +182,9 @@ var precedence = []rule{
 		}
 		if e.DockerErr != nil {
 			return "dockerd: " + e.DockerErr.Error(), true
+		}
+		if len(e.Probes.DaemonErrs) > 0 {
+			return "dockerd failed the probes: " + e.Probes.DaemonErrs[0], true
 		}
 		return "", false
 	}},
@@ -233,6 +239,12 @@ func evidenceFindings(e *Evidence) []results.Finding {
 	}
 	for _, l := range e.Probes.Lost {
 		out = append(out, results.Finding{Source: "probe", Category: "data-loss", Severity: "fatal", Title: l})
+	}
+	for _, c := range e.Probes.Corrupt {
+		out = append(out, results.Finding{Source: "probe", Category: "corruption", Severity: "fatal", Title: c})
+	}
+	for _, d := range e.Probes.DaemonErrs {
+		out = append(out, results.Finding{Source: "probe", Category: "docker-daemon", Severity: "error", Title: d})
 	}
 	for _, op := range e.Probes.FailedOps {
 		out = append(out, results.Finding{Source: "probe", Category: "failed-op", Severity: "error", Title: op})

@@ -50,6 +50,8 @@ func TestJudge(t *testing.T) {
 		{"dockerd died", Evidence{Exit: Exit{Reason: ExitDockerDied, Detail: "dockerd exit status 2"}, Probes: failedProbe}, results.DockerFailure, "exit status 2"},
 		{"docker never ready", Evidence{DockerErr: errors.New("no answer after 120s"), Phase: PhaseDocker}, results.DockerFailure, "no answer"},
 		{"docker failure beats probe failure", Evidence{DockerErr: errors.New("ping: connection refused"), Probes: failedProbe}, results.DockerFailure, "refused"},
+		{"probe read back corrupt data", Evidence{Probes: ProbeReport{Corrupt: []string{"/data/f9 at 0: crc mismatch"}}, Checker: clean}, results.FSCorruption, "f9"},
+		{"daemon failed the probes", Evidence{Probes: ProbeReport{DaemonErrs: []string{"churn: container create: 500"}}}, results.DockerFailure, "500"},
 		{"probe failed", Evidence{Probes: failedProbe, Checker: clean}, results.ProbeFailure, "connection reset"},
 		{"oom alone decides nothing", Evidence{Console: []results.Finding{oomF}, Probes: okProbes}, results.Pass, ""},
 		{"oom with failing probe", Evidence{Console: []results.Finding{oomF}, Probes: failedProbe}, results.ProbeFailure, "net"},
