@@ -1,0 +1,99 @@
+package history
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/matrixctl/matrixctl/runner/results"
+)
+
+func file(id string, started time.Time, verdicts ...results.Verdict) *results.File {
+	f := &results.File{Schema: results.SchemaVersion, RunID: id, Spec: "matrix.yaml", Provider: "qemu", Started: started}
+	for i, v := range verdicts {
+		r := results.Run{Cell: "c1", Kernel: "6.1", Distro: "debian12", Docker: "20.10.24", Driver: "overlay2",
+			Repeat: i + 1, Attempt: 1, Verdict: v, Started: started}
+		if v == results.KernelCrash {
+			r.Findings = []results.Finding{{Source: "console", Category: "kernel-panic", Severity: "fatal", Title: "panic in x"}}
+		}
+		f.Runs = append(f.Runs, r)
+	}
+	return f
+}
+
+func TestAppendIsIdempotentAndPointsAggregate(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "sub", FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2026, 11, 20, 1, 0, 0, 0, time.UTC)
+	f1 := file("r1", t0, results.Pass, results.Pass, results.InfraError)
+	f2 := file("r2", t0.Add(24*time.Hour), results.Pass, results.KernelCrash, results.ProbeFailure)
+	for _, f := range []*results.File{f1, f2} {
+		added, err := s.Append(ctx, f)
+		if err != nil || !added {
+			t.Fatalf("append %s: added %v, %v", f.RunID, added, err)
+		}
+	}
+	added, err := s.Append(ctx, f1)
+	if err != nil || added {
+		t.Fatalf("second append of r1: added %v, %v; want a no-op", added, err)
+	}
+	pts, err := s.Points(ctx, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) != 2 {
+		t.Fatalf("points = %+v", pts)
+	}
+	if p := pts[0]; p.RunID != "r1" || p.Counted != 2 || p.Passed != 2 || p.Worst != "" {
+		t.Errorf("r1 point = %+v (infra errors must not count)", p)
+	}
+	if p := pts[1]; p.RunID != "r2" || p.Counted != 3 || p.Passed != 1 || p.Worst != results.KernelCrash {
+		t.Errorf("r2 point = %+v", p)
+	}
+	recent, err := s.Points(ctx, t0.Add(time.Hour))
+	if err != nil || len(recent) != 1 || recent[0].RunID != "r2" {
+		t.Errorf("points since: %+v, %v", recent, err)
+	}
+	sigs, err := s.Signatures(ctx, time.Time{})
+	if err != nil || len(sigs) != 1 || !sigs[0].FirstSeen.Equal(t0.Add(24*time.Hour)) {
+		t.Errorf("signatures: %+v, %v", sigs, err)
+	}
+	trend, err := s.Trend(ctx, "c1", time.Time{})
+	if err != nil || len(trend) != 2 {
+		t.Errorf("trend: %+v, %v", trend, err)
+	}
+	runs, err := s.Runs(ctx)
+	if err != nil || len(runs) != 2 {
+		t.Errorf("runs: %v, %v", runs, err)
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), FileName)
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, file("r1", time.Unix(100, 0), results.Pass)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	runs, err := s.Runs(ctx)
+	if err != nil || len(runs) != 1 {
+		t.Errorf("runs after reopen: %v, %v", runs, err)
+	}
+	if _, err := s.Append(ctx, &results.File{}); err == nil {
+		t.Error("append without run_id succeeded")
+	}
+}
