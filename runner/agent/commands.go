@@ -1,0 +1,93 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/matrixctl/matrixctl/runner/agentproto"
+	"golang.org/x/sys/unix"
+)
+
+// Linux FIFREEZE/FITHAW ioctl numbers (_IOWR('X', 119/120, int)).
+const (
+	fiFreeze = 0xC0045877
+	fiThaw   = 0xC0045878
+)
+
+func fsIoctl(path string, req uintptr) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), req, 0); e != 0 {
+		return fmt.Errorf("ioctl %#x on %s: %w", req, path, e)
+	}
+	return nil
+}
+
+func (a *agent) cmdSysrq(c agentproto.Command) error {
+	time.Sleep(100 * time.Millisecond) // let the reply leave first
+	return os.WriteFile("/proc/sysrq-trigger", []byte(c.Arg), 0)
+}
+
+func (a *agent) cmdKillDockerd(agentproto.Command) error {
+	a.dockerMu.Lock()
+	d := a.dockerd
+	a.dockerMu.Unlock()
+	if d == nil {
+		return errors.New("dockerd is not running")
+	}
+	return d.cmd.Process.Signal(unix.SIGKILL)
+}
+
+func (a *agent) cmdSysctl(c agentproto.Command) error {
+	path := filepath.Join("/proc/sys", strings.ReplaceAll(c.Arg, ".", "/"))
+	return os.WriteFile(path, []byte(c.Value+"\n"), 0)
+}
+
+func (a *agent) cmdWriteLoop(c agentproto.Command) error {
+	f, err := os.OpenFile(c.Arg, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	go func() {
+		buf := make([]byte, 4096)
+		for i := 0; ; i++ {
+			buf[0] = byte(i)
+			f.WriteAt(buf, int64(i%256)*4096)
+			f.Sync()
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	return nil
+}
+
+func (a *agent) cmdShutdown(agentproto.Command) error {
+	a.send(agentproto.Message{Type: agentproto.TypeShutdown})
+	a.dockerMu.Lock()
+	d := a.dockerd
+	a.dockerMu.Unlock()
+	if d != nil {
+		d.cmd.Process.Signal(unix.SIGTERM)
+		select {
+		case <-d.Exit:
+		case <-time.After(10 * time.Second):
+			d.cmd.Process.Signal(unix.SIGKILL)
+		}
+	}
+	unix.Sync()
+	if a.scratchMount != "" {
+		if err := unix.Unmount(a.scratchMount, 0); err != nil {
+			a.logf("unmount %s: %v", a.scratchMount, err)
+			unix.Unmount(a.scratchMount, unix.MNT_DETACH)
+		}
+	}
+	unix.Sync()
+	time.Sleep(100 * time.Millisecond) // let the shutdown message drain
+	return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+}

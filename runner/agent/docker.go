@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/matrixctl/matrixctl/runner/agentproto"
+	"golang.org/x/sys/unix"
+)
+
+// driverSpec says what a storage driver needs from the kernel and the scratch disk.
+type driverSpec struct {
+	modules   []string // modprobe'd; a failure means the kernel cannot provide the driver
+	fs        string   // must then appear in /proc/filesystems ("" = no check)
+	scratchFS string   // default scratch filesystem; "raw" = the driver takes the block device
+	allowedFS []string // scratch filesystems the driver works on
+	opts      func(scratchDev string) []string
+}
+
+var drivers = map[string]driverSpec{
+	"overlay2":       {modules: []string{"overlay"}, fs: "overlay", scratchFS: "ext4", allowedFS: []string{"ext4", "xfs"}},
+	"overlay":        {modules: []string{"overlay"}, fs: "overlay", scratchFS: "ext4", allowedFS: []string{"ext4", "xfs"}},
+	"aufs":           {modules: []string{"aufs"}, fs: "aufs", scratchFS: "ext4", allowedFS: []string{"ext4", "xfs"}},
+	"btrfs":          {modules: []string{"btrfs"}, fs: "btrfs", scratchFS: "btrfs", allowedFS: []string{"btrfs"}},
+	"zfs":            {modules: []string{"zfs"}, fs: "zfs", scratchFS: "raw", allowedFS: []string{"raw"}},
+	"vfs":            {scratchFS: "ext4", allowedFS: []string{"ext4", "xfs", "btrfs"}},
+	"fuse-overlayfs": {modules: []string{"fuse"}, fs: "fuse", scratchFS: "ext4", allowedFS: []string{"ext4", "xfs"}},
+	"devicemapper": {modules: []string{"dm_thin_pool"}, scratchFS: "raw", allowedFS: []string{"raw"},
+		opts: func(dev string) []string {
+			return []string{"--storage-opt", "dm.directlvm_device=" + dev, "--storage-opt", "dm.override_udev_sync_check=true"}
+		}},
+}
+
+// mkfs is how each scratch filesystem is made.
+var mkfs = map[string]struct {
+	module string
+	argv   []string
+	opts   string
+}{
+	"ext4":  {"ext4", []string{"mkfs.ext4", "-F", "-q"}, ""},
+	"xfs":   {"xfs", []string{"mkfs.xfs", "-f", "-q", "-n", "ftype=1"}, ""},
+	"btrfs": {"btrfs", []string{"mkfs.btrfs", "-f", "-q"}, ""},
+}
+
+type preparedDriver struct {
+	name       string
+	spec       driverSpec
+	scratchFS  string
+	scratchDev string
+}
+
+// prepareDriver loads the driver's modules; a kernel without them is unsupported.
+func (a *agent) prepareDriver() (*preparedDriver, error) {
+	name := a.cfg.Driver
+	if name == "" {
+		name = "overlay2"
+	}
+	spec, ok := drivers[name]
+	if !ok {
+		return nil, unsupportedf("storage driver %q is not known to the agent", name)
+	}
+	fs := a.cfg.ScratchFS
+	if fs == "" {
+		fs = spec.scratchFS
+	}
+	if !slices.Contains(spec.allowedFS, fs) {
+		return nil, unsupportedf("storage driver %s does not run on a %s scratch disk", name, fs)
+	}
+	for _, m := range spec.modules {
+		if out, err := a.runCmd(30*time.Second, "modprobe", m); err != nil {
+			return nil, unsupportedf("kernel %s cannot provide storage driver %s: modprobe %s failed: %s", a.release, name, m, out)
+		}
+	}
+	if spec.fs != "" && !hasFilesystem(spec.fs) {
+		return nil, unsupportedf("kernel %s cannot provide storage driver %s: no %s in /proc/filesystems", a.release, name, spec.fs)
+	}
+	if mk, ok := mkfs[fs]; ok {
+		if out, err := a.runCmd(30*time.Second, "modprobe", mk.module); err != nil && !hasFilesystem(fs) {
+			return nil, unsupportedf("kernel %s cannot mount a %s scratch disk: %s", a.release, fs, out)
+		}
+	}
+	a.logf("storage driver %s on %s scratch", name, fs)
+	return &preparedDriver{name: name, spec: spec, scratchFS: fs}, nil
+}
+
+func hasFilesystem(name string) bool {
+	b, err := os.ReadFile("/proc/filesystems")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[len(f)-1] == name {
+			return true
+		}
+	}
+	return false
+}
+
+const dockerRoot = "/var/lib/docker"
+
+func (a *agent) prepareScratch(d *preparedDriver) error {
+	dev, err := findDisk(agentproto.SerialScratch, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	d.scratchDev = dev
+	if err := os.MkdirAll(dockerRoot, 0o711); err != nil {
+		return err
+	}
+	mk, ok := mkfs[d.scratchFS]
+	if !ok {
+		return nil // raw: the driver takes the device
+	}
+	argv := append(slices.Clone(mk.argv), dev)
+	if out, err := a.runCmd(120*time.Second, argv...); err != nil {
+		return fmt.Errorf("make %s on scratch disk: %w (%s)", d.scratchFS, err, out)
+	}
+	if err := unix.Mount(dev, dockerRoot, d.scratchFS, 0, mk.opts); err != nil {
+		return fmt.Errorf("mount scratch %s (%s) on %s: %w", dev, d.scratchFS, dockerRoot, err)
+	}
+	a.scratchMount = dockerRoot
+	return nil
+}
+
+// startDocker starts dockerd (which starts its own containerd) and waits until it answers.
+func (a *agent) startDocker(d *preparedDriver) (string, error) {
+	argv := []string{"dockerd", "--storage-driver", d.name, "-H", "unix:///var/run/docker.sock"}
+	if d.spec.opts != nil {
+		argv = append(argv, d.spec.opts(d.scratchDev)...)
+	}
+	if a.cfg.DockerdDebug {
+		argv = append(argv, "--debug")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return "", err
+	}
+	s, err := a.spawn(w, argv...)
+	w.Close()
+	if err != nil {
+		r.Close()
+		return "", err
+	}
+	a.dockerMu.Lock()
+	a.dockerd = s
+	a.dockerMu.Unlock()
+	a.logf("started %s", strings.Join(argv, " "))
+	tail := newTail(20)
+	go func() {
+		defer r.Close()
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 4096), 32<<10)
+		for sc.Scan() {
+			tail.add(sc.Text())
+			a.send(agentproto.Message{Type: agentproto.TypeLog, Source: agentproto.SourceDockerd, Line: sc.Text()})
+		}
+	}()
+	deadline := time.Now().Add(time.Duration(a.cfg.DockerdTimeoutS) * time.Second)
+	for {
+		if v, err := dockerVersion(); err == nil {
+			return v, nil
+		}
+		select {
+		case ws := <-s.Exit:
+			time.Sleep(200 * time.Millisecond) // let the log reader catch up
+			return "", fmt.Errorf("dockerd exited (%s) before it answered: %s", statusString(ws), tail.String())
+		case <-time.After(250 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("dockerd did not answer within %ds: %s", a.cfg.DockerdTimeoutS, tail.String())
+		}
+	}
+}
+
+func unixHTTP() *http.Client {
+	return &http.Client{
+		Timeout: 5 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", "/var/run/docker.sock")
+		}},
+	}
+}
+
+func dockerVersion() (string, error) {
+	c := unixHTTP()
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://docker/version")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("docker /version: %s", resp.Status)
+	}
+	var v struct{ Version string }
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
+		return "", err
+	}
+	return v.Version, nil
+}
+
+// dockerPort is where the agent exposes dockerd's API to the host (QEMU hostfwd).
+const dockerPort = 2375
+
+// proxyDocker forwards TCP connections on dockerPort to dockerd's unix
+// socket. The agent does this instead of dockerd -H tcp:// so that no
+// dockerd version's unauthenticated-TCP policy (warnings, delays, refusal)
+// differs between cells.
+func (a *agent) proxyDocker() error {
+	ln, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", dockerPort))
+	if err != nil {
+		return fmt.Errorf("docker api proxy: %w", err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				a.logf("docker api proxy: %v", err)
+				return
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("unix", "/var/run/docker.sock")
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				done := make(chan struct{}, 2)
+				go func() { io.Copy(u, c); u.(*net.UnixConn).CloseWrite(); done <- struct{}{} }()
+				go func() { io.Copy(c, u); c.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+				<-done
+				<-done
+			}()
+		}
+	}()
+	return nil
+}
+
+// tail keeps the last n lines of a stream.
+type tail struct {
+	ch chan string
+}
+
+func newTail(n int) *tail { return &tail{ch: make(chan string, n)} }
+
+func (t *tail) add(s string) {
+	for {
+		select {
+		case t.ch <- s:
+			return
+		default:
+			select {
+			case <-t.ch:
+			default:
+			}
+		}
+	}
+}
+
+func (t *tail) String() string {
+	var lines []string
+	for {
+		select {
+		case s := <-t.ch:
+			lines = append(lines, s)
+		default:
+			return strings.Join(lines, "\n")
+		}
+	}
+}
