@@ -7,4 +7,5 @@ var subcommands = []func(*globalFlags, Streams) *cobra.Command{
 	newVersionCommand,
 	newPlanCommand,
 	newReportCommand,
+	newMergeCommand,
 }
