@@ -87,9 +87,15 @@ type Option func(*options)
 
 // WithMirrors overrides the Debian archive and security archive URIs
 // (default: from the host's apt sources; env MATRIXCTL_MIRROR,
-// MATRIXCTL_SECURITY_MIRROR). An empty security URI keeps the host's.
+// MATRIXCTL_SECURITY_MIRROR). An empty security URI keeps the
+// environment's or the host's.
 func WithMirrors(debian, security string) Option {
-	return func(o *options) { o.mirror, o.securityMirror = debian, security }
+	return func(o *options) {
+		o.mirror = debian
+		if security != "" {
+			o.securityMirror = security
+		}
+	}
 }
 
 // WithAptRoot reads the apt sources from root/etc/apt instead of /etc/apt.

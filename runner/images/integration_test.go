@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,4 +131,57 @@ func TestIntegrationKernelBookworm(t *testing.T) {
 		t.Errorf("second call did work: before %+v after %+v", before, after)
 	}
 	testutil.NoProcessesLeft(t, c.Dir())
+}
+
+func TestIntegrationRootfsBookworm(t *testing.T) {
+	c := integrationCache(t)
+	testutil.RequiresBinary(t, "mmdebstrap", "debugfs", "e2fsck")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	distro := matrix.DistroRef{Name: "debian12", Suite: "bookworm"}
+	docker := matrix.DockerRef{Version: "20.10.24"}
+	var progress strings.Builder
+	start := time.Now()
+	r, err := c.Rootfs(ctx, distro, docker, io.MultiWriter(&progress, logWriter{t}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first call %v: %+v", time.Since(start), r)
+	if UpstreamVersion(r.DockerPackageVersion) != "20.10.24" || r.Suite != "bookworm" {
+		t.Errorf("rootfs %+v, want docker 20.10.24 from bookworm", r)
+	}
+	if _, err := run(ctx, command{argv: []string{"e2fsck", "-fn", r.Image}}); err != nil {
+		t.Errorf("rootfs image does not fsck clean: %v", err)
+	}
+	for _, p := range []string{"/usr/sbin/dockerd", "/usr/bin/containerd", "/usr/sbin/runc", "/usr/sbin/mkfs.xfs",
+		"/usr/sbin/mkfs.btrfs", "/usr/sbin/lvcreate", "/usr/sbin/thin_check", "/usr/sbin/iptables", "/usr/bin/mount", "/usr/sbin/modprobe"} {
+		out, err := run(ctx, command{argv: []string{"debugfs", "-R", "stat " + p, r.Image}})
+		if err != nil || !strings.Contains(out, "Type: ") || strings.Contains(out, "File not found") {
+			t.Errorf("rootfs lacks %s: %v %s", p, err, out)
+		}
+	}
+	out, _ := run(ctx, command{argv: []string{"debugfs", "-R", "ls /usr/share/man", r.Image}})
+	if !strings.Contains(out, "File not found") && strings.Count(out, "man") > 3 {
+		t.Errorf("man pages were not dropped: %s", out)
+	}
+	if r.Packages != "" {
+		b, _ := os.ReadFile(r.Packages)
+		if !strings.Contains(string(b), "docker.io "+r.DockerPackageVersion) {
+			t.Errorf("packages.txt lacks docker.io %s", r.DockerPackageVersion)
+		}
+	}
+
+	before := c.Stats()
+	r2, err := c.Rootfs(ctx, distro, docker, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := c.Stats()
+	if *r2 != *r || after.RootfsBuilds != before.RootfsBuilds || after.Reuses != before.Reuses+1 {
+		t.Errorf("second call: %+v stats %+v → %+v; want the same rootfs and no build", r2, before, after)
+	}
+	testutil.NoProcessesLeft(t, c.Dir())
+	if m, _ := mountsUnder(c.Dir()); len(m) > 0 {
+		t.Errorf("mounts left under the cache: %v", m)
+	}
 }

@@ -30,4 +30,6 @@ type Rootfs struct {
 	Suite string `json:"suite"`
 	// DockerPackageVersion is the installed docker.io package version, e.g. "20.10.24+dfsg1-1+deb12u1".
 	DockerPackageVersion string `json:"docker_package_version"`
+	// Packages is a text file listing every installed package and its version.
+	Packages string `json:"packages,omitempty"`
 }

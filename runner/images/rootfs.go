@@ -1,0 +1,239 @@
+package images
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/matrixctl/matrixctl/matrix"
+)
+
+// RootfsPackages are installed into every rootfs besides the Docker package:
+// the engine's runtime, the tools the storage drivers need (mkfs, LVM thin
+// pools) and what the guest agent calls. No init system: the agent is PID 1.
+var RootfsPackages = []string{
+	"containerd", "runc", "tini", "iptables", "iproute2", "kmod", "util-linux", "mount",
+	"e2fsprogs", "xfsprogs", "btrfs-progs", "lvm2", "thin-provisioning-tools", "dmsetup",
+	"procps", "ca-certificates", "pigz", "xz-utils",
+}
+
+// DefaultDockerPackage provides the Docker engine when a DockerRef names none.
+const DefaultDockerPackage = "docker.io"
+
+// rootfsExcludes keep documentation, man pages and translations out of the image.
+var rootfsExcludes = []string{
+	"path-exclude=/usr/share/man/*",
+	"path-exclude=/usr/share/info/*",
+	"path-exclude=/usr/share/doc/*",
+	"path-include=/usr/share/doc/*/copyright",
+	"path-exclude=/usr/share/locale/*",
+	"path-include=/usr/share/locale/locale.alias",
+	"path-exclude=/usr/share/lintian/*",
+}
+
+// Rootfs returns the root filesystem image for distro with Docker
+// docker.Version, building it with mmdebstrap (variant minbase) from the
+// host's mirror when it is not cached. Progress (phase lines and
+// mmdebstrap's output, prefixed) goes to progress, or to the Cache's
+// progress writer when nil. A *PackageError says the suite has no such Docker
+// version (or lacks a package), a *MirrorError that the mirror failed.
+func (c *Cache) Rootfs(ctx context.Context, distro matrix.DistroRef, docker matrix.DockerRef, progress io.Writer) (*Rootfs, error) {
+	r, err := c.rootfs(ctx, distro, docker, progress)
+	if err != nil {
+		return nil, fmt.Errorf("rootfs %s docker %s: %w", distro.Name, docker.Version, err)
+	}
+	return r, nil
+}
+
+func (c *Cache) rootfs(ctx context.Context, distro matrix.DistroRef, docker matrix.DockerRef, progress io.Writer) (*Rootfs, error) {
+	if progress == nil {
+		progress = c.opts.progress
+	}
+	if progress == nil {
+		progress = io.Discard
+	}
+	if distro.Suite == "" {
+		return nil, errors.New("distro has no suite")
+	}
+	dockerSuite := docker.Suite
+	if dockerSuite == "" {
+		dockerSuite = distro.Suite
+	}
+	dockerPkg := docker.Package
+	if dockerPkg == "" {
+		dockerPkg = DefaultDockerPackage
+	}
+	m, err := c.Mirrors()
+	if err != nil {
+		return nil, err
+	}
+	a, err := c.aptFor(ctx, dockerSuite)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := a.show(ctx, dockerPkg, true)
+	if err != nil {
+		return nil, err
+	}
+	var pick *pkgRecord
+	var have []string
+	for i, r := range recs {
+		have = append(have, r.Version)
+		if pick == nil && UpstreamVersion(r.Version) == docker.Version {
+			pick = &recs[i]
+		}
+	}
+	if pick == nil {
+		return nil, &PackageError{Suite: dockerSuite, Package: dockerPkg, Want: docker.Version, Have: have}
+	}
+	pkgs := append([]string(nil), RootfsPackages...)
+	sort.Strings(pkgs)
+	include := append(pkgs, dockerPkg+"="+pick.Version)
+	lines := sourceLines(m, distro.Suite)
+	if dockerSuite != distro.Suite {
+		for _, l := range sourceLines(m, dockerSuite) {
+			if !contains(lines, l) {
+				lines = append(lines, l)
+			}
+		}
+	}
+	key := keyOf("rootfs", distro.Suite, dockerSuite, strings.Join(include, ","), docker.Version,
+		strings.Join(lines, "\n"), strings.Join(rootfsExcludes, ","))
+	inputs := map[string]string{"suite": distro.Suite, "docker_suite": dockerSuite, "docker": docker.Version,
+		"include": strings.Join(include, ","), "debian": m.Debian, "security": m.Security}
+	label := fmt.Sprintf("rootfs %s/docker %s: ", distro.Name, docker.Version)
+	dir, man, err := c.entry(ctx, "rootfs", key, inputs, func(ctx context.Context, tmp string, man *manifest) error {
+		r, err := c.buildRootfs(ctx, tmp, distro.Suite, include, lines, dockerPkg, docker.Version, progress, label)
+		if err != nil {
+			return err
+		}
+		man.Rootfs = r
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if man.Rootfs == nil {
+		return nil, &CorruptError{dir, "manifest has no rootfs"}
+	}
+	r := *man.Rootfs
+	r.Image = filepath.Join(dir, r.Image)
+	if r.Packages != "" {
+		r.Packages = filepath.Join(dir, r.Packages)
+	}
+	return &r, nil
+}
+
+func (c *Cache) buildRootfs(ctx context.Context, tmp, suite string, include, lines []string,
+	dockerPkg, dockerVersion string, progress io.Writer, label string) (*Rootfs, error) {
+	start := time.Now()
+	tree := filepath.Join(tmp, "tree")
+	argv := []string{}
+	if os.Geteuid() == 0 {
+		// mmdebstrap mounts /proc, /sys and /dev into the target; a private
+		// mount namespace makes those mounts die with it, even when killed.
+		argv = append(argv, "unshare", "--mount", "--propagation", "private", "--")
+	}
+	argv = append(argv, "mmdebstrap", "--variant=minbase", "--mode=auto", "--format=directory",
+		"--include="+strings.Join(include, ","),
+		`--aptopt=Acquire::Languages "none"`)
+	for _, e := range rootfsExcludes {
+		argv = append(argv, "--dpkgopt="+e)
+	}
+	argv = append(argv, suite, tree)
+	argv = append(argv, lines...)
+	fmt.Fprintf(progress, "%smmdebstrap %s (%d packages)\n", label, suite, len(include))
+	if _, err := run(ctx, command{argv: argv, progress: progress, prefix: label + "mmdebstrap: "}); err != nil {
+		m, _ := c.Mirrors()
+		return nil, classifyBuildError(m, suite, err)
+	}
+	fmt.Fprintf(progress, "%smmdebstrap done in %s\n", label, time.Since(start).Round(time.Second))
+
+	status, err := os.ReadFile(filepath.Join(tree, "var/lib/dpkg/status"))
+	if err != nil {
+		return nil, err
+	}
+	installed, err := installedPackages(status)
+	if err != nil {
+		return nil, err
+	}
+	got, ok := installed[dockerPkg]
+	if !ok {
+		return nil, fmt.Errorf("%s is not installed in the built rootfs", dockerPkg)
+	}
+	if UpstreamVersion(got) != dockerVersion {
+		return nil, fmt.Errorf("installed %s is %s, want docker %s", dockerPkg, got, dockerVersion)
+	}
+	// Leftovers mmdebstrap keeps that no cell needs.
+	for _, g := range []string{"var/cache/apt/*.bin", "var/cache/apt/archives/*.deb", "var/lib/apt/lists/*_Packages", "var/log/*.log"} {
+		matches, _ := filepath.Glob(filepath.Join(tree, g))
+		for _, p := range matches {
+			_ = os.Remove(p)
+		}
+	}
+	names := make([]string, 0, len(installed))
+	for n, v := range installed {
+		names = append(names, n+" "+v)
+	}
+	sort.Strings(names)
+	if err := os.WriteFile(filepath.Join(tmp, "packages.txt"), []byte(strings.Join(names, "\n")+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	t := time.Now()
+	fmt.Fprintf(progress, "%smaking ext4 image\n", label)
+	if err := makeExt4(ctx, tree, filepath.Join(tmp, "rootfs.ext4"),
+		ext4Spec{label: "rootfs", headroom: 0.25, extraMiB: 256, extraInos: 65536, journal: true}); err != nil {
+		return nil, err
+	}
+	if err := removeTree(tree); err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(filepath.Join(tmp, "rootfs.ext4"))
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(progress, "%simage %d MiB in %s (total %s)\n", label, st.Size()>>20,
+		time.Since(t).Round(100*time.Millisecond), time.Since(start).Round(time.Second))
+	c.stats.rootfsBuilds.Add(1)
+	return &Rootfs{Image: "rootfs.ext4", Suite: suite, DockerPackageVersion: got, Packages: "packages.txt"}, nil
+}
+
+// installedPackages reads a dpkg status file: package → version of what is installed.
+func installedPackages(status []byte) (map[string]string, error) {
+	paras, err := parseParagraphs("var/lib/dpkg/status", status)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, p := range paras {
+		if strings.HasSuffix(p.fields["status"], " installed") {
+			out[p.fields["package"]] = p.fields["version"]
+		}
+	}
+	return out, nil
+}
+
+// missingPackage is apt's message for a package the suite does not have.
+var missingPackage = regexp.MustCompile(`Unable to locate package (\S+)|Version '([^']+)' for '([^']+)' was not found`)
+
+// classifyBuildError turns mmdebstrap's failure into a *PackageError or
+// *MirrorError when its output says so.
+func classifyBuildError(m Mirrors, suite string, err error) error {
+	var ee *ExecError
+	if errors.As(err, &ee) && ee.ExitCode >= 0 {
+		if sm := missingPackage.FindStringSubmatch(ee.Output); sm != nil {
+			if sm[1] != "" {
+				return fmt.Errorf("%w: %w", &PackageError{Suite: suite, Package: sm[1]}, err)
+			}
+			return fmt.Errorf("%w: %w", &PackageError{Suite: suite, Package: sm[3], Want: sm[2]}, err)
+		}
+	}
+	return classifyAptError(m, suite, err)
+}
