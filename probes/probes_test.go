@@ -1,0 +1,76 @@
+package probes
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/matrixctl/matrixctl/probes/record"
+	"github.com/matrixctl/matrixctl/runner/results"
+)
+
+func TestVerdict(t *testing.T) {
+	tests := []struct {
+		err  error
+		want results.Verdict
+	}{
+		{nil, results.Pass},
+		{&ProbeError{Probe: "io", Kind: ErrIntegrity}, results.FSCorruption},
+		{fmt.Errorf("wrapped: %w", &ProbeError{Probe: "io", Kind: ErrDataLoss}), results.DataLoss},
+		{&ProbeError{Probe: "net", Kind: ErrProbe}, results.ProbeFailure},
+		{errors.Join(errors.New("x"), &ProbeError{Probe: "churn", Kind: ErrDaemon}), results.DockerFailure},
+		{errors.New("connection refused"), results.InfraError},
+	}
+	for _, tt := range tests {
+		if got := Verdict(tt.err); got != tt.want {
+			t.Errorf("Verdict(%v) = %s, want %s", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestOptionsValidation(t *testing.T) {
+	for _, o := range []Options{{Probes: []string{"disk"}}, {Intensity: 11}, {Duration: 1}} {
+		if _, err := o.withDefaults(); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+	o, err := Options{}.withDefaults()
+	if err != nil || len(o.Probes) != 3 || o.RunID == "" {
+		t.Fatalf("defaults: %+v %v", o, err)
+	}
+}
+
+func TestJudgeAndSummary(t *testing.T) {
+	ok := false
+	o := outcome{exit: 1, records: []record.Record{
+		{Kind: record.KindMismatch, Mismatch: &record.Mismatch{File: "/f", Offset: 4096, Kind: "checksum"}},
+		{Kind: record.KindSummary, OK: &ok, Metrics: map[string]float64{"mismatches": 1}},
+	}}
+	r := &ProbeResult{Name: IO, Metrics: map[string]float64{}}
+	err := judge(IO, o, r, ErrIntegrity)
+	if !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("judge = %v", err)
+	}
+	s := r.Summary()
+	if s.OK || len(s.Errors) != 1 || s.Metrics["mismatches"] != 1 {
+		t.Fatalf("summary %+v", s)
+	}
+	if err := judge(IO, outcome{watchdog: true}, &ProbeResult{Metrics: map[string]float64{}}, ErrIntegrity); !errors.Is(err, ErrProbe) {
+		t.Fatalf("watchdog judge = %v", err)
+	}
+}
+
+func TestBuildImageReproducible(t *testing.T) {
+	bin := t.TempDir() + "/bin"
+	if err := writeFile(bin, []byte("\x7fELF fake")); err != nil {
+		t.Fatal(err)
+	}
+	a, ia, err := BuildImage(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, ib, _ := BuildImage(bin)
+	if string(a) != string(b) || ia != ib {
+		t.Fatal("probe image differs between builds")
+	}
+}
