@@ -725,7 +725,7 @@ func (d *decoder) distro(key string, n ast.Node) (DistroRef, bool) {
 		return dr, false
 	}
 	if dr.DockerIO == "" {
-		if r, known := releaseBySuite(dr.Suite); known {
+		if r, known := releaseBySuite(baseSuite(dr.Suite)); known {
 			dr.DockerIO = r.Docker
 		}
 	}

@@ -71,7 +71,7 @@ func resolveDocker(c *Cell, v DockerValue) {
 		}
 	case v.Suite != "":
 		d.Version, d.Suite = v.Version, v.Suite
-		if baseSuite(v.Suite) != c.Distro.Suite {
+		if baseSuite(v.Suite) != baseSuite(c.Distro.Suite) {
 			c.unsupported(fmt.Sprintf("docker %s pinned to suite %s has no package for %s (%s): Debian packages are built for their own suite %s",
 				v.Version, v.Suite, c.Distro.Name, c.Distro.Suite, source))
 		}

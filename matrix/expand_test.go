@@ -1,0 +1,276 @@
+package matrix
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func mustPlan(t *testing.T, name, text string) []Cell {
+	t.Helper()
+	s, err := Parse(name, []byte(text))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	cells, err := s.Plan()
+	if err != nil {
+		t.Fatalf("Plan: %v", err)
+	}
+	return cells
+}
+
+func ids(cells []Cell) []string {
+	out := make([]string, len(cells))
+	for i, c := range cells {
+		out[i] = c.ID
+	}
+	return out
+}
+
+const header = "apiVersion: matrixctl/v1\nkind: Matrix\n"
+
+// TestIncludeExcludeGitHubSemantics mirrors the example in GitHub's
+// strategy.matrix documentation, mapped onto matrixctl's axes.
+func TestIncludeExcludeGitHubSemantics(t *testing.T) {
+	cells := mustPlan(t, "gh.yaml", header+`
+axes:
+  kernel:
+    - {version: "5.10", debian: {suite: bullseye}}
+    - {version: "6.1", debian: {suite: bookworm}}
+  distro: [debian11, debian12]
+  docker: [distro]
+  driver: [overlay2, vfs]
+exclude:
+  - {kernel: "5.10", distro: debian12}          # partial match: drops 2 cells
+  - {kernel: "6.1", distro: debian11, driver: vfs}
+include:
+  - {repeats: 2}                                # no axis keys: extends every original cell
+  - {driver: vfs, repeats: 3}                   # added values can be overwritten
+  - {kernel: "6.1", distro: debian11, docker: distro, driver: vfs, crash_check: true}   # excluded cell: added back as new
+  - {kernel: "6.1", distro: debian11, driver: overlay2, scratch_fs: xfs} # extends one cell
+  - {kernel: "6.1", distro: debian11, docker: "20.10.24", driver: vfs}   # would overwrite docker: new cell
+`)
+	type want struct {
+		repeats    int
+		crash      bool
+		scratch    string
+		status     Status
+		reasonPart string
+	}
+	wants := map[string]want{
+		"k5.10-debian11-docker20.10.5-overlay2": {repeats: 2, status: StatusRunnable},
+		"k5.10-debian11-docker20.10.5-vfs":      {repeats: 3, status: StatusRunnable},
+		"k6.1-debian11-docker20.10.5-overlay2":  {repeats: 2, scratch: "xfs", status: StatusRunnable},
+		"k6.1-debian12-docker20.10.24-overlay2": {repeats: 2, status: StatusRunnable},
+		"k6.1-debian12-docker20.10.24-vfs":      {repeats: 3, status: StatusRunnable},
+		"k6.1-debian11-docker20.10.5-vfs":       {repeats: 1, crash: true, status: StatusRunnable},
+		"k6.1-debian11-docker20.10.24-vfs":      {repeats: 1, status: StatusUnsupported, reasonPart: "docker 20.10.24 has no docker.io package for debian11 (bullseye ships docker.io 20.10.5)"},
+	}
+	if len(cells) != len(wants) {
+		t.Fatalf("got cells %v, want %d", ids(cells), len(wants))
+	}
+	for _, c := range cells {
+		w, ok := wants[c.ID]
+		if !ok {
+			t.Errorf("unexpected cell %s", c.ID)
+			continue
+		}
+		if c.Settings.Repeats != w.repeats || c.Settings.CrashCheck != w.crash || c.Settings.ScratchFS != w.scratch || c.Status != w.status || !strings.Contains(c.Reason, w.reasonPart) {
+			t.Errorf("%s: repeats %d crash %v scratch %q status %s reason %q; want %+v", c.ID, c.Settings.Repeats, c.Settings.CrashCheck, c.Settings.ScratchFS, c.Status, c.Reason, w)
+		}
+	}
+}
+
+func TestDockerResolution(t *testing.T) {
+	cells := mustPlan(t, "docker.yaml", header+`
+axes:
+  kernel: [{version: "6.1", debian: {suite: bookworm}}]
+  distro:
+    - debian12
+    - debian13
+    - {name: custom, suite: bookworm-backports}
+    - {name: ancient, suite: buster}
+  docker: [distro, "20.10.24", {version: "20.10.24", suite: bookworm-backports}]
+  driver: [vfs]
+`)
+	want := map[string]string{
+		"k6.1-debian12-docker20.10.24-vfs":   "",
+		"k6.1-debian12-docker20.10.24-vfs-2": "",
+		"k6.1-debian12-docker20.10.24-vfs-3": "",
+		"k6.1-debian13-docker26.1.5-vfs":     "",
+		"k6.1-debian13-docker20.10.24-vfs":   "docker 20.10.24 has no docker.io package for debian13 (trixie ships docker.io 26.1.5)",
+		"k6.1-debian13-docker20.10.24-vfs-2": "pinned to suite bookworm-backports has no package for debian13",
+		"k6.1-custom-docker20.10.24-vfs":     "",
+		"k6.1-custom-docker20.10.24-vfs-2":   "",
+		"k6.1-custom-docker20.10.24-vfs-3":   "",
+
+		"k6.1-ancient-dockerunknown-vfs":    "no docker.io version is known for distro ancient (suite buster)",
+		"k6.1-ancient-docker20.10.24-vfs":   "has no docker.io package for ancient (buster ships no known docker.io)",
+		"k6.1-ancient-docker20.10.24-vfs-2": "pinned to suite bookworm-backports has no package for ancient",
+	}
+	if len(cells) != len(want) {
+		t.Fatalf("cells %v", ids(cells))
+	}
+	for _, c := range cells {
+		reason, ok := want[c.ID]
+		switch {
+		case !ok:
+			t.Errorf("unexpected cell %s", c.ID)
+		case reason == "" && c.Status != StatusRunnable:
+			t.Errorf("%s: %s %q, want runnable", c.ID, c.Status, c.Reason)
+		case reason != "" && (c.Status != StatusUnsupported || !strings.Contains(c.Reason, reason)):
+			t.Errorf("%s: %s %q, want unsupported with %q", c.ID, c.Status, c.Reason, reason)
+		}
+	}
+}
+
+var safeID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+func TestCellIDs(t *testing.T) {
+	s, err := Load("../matrix.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells, err := s.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := s.Plan()
+	seen := map[string]bool{}
+	for i, c := range cells {
+		if !safeID.MatchString(c.ID) || seen[c.ID] {
+			t.Errorf("ID %q is unsafe or duplicate", c.ID)
+		}
+		seen[c.ID] = true
+		if again[i].ID != c.ID {
+			t.Errorf("IDs are not stable: %s vs %s", c.ID, again[i].ID)
+		}
+	}
+	for _, id := range []string{"k6.1-debian12-docker20.10.24-overlay2", "k5.10-debian11-docker20.10.5-aufs", "k6.12-debian13-docker26.1.5-devicemapper"} {
+		if !seen[id] {
+			t.Errorf("missing cell %s in %v", id, ids(cells))
+		}
+	}
+
+	// Two kernels with the same version from different sources collide;
+	// only the second gets a suffix.
+	cells = mustPlan(t, "collide.yaml", header+`
+axes:
+  kernel:
+    - {version: "6.1", debian: {suite: bookworm}}
+    - {version: "6.1", local: {vmlinuz: /srv/vmlinuz-6.1-custom}}
+  distro: [debian12]
+  docker: [distro]
+  driver: [vfs]
+`)
+	if got := strings.Join(ids(cells), " "); got != "k6.1-debian12-docker20.10.24-vfs k6.1-debian12-docker20.10.24-vfs-2" {
+		t.Errorf("colliding IDs: %s", got)
+	}
+	if cells[1].Kernel.Vmlinuz != "/srv/vmlinuz-6.1-custom" {
+		t.Errorf("second cell has kernel %+v", cells[1].Kernel)
+	}
+
+	// A suffix never takes another cell's base ID.
+	c := []Cell{
+		{Kernel: KernelRef{Version: "1"}, Distro: DistroRef{Name: "d"}, Docker: DockerRef{Version: "2"}, Driver: "vfs"},
+		{Kernel: KernelRef{Version: "1"}, Distro: DistroRef{Name: "d"}, Docker: DockerRef{Version: "2"}, Driver: "vfs"},
+		{Kernel: KernelRef{Version: "1"}, Distro: DistroRef{Name: "d"}, Docker: DockerRef{Version: "2"}, Driver: "vfs-2"},
+	}
+	assignIDs(c)
+	if got := strings.Join(ids(c), " "); got != "k1-d-docker2-vfs k1-d-docker2-vfs-3 k1-d-docker2-vfs-2" {
+		t.Errorf("IDs %s", got)
+	}
+	if got := CellID(Cell{Kernel: KernelRef{Version: "6.1"}, Distro: DistroRef{Name: "a/../b c"}, Docker: DockerRef{}, Driver: "x"}); got != "k6.1-a_.._b_c-dockerunknown-x" {
+		t.Errorf("sanitised ID %q", got)
+	}
+}
+
+func TestVersionsKeepTheirText(t *testing.T) {
+	cells := mustPlan(t, "v.yaml", header+`
+axes:
+  kernel:
+    - version: 6.10
+      debian: {suite: trixie}
+    - version: 5.10
+      debian: {suite: bullseye}
+  distro: [debian13]
+  docker: [distro]
+  driver: [overlay2]
+`)
+	if cells[0].Kernel.Version != "6.10" || cells[1].Kernel.Version != "5.10" {
+		t.Errorf("versions %q %q; want 6.10 and 5.10 as written", cells[0].Kernel.Version, cells[1].Kernel.Version)
+	}
+}
+
+func TestAliases(t *testing.T) {
+	cells := mustPlan(t, "alias.yaml", header+`
+axes:
+  kernel:
+    - &k {version: "6.1", debian: {suite: bookworm}}
+  distro: &d [debian12]
+  docker: [distro]
+  driver: [vfs, overlay2]
+include:
+  - {driver: vfs, faults: &f [sysrq-panic]}
+  - {driver: overlay2, faults: *f}
+`)
+	for _, c := range cells {
+		if len(c.Settings.Faults) != 1 || c.Settings.Faults[0] != "sysrq-panic" {
+			t.Errorf("%s: faults %v", c.ID, c.Settings.Faults)
+		}
+	}
+	_, err := Parse("bad-alias.yaml", []byte(header+"axes: *nope\n"))
+	if err == nil || !strings.Contains(err.Error(), "bad-alias.yaml:") {
+		t.Errorf("unknown alias: %v", err)
+	}
+}
+
+func TestAllErrorsAreReported(t *testing.T) {
+	_, err := Parse("many.yaml", []byte(`apiVersion: matrixctl/v1
+kind: Matrix
+axes:
+  kernel:
+    - {version: "6.x", debian: {suite: bookworm}}
+  distro: [debian12, debian12, debian77]
+  docker: [distro]
+  driver: [overlay3]
+soak: forever
+colour: blue
+`))
+	var errs interface{ Unwrap() []error }
+	if !errors.As(err, &errs) {
+		t.Fatalf("error %v is not a join", err)
+	}
+	for _, want := range []string{
+		`many.yaml:5:17: axes.kernel[0].version: "6.x" is not a version`,
+		`many.yaml:6:32: axes.distro[2]: unknown distro "debian77"`,
+		`many.yaml:8:12: axes.driver[0]: unknown storage driver "overlay3"`,
+		`many.yaml:9:7: soak: "forever" is not a positive duration`,
+		`many.yaml:10:1: colour: unknown field "colour"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	for _, e := range errs.Unwrap() {
+		var se *SpecError
+		if !errors.As(e, &se) || se.Line == 0 || se.Key == "" {
+			t.Errorf("error %v lacks a position or key", e)
+		}
+	}
+}
+
+func TestMaxCells(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(header + "axes:\n  kernel:\n")
+	for i := range 40 {
+		fmt.Fprintf(&b, "    - {version: \"6.1.%d\", debian: {suite: bookworm}}\n", i)
+	}
+	b.WriteString("  distro: [debian11, debian12, debian13]\n  docker: [distro, \"1.0\", \"2.0\", \"3.0\", \"4.0\"]\n  driver: [aufs, overlay, overlay2, devicemapper, btrfs, vfs, zfs, fuse-overlayfs]\n")
+	_, err := Parse("big.yaml", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "more than 4096 cells") {
+		t.Errorf("got %v", err)
+	}
+}
