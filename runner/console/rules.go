@@ -78,7 +78,7 @@ const (
 	// panicConsequence: panic messages that only restate a report printed just before.
 	panicConsequence = `^(?:Fatal exception(?: in interrupt)?|softlockup: hung tasks|hung_task: blocked tasks|` +
 		`[Hh]ard LOCKUP|Oops(?: - BUG)?(?:: Fatal exception)?|(?:kernel: )?panic_on_warn set.*|RCU Stall|` +
-		`Watchdog detected hard LOCKUP on cpu \d+|kernel BUG.*)\s*$`
+		`Watchdog detected hard LOCKUP on cpu \d+|kernel BUG.*|Machine halted\.?)\s*$`
 )
 
 // rules is the signature table. The first row whose header matches a line wins,
@@ -206,8 +206,8 @@ func rules() []rule {
 			header: `^(Out of memory|Memory cgroup out of memory)(?: \(oom_kill_allocating_task\))?: Kill(?:ed)? process \d+ \(([^)]*)\)`,
 			title:  "{1}: killed process {2}", end: endSingle},
 		{cat: CatPageAllocFailure, sev: Warning, key: "page allocation failure",
-			header: `^\S.*: page allocation failure: order:(\d+)`,
-			title:  "page allocation failure: order:{1} in {frame}", end: endBody, body: memBody},
+			header: `^\S.*: page allocation failure: (order:\d+)`,
+			title:  "page allocation failure: {1} in {frame}", end: endBody, body: memBody},
 
 		// Networking.
 		{cat: CatNetdevUnregister, sev: Error, key: "unregister_netdevice: waiting for",
@@ -294,7 +294,7 @@ func rules() []rule {
 		// Block I/O.
 		{cat: CatIOError, sev: Error, key: " error, dev ",
 			header: `^(?:blk_update_request: |print_req_error: |end_request: )?((?:critical )?[\w /]*?) error, dev ([^,\s]+),? sector \d+(?: op 0x[0-9a-f]+:\((\w+)\))?`,
-			title:  "{1} error on dev {2} {3}", end: endSingle},
+			title:  "{1} error on dev {2} ({3})", end: endSingle},
 		{cat: CatIOError, sev: Error, key: "Buffer I/O error", header: `^Buffer I/O error on dev(?:ice)? ([^,\s]+), logical block \d+(?:, (.*))?`,
 			title: "Buffer I/O error on dev {1} {2}", end: endSingle},
 		{cat: CatIOError, sev: Error, key: "lost page write", header: `^lost page write due to I/O error on (\S+)`,

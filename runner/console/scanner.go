@@ -435,7 +435,9 @@ func (s *Scanner) feed(r *report, msg []byte, m *compiledRule) bool {
 				return false
 			}
 			if r.rule.anyUntil.Match(msg) {
+				// The stack that follows names the culprit; frames quoted before it do not.
 				r.anyPhase = false
+				r.rip, r.frames = "", r.frames[:0]
 			}
 			break
 		}

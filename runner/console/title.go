@@ -27,7 +27,7 @@ type frameParser struct {
 const genericFrames = `^(?:` +
 	`dump_stack\w*|__dump_stack|show_stack\w*|show_regs|show_trace_log_lvl|__show_regs|` +
 	`panic|nmi_panic|__warn|warn_slowpath\w*|__warn_printk|report_bug|handle_bug|fixup_bug|do_error_trap|do_trap|` +
-	`die|__die\w*|oops_\w+|exc_\w+|asm_exc_\w+|do_invalid_op|invalid_op|do_general_protection|` +
+	`die|__die\w*|bad_page|oops_\w+|exc_\w+|asm_exc_\w+|do_invalid_op|invalid_op|do_general_protection|` +
 	`page_fault_oops|kernelmode_fixup_or_oops|__bad_area_nosemaphore|bad_area\w*|no_context|do_user_addr_fault|` +
 	`handle_page_fault|do_page_fault|__do_page_fault|asm_\w+|error_entry|` +
 	`\w*printk\w*|vprintk\w*|console_\w+|print_\w+|` +
@@ -67,7 +67,7 @@ const genericFrames = `^(?:` +
 func newFrameParser() frameParser {
 	return frameParser{
 		rip:     regexp.MustCompile(`^(?:RIP: [0-9a-f]{4}:|EIP: (?:[0-9a-f]{4}:)?|pc : |PC is at )(?:\[<[0-9a-f]+>\] )?([A-Za-z_][\w.]*)\+0x`),
-		frame:   regexp.MustCompile(`^\s*(?:\[<[0-9a-f]+>\] )?(\? )?([A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+`),
+		frame:   regexp.MustCompile(`^\s+(?:\[<[0-9a-f]+>\] )?(\? )?([A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+`),
 		generic: regexp.MustCompile(genericFrames),
 		suffix:  regexp.MustCompile(`\.(?:cold|isra|constprop|part|llvm|lto_priv|localalias)(?:\.\d+)*`),
 		funcOff: regexp.MustCompile(`^([A-Za-z_][\w.]*)(?:\+0x[0-9a-f]+(?:/0x[0-9a-f]+)?)?(?: \[\w+\])?$`),
@@ -116,7 +116,7 @@ type normalizer struct {
 func newNormalizer() *normalizer {
 	n := &normalizer{
 		hex:   regexp.MustCompile(`\b(?:0x)?[0-9a-fA-F]{8,}\b|\b0x[0-9a-fA-F]+\b`),
-		dec:   regexp.MustCompile(`(errno=|error |exitcode=|order:)?(-?)\b\d+\b`),
+		dec:   regexp.MustCompile(`((?i:errno=|error |exitcode=|order:)-?)?\b\d+\b`),
 		space: regexp.MustCompile(`\s+`),
 	}
 	for _, r := range titleRules() {
