@@ -5,6 +5,18 @@
 // Everything in this package is pure: no I/O besides reading the spec file,
 // and the same spec gives the same plan on every host. Anything that depends
 // on the host (downloads, KVM, free ports) belongs in runner/.
+//
+// The API the CLI and the runner use:
+//
+//	spec, err := matrix.Load("matrix.yaml") // decode + validate; errors are *SpecError (file:line:column, key), joined
+//	cells, err := spec.Plan()               // or matrix.Expand(spec): cells, runnable or unsupported with a reason
+//	cells, err = matrix.Filter{Kernel: []string{"3.16"}, Driver: []string{"aufs"}}.Apply(cells) // *FilterError when nothing matches
+//	cells, err = matrix.Shard(cells, i, n)  // shard i of n, 1-based
+//	ok, reason := matrix.EvalKernelChecks(cell.Pending, kernelConfig, hasModule) // after the kernel package is downloaded
+//
+// The spec format is documented by example in the repository's matrix.yaml;
+// the compatibility rules are the table in BuiltinRules, each row citing
+// STORAGE-DRIVERS.md.
 package matrix
 
 import "time"

@@ -12,7 +12,7 @@ const (
 	AxisDriver = "driver"
 )
 
-// Axes lists the four axis names in display order.
+// AxisNames lists the four axis names in display order.
 func AxisNames() []string { return []string{AxisKernel, AxisDistro, AxisDocker, AxisDriver} }
 
 // DockerFromDistro is the docker axis value meaning "the docker.io package of

@@ -53,6 +53,7 @@ func decode(name string, data []byte) (*Spec, []error) {
 	}
 	ast.Walk(anchorCollector(d.anchors), docs[0].Body)
 	s := &Spec{File: name, Defaults: DefaultSettings(), pos: d.pos}
+	d.pos[""] = nodePos(docs[0].Body) // where missing top-level keys are reported
 	d.top(s, docs[0].Body)
 	return s, d.errs
 }
@@ -864,7 +865,7 @@ func (d *decoder) rules(key string, n ast.Node) []Rule {
 			r.Check.Reason = r.Reason
 		}
 		if r.Source == "" {
-			r.Source = "spec " + k
+			r.Source = d.file + " " + k
 		}
 		out = append(out, r)
 	}

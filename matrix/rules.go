@@ -204,9 +204,10 @@ func (r compiledRule) matches(c *Cell) bool {
 	return true
 }
 
-// classify applies rules to a cell that is runnable so far: the first
-// matching rules without a check make it unsupported (all their reasons are
-// reported); rules with a check add pending checks to runnable cells.
+// classify applies rules to a cell that is runnable so far: every matching
+// rule without a check makes it unsupported (all their reasons and sources
+// are reported); matching rules with a check add pending checks, which are
+// dropped again if the cell ends up unsupported.
 func classify(c *Cell, rules []compiledRule) {
 	var reasons []string
 	for _, r := range rules {
