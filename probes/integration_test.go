@@ -3,12 +3,14 @@ package probes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
 	"github.com/matrixctl/matrixctl/probes/block"
@@ -188,5 +190,69 @@ func TestIntegrationVerifyNamesCorruptBlock(t *testing.T) {
 	}
 	if !found || len(vr.Mismatches) != 1 {
 		t.Fatalf("want exactly one promised checksum mismatch at %s:%d, got %+v", inContainer, off, vr.Mismatches)
+	}
+}
+
+// TestIntegrationKilledIOProbe cancels a long IO run (the driver kills the
+// container), reads back the records the probe had flushed to its volume, and
+// restarts the kept container, which verifies the journal's promises in its
+// writable layer and its volume — the flow a runner uses after a power cut.
+func TestIntegrationKilledIOProbe(t *testing.T) {
+	cli := requiresDocker(t)
+	testutil.RequiresRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	runID := fmt.Sprintf("kill%d", time.Now().UnixNano()%1e6)
+	go func() {
+		// cancel 3s after the IO container is running
+		for runCtx.Err() == nil {
+			cs, _ := cli.ContainerList(runCtx, container.ListOptions{Filters: runFilter(runID)})
+			if len(cs) > 0 {
+				time.Sleep(3 * time.Second)
+				stop()
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	res, err := Run(runCtx, cli, Options{Probes: []string{IO}, Duration: time.Minute, Keep: true, RunID: runID, Workdir: workdir(t), Log: testWriter{t}})
+	if res == nil {
+		t.Fatalf("Run: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := Cleanup(context.Background(), cli, res.RunID); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		assertNoLeaks(t, cli, res.RunID)
+	})
+	if !errors.Is(err, context.Canceled) || Verdict(err) != "infra-error" {
+		t.Fatalf("Run err = %v (verdict %s), want a cancellation (infra-error)", err, Verdict(err))
+	}
+	kept := res.Probes[0].Kept
+	v, err := cli.VolumeInspect(ctx, kept["volume"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, torn, err := record.ReadFile(filepath.Join(v.Mountpoint, "records.jsonl"))
+	if err != nil {
+		t.Fatalf("records of the killed probe: %v", err)
+	}
+	t.Logf("killed probe left %d readable records (torn tail: %v)", len(recs), torn)
+	if len(recs) == 0 {
+		t.Error("the killed probe left no records")
+	}
+	jst, err := os.Stat(filepath.Join(v.Mountpoint, "journal.jsonl"))
+	if err != nil || jst.Size() == 0 {
+		t.Fatalf("journal: %v", err)
+	}
+	vr, err := VerifyIO(ctx, cli, VerifyOptions{RunID: res.RunID, Container: kept["container"], Workdir: workdir(t)})
+	if err != nil {
+		t.Fatalf("VerifyIO after kill: %v (%+v)", err, vr)
+	}
+	t.Logf("post-kill verification: %v", vr.Metrics)
+	if vr.Metrics["promised_files"] == 0 || vr.Metrics["bytes_verified"] == 0 {
+		t.Fatalf("nothing verified: %v", vr.Metrics)
 	}
 }

@@ -208,6 +208,13 @@ func (w *workspace) run(ctx context.Context, deadline time.Time, lower bool) err
 			return fmt.Errorf("round %d: %w", round, err)
 		}
 		w.verifyAll()
+		// a progress record per round, so a killed probe leaves evidence
+		w.elapsed = time.Since(start)
+		m := w.metrics()
+		m["round"] = float64(round)
+		if err := w.cfg.Out.Metric(w.src, m); err != nil {
+			return err
+		}
 	}
 	w.elapsed = time.Since(start)
 	return w.cfg.Out.Metric(w.src, w.metrics())
