@@ -256,3 +256,75 @@ func TestIntegrationKilledIOProbe(t *testing.T) {
 		t.Fatalf("nothing verified: %v", vr.Metrics)
 	}
 }
+
+// TestIntegrationWatchdogKills runs a probe container that never exits on
+// its own and checks the outside deadline kills it and calls it a probe failure.
+func TestIntegrationWatchdogKills(t *testing.T) {
+	cli := requiresDocker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	opts, err := Options{Workdir: workdir(t), Log: testWriter{t}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newSession(ctx, cli, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		s.cleanup(false)
+		s.close()
+		assertNoLeaks(t, cli, s.runID)
+	}()
+	id, err := s.create(ctx, "test", containerSpec{role: "sleeper", cmd: []string{"sleep"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	o, err := s.runToExit(ctx, "test", id, 2*time.Second)
+	if err != nil || !o.watchdog {
+		t.Fatalf("runToExit: watchdog=%v err=%v", o.watchdog, err)
+	}
+	t.Logf("watchdog killed the container after %s, exit %d", time.Since(start).Round(time.Millisecond), o.exit)
+	if jerr := judge("test", o, &ProbeResult{Metrics: map[string]float64{}}, ErrIntegrity); !errors.Is(jerr, ErrProbe) {
+		t.Fatalf("judge = %v, want ErrProbe", jerr)
+	}
+	insp, err := cli.ContainerInspect(ctx, id)
+	if err != nil || insp.State.Running {
+		t.Fatalf("container still running after the watchdog: %v", err)
+	}
+}
+
+// TestIntegrationAllProbes runs every probe in one Run, as the runner does,
+// and checks the combined records file and the results mapping.
+func TestIntegrationAllProbes(t *testing.T) {
+	cli := requiresDocker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "probes.jsonl")
+	res, err := Run(ctx, cli, Options{Duration: 3 * time.Second, RecordsPath: path, Workdir: workdir(t), Log: testWriter{t}})
+	if res != nil {
+		defer assertNoLeaks(t, cli, res.RunID)
+	}
+	if err != nil {
+		t.Fatalf("Run: %v (verdict %s)", err, Verdict(err))
+	}
+	recs, torn, err := record.ReadFile(path)
+	if err != nil || torn {
+		t.Fatalf("records: torn=%v err=%v", torn, err)
+	}
+	perProbe := map[string]int{}
+	for _, r := range recs {
+		perProbe[r.Probe]++
+	}
+	t.Logf("run %s image %s: %d records %v", res.RunID, res.Image, len(recs), perProbe)
+	for _, p := range res.Probes {
+		s := p.Summary()
+		if !s.OK || perProbe[p.Name] == 0 {
+			t.Errorf("%s: ok=%v records=%d errors=%v", p.Name, s.OK, perProbe[p.Name], s.Errors)
+		}
+	}
+	if len(res.Probes) != len(All()) {
+		t.Fatalf("ran %d probes", len(res.Probes))
+	}
+}

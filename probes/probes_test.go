@@ -1,9 +1,14 @@
 package probes
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/url"
 	"testing"
+
+	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/matrixctl/matrixctl/probes/record"
 	"github.com/matrixctl/matrixctl/runner/results"
@@ -72,5 +77,23 @@ func TestBuildImageReproducible(t *testing.T) {
 	b, ib, _ := BuildImage(bin)
 	if string(a) != string(b) || ia != ib {
 		t.Fatal("probe image differs between builds")
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		err  error
+		want results.Verdict
+	}{
+		{cerrdefs.ErrUnavailable, results.DockerFailure},
+		{cerrdefs.ErrInternal, results.DockerFailure},
+		{cerrdefs.ErrInvalidArgument, results.InfraError},
+		{context.Canceled, results.InfraError},
+		{&url.Error{Op: "Post", URL: "http://docker", Err: io.ErrUnexpectedEOF}, results.InfraError},
+	}
+	for _, tt := range tests {
+		if got := Verdict(classify("x", "op", tt.err)); got != tt.want {
+			t.Errorf("classify(%v) -> %s, want %s", tt.err, got, tt.want)
+		}
 	}
 }

@@ -269,6 +269,12 @@ func (s *session) runToExit(ctx context.Context, probe, id string, timeout time.
 		if ctx.Err() != nil {
 			return o, fmt.Errorf("%s: %w", probe, ctx.Err())
 		}
+		select {
+		case w := <-waitC:
+			o.exit = int(w.StatusCode)
+		case <-errC:
+		case <-time.After(10 * time.Second):
+		}
 	}
 	// the log stream ends when the container has exited
 	select {
