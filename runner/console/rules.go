@@ -321,7 +321,7 @@ func rules() []rule {
 // compiledRule is a rule with its regexps compiled.
 type compiledRule struct {
 	rule
-	key      []byte
+	keyIdx   int // index into table.keys
 	header   *regexp.Regexp
 	marker   *regexp.Regexp
 	anyUntil *regexp.Regexp
@@ -331,6 +331,7 @@ type compiledRule struct {
 // table is the compiled signature table; it is immutable once built.
 type table struct {
 	rules       []compiledRule
+	keys        [][]byte       // distinct rule keys
 	body        *regexp.Regexp // generic report-body lines
 	panicEnd    *regexp.Regexp
 	consequence *regexp.Regexp
@@ -361,7 +362,16 @@ var compiled = sync.OnceValue(func() *table {
 		placeholder: regexp.MustCompile(`\{(e?)(\d|frame)\}`),
 	}
 	for i, r := range rs {
-		c := compiledRule{rule: r, key: []byte(r.key), header: regexp.MustCompile(r.header)}
+		c := compiledRule{rule: r, keyIdx: -1, header: regexp.MustCompile(r.header)}
+		for k, key := range t.keys {
+			if string(key) == r.key {
+				c.keyIdx = k
+			}
+		}
+		if c.keyIdx < 0 {
+			c.keyIdx = len(t.keys)
+			t.keys = append(t.keys, []byte(r.key))
+		}
 		if r.end == endMarker {
 			m := r.marker
 			if m == "" {

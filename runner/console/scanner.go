@@ -61,6 +61,8 @@ type Scanner struct {
 	ring    [][]byte // previous lines, for excerpt context
 	ringPos int
 
+	keySeen []uint8 // per-line cache of key lookups
+
 	open     []*report
 	pending  []*Finding
 	findings []Finding
@@ -352,9 +354,21 @@ func parseCaller(l []byte) (int64, []byte, bool) {
 
 // match returns the first rule whose header matches msg, and its groups.
 func (s *Scanner) match(msg []byte) (*compiledRule, []string) {
+	// Each distinct key is looked for at most once per line: 0 unknown, 1 absent, 2 present.
+	if len(s.keySeen) != len(s.t.keys) {
+		s.keySeen = make([]uint8, len(s.t.keys))
+	}
+	clear(s.keySeen)
 	for i := range s.t.rules {
 		r := &s.t.rules[i]
-		if !bytes.Contains(msg, r.key) {
+		switch s.keySeen[r.keyIdx] {
+		case 0:
+			if !bytes.Contains(msg, s.t.keys[r.keyIdx]) {
+				s.keySeen[r.keyIdx] = 1
+				continue
+			}
+			s.keySeen[r.keyIdx] = 2
+		case 1:
 			continue
 		}
 		sm := r.header.FindSubmatch(msg)
@@ -445,7 +459,7 @@ func (s *Scanner) feed(r *report, msg []byte, m *compiledRule) bool {
 			s.finish(r, false)
 			return false
 		}
-		if !header && !s.t.body.Match(msg) && (r.rule.body == nil || !r.rule.body.Match(msg)) {
+		if !header && !s.isBody(r, msg) {
 			s.finish(r, false)
 			return false
 		}
@@ -458,6 +472,14 @@ func (s *Scanner) feed(r *report, msg []byte, m *compiledRule) bool {
 		s.finish(r, true)
 	}
 	return true
+}
+
+// isBody tells whether msg looks like a line of r's report body.
+func (s *Scanner) isBody(r *report, msg []byte) bool {
+	if len(msg) > 0 && (msg[0] == ' ' || msg[0] == '\t') {
+		return true // stack frames, register continuations, <TASK> markers
+	}
+	return s.t.body.Match(msg) || r.rule.body != nil && r.rule.body.Match(msg)
 }
 
 func (c *compiledRule) absorbsListed(cat Category) bool {
@@ -536,6 +558,9 @@ func (s *Scanner) add(r *report, msg []byte) {
 	fp := &s.t.frames
 	if bytes.HasPrefix(bytes.TrimLeft(msg, " \t"), []byte("Call ")) {
 		r.sawTrace = true
+	}
+	if !bytes.Contains(msg, []byte("+0x")) {
+		return // neither a RIP with a symbol nor a stack frame
 	}
 	if sm := fp.rip.FindSubmatch(msg); sm != nil {
 		if r.rip == "" {
