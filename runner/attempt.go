@@ -127,28 +127,40 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 
 	// console
 	end := &earlyEnd{ch: make(chan struct{})}
-	consoleFile, err := createArtifact(filepath.Join(dir, "console.log"))
-	if err != nil {
-		ev.Err, ev.Phase = Infra("console log", err), PhaseBoot
-		return finalize(), true
+	ownsLog := false
+	if c, ok := r.opts.Provider.(ConsoleLogWriter); ok && c.WritesConsoleLog() {
+		ownsLog = true
+	}
+	var sinks []io.Writer
+	var consoleFile *artifactFile
+	if !ownsLog {
+		f, err := createArtifact(filepath.Join(dir, "console.log"))
+		if err != nil {
+			ev.Err, ev.Phase = Infra("console log", err), PhaseBoot
+			return finalize(), true
+		}
+		consoleFile = f
+		sinks = append(sinks, f)
 	}
 	var scanner ConsoleScanner
-	var consoleW io.Writer = consoleFile
 	if r.opts.Console != nil {
 		scanner = r.opts.Console(func(f results.Finding) {
 			if f.Severity == "fatal" || classify(f) == classCrash {
 				end.fire("console: " + f.Title)
 			}
 		})
-		consoleW = io.MultiWriter(consoleFile, scanner)
+		sinks = append(sinks, scanner)
 	}
+	consoleW := io.MultiWriter(sinks...)
 	req.Console = &lockedWriter{w: consoleW}
 	closeConsole := func() {
 		if scanner != nil {
 			ev.Console = scanner.Close()
 			scanner = nil
 		}
-		_ = consoleFile.Finish()
+		if consoleFile != nil {
+			_ = consoleFile.Finish()
+		}
 	}
 	defer closeConsole()
 
@@ -300,9 +312,9 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 	closeConsole()
 	info = m.Info()
 	run.KernelRelease, run.DockerServer = info.KernelRelease, info.DockerServer
-	if !info.NoConsole {
+	if !info.NoConsole && !ownsLog {
 		run.Artifacts = addArtifact(run.Artifacts, "console", filepath.Join(rel, "console.log"))
-	} else {
+	} else if info.NoConsole {
 		_ = os.Remove(filepath.Join(dir, "console.log"))
 	}
 	for name, file := range m.Artifacts() {

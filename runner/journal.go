@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/runner/results"
 )
 
@@ -30,12 +31,22 @@ type journalRecord struct {
 	Type    string          `json:"type"`
 	Time    time.Time       `json:"time"`
 	Header  *results.File   `json:"header,omitempty"`
+	Plan    *journalPlan    `json:"plan,omitempty"`
 	Cell    string          `json:"cell,omitempty"`
 	Repeat  int             `json:"repeat,omitempty"`
 	Attempt int             `json:"attempt,omitempty"`
 	Machine *Process        `json:"machine,omitempty"`
 	Run     *results.Run    `json:"run,omitempty"`
 	Extra   json.RawMessage `json:"extra,omitempty"`
+}
+
+// journalPlan is the plan and the overrides a run was started with, so
+// that --resume continues the same plan whatever the spec file says now.
+type journalPlan struct {
+	Cells   []matrix.Cell `json:"cells"`
+	Repeat  int           `json:"repeat,omitempty"`
+	Soak    time.Duration `json:"soak,omitempty"`
+	Timeout time.Duration `json:"timeout,omitempty"`
 }
 
 // journal is an append-only JSONL file; every record is fsynced before
@@ -77,6 +88,7 @@ func (j *journal) Close() error { return j.f.Close() }
 // journalState is what a journal says about a results directory.
 type journalState struct {
 	Header *results.File
+	Plan   *journalPlan
 	// Finished holds the final run of every (cell, repeat) that finished.
 	Finished map[runKey]results.Run
 	// InFlight holds runs that started and never finished, with the last
@@ -121,7 +133,7 @@ func readJournal(r io.Reader) (*journalState, error) {
 			if rec.Header == nil {
 				return nil, fmt.Errorf("journal line %d: header record without header", line)
 			}
-			st.Header = rec.Header
+			st.Header, st.Plan = rec.Header, rec.Plan
 		case recStarted:
 			if _, done := st.Finished[k]; !done {
 				st.InFlight[k] = Process{}
@@ -145,8 +157,8 @@ func readJournal(r io.Reader) (*journalState, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read journal: %w", err)
 	}
-	if st.Header == nil {
-		return nil, errors.New("journal has no header record")
+	if st.Header == nil || st.Plan == nil {
+		return nil, errors.New("journal has no header record with the plan")
 	}
 	return st, nil
 }

@@ -86,17 +86,20 @@ func Run(ctx context.Context, cells []matrix.Cell, opts Options) (*results.File,
 		return nil, err
 	}
 	defer j.Close()
-	if err := j.Append(journalRecord{Type: recHeader, Header: file}); err != nil {
+	plan := &journalPlan{Cells: cells, Repeat: opts.Repeat, Soak: opts.Soak, Timeout: opts.Timeout}
+	if err := j.Append(journalRecord{Type: recHeader, Header: file, Plan: plan}); err != nil {
 		return nil, err
 	}
 	r := &run{opts: opts, cells: cells, file: file, journal: j, done: map[runKey]bool{}}
 	return r.execute(ctx)
 }
 
-// Resume continues the run in opts.Out: runs that finished are kept, runs
-// that were in flight when the controller died run again (their leftover
-// machines are killed first), runs never started are started.
-func Resume(ctx context.Context, cells []matrix.Cell, opts Options) (*results.File, error) {
+// Resume continues the run in opts.Out with the plan recorded in its
+// journal: runs that finished are kept, runs that were in flight when the
+// controller died run again (their leftover machines are killed first),
+// runs never started are started. Zero Repeat, Soak and Timeout take the
+// values the run was started with.
+func Resume(ctx context.Context, opts Options) (*results.File, error) {
 	path := filepath.Join(opts.Out, JournalName)
 	f, err := os.Open(path)
 	if err != nil {
@@ -109,6 +112,16 @@ func Resume(ctx context.Context, cells []matrix.Cell, opts Options) (*results.Fi
 	}
 	if st.Header.Provider != opts.Provider.Name() {
 		return nil, fmt.Errorf("resume %s: it was run with provider %q, not %q", opts.Out, st.Header.Provider, opts.Provider.Name())
+	}
+	cells := st.Plan.Cells
+	if opts.Repeat == 0 {
+		opts.Repeat = st.Plan.Repeat
+	}
+	if opts.Soak == 0 {
+		opts.Soak = st.Plan.Soak
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = st.Plan.Timeout
 	}
 	for k, p := range st.InFlight {
 		if err := killOrphan(p); err != nil {

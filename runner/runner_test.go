@@ -194,7 +194,7 @@ func TestRepeatAndRefuseExistingRun(t *testing.T) {
 		t.Fatalf("second run into the same dir: %v", err)
 	}
 	// resuming a complete run runs nothing
-	f, err = Resume(context.Background(), []matrix.Cell{testCell("a"), testCell("b")}, opts)
+	f, err = Resume(context.Background(), opts)
 	if err != nil || len(f.Runs) != 6 || fake.boots != 6 {
 		t.Fatalf("resume of a complete run: %v, %d runs, %d boots", err, len(f.Runs), fake.boots)
 	}
@@ -224,7 +224,7 @@ func TestStopLeavesResumableDir(t *testing.T) {
 	// resume with machines that now finish
 	scripts["slow1"].probeBlocks, scripts["slow2"].probeBlocks = false, false
 	opts.Stop = nil
-	f, err := Resume(context.Background(), cells, opts)
+	f, err := Resume(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestStopLeavesResumableDir(t *testing.T) {
 }
 
 func TestJournalTornLastLine(t *testing.T) {
-	good := `{"type":"header","time":"2026-01-01T00:00:00Z","header":{"schema":"x","run_id":"r","spec":"","provider":"fake","started":"2026-01-01T00:00:00Z","runs":[]}}
+	good := `{"type":"header","time":"2026-01-01T00:00:00Z","header":{"schema":"x","run_id":"r","spec":"","provider":"fake","started":"2026-01-01T00:00:00Z","runs":[]},"plan":{"cells":[]}}
 {"type":"started","cell":"a","repeat":1,"attempt":1}
 {"type":"finished","cell":"a","repeat":1,"run":{"cell":"a","repeat":1,"verdict":"pass"}}
 {"type":"started","cell":"b","repeat":1,"attempt":1}

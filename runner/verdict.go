@@ -58,11 +58,12 @@ var consoleCategories = map[string]consoleClass{
 	"general-protection-fault": classCrash, "gpf": classCrash, "kasan": classCrash,
 	"unexpected-reboot": classCrash, "double-fault": classCrash, "machine-check": classCrash,
 	"hung-task": classHang, "soft-lockup": classHang, "hard-lockup": classHang,
-	"rcu-stall": classHang, "watchdog": classHang,
+	"rcu-stall": classHang, "watchdog": classHang, "console-silent": classHang, "workqueue-lockup": classHang,
 	"io-error": classIO, "blk-error": classIO, "block-io-error": classIO, "buffer-io-error": classIO,
 	"scsi-error": classIO, "virtio-blk-error": classIO,
-	"fs-error": classFS, "fs-corruption": classFS,
-	"oom-kill": classNone, "warning": classNone,
+	"fs-error": classFS, "fs-corruption": classFS, "overlayfs-error": classFS, "jbd2-abort": classFS,
+	"oom-kill": classNone, "warning": classNone, "lockdep": classNone, "sleep-in-atomic": classNone,
+	"page-alloc-failure": classNone, "netdev-unregister": classNone, "kmemleak": classNone,
 }
 
 // consolePrefixes classify families of categories (ext4-error, xfs-corruption, ...).

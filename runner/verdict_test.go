@@ -98,3 +98,25 @@ func TestNoConsoleIsRecorded(t *testing.T) {
 		t.Fatalf("got %+v", j)
 	}
 }
+
+// TestRealConsoleScannerDecides feeds real console text through the real
+// scanner and checks the verdict its findings decide.
+func TestRealConsoleScannerDecides(t *testing.T) {
+	newScanner := ConsoleAnalyzer()
+	cases := []struct {
+		log  string
+		want results.Verdict
+	}{
+		{"[   12.345678] sysrq: Trigger a crash\n[   12.345700] Kernel panic - not syncing: sysrq triggered crash\n[   12.345800] CPU: 0 PID: 1 Comm: sh Not tainted 6.1.0-28-amd64 #1\n[   12.346000] ---[ end Kernel panic - not syncing: sysrq triggered crash ]---\n", results.KernelCrash},
+		{"[   30.000000] INFO: task dd:412 blocked for more than 2 seconds.\n[   30.000100]       Not tainted 6.1.0-28-amd64 #1\n[   30.000200] \"echo 0 > /proc/sys/kernel/hung_task_timeout_secs\" disables this message.\n[   30.000300] task:dd              state:D stack:0     pid:412   ppid:1      flags:0x00004000\n[   30.000400] Call Trace:\n[   30.000500]  <TASK>\n[   30.000600]  __schedule+0x34d/0x9e0\n[   30.000700]  </TASK>\n", results.Hang},
+		{"[    5.000000] EXT4-fs error (device vdb): ext4_lookup:1855: inode #2: comm ls: deleted inode referenced: 12\n", results.FSCorruption},
+	}
+	for _, c := range cases {
+		s := newScanner(nil)
+		s.Write([]byte(c.log))
+		fs := s.Close()
+		if got := Judge(Evidence{Console: fs, Probes: ProbeReport{Probes: []results.Probe{{Name: "io", OK: true}}}}).Verdict; got != c.want {
+			t.Errorf("verdict %s, want %s; findings %+v", got, c.want, fs)
+		}
+	}
+}
