@@ -8,4 +8,5 @@ var subcommands = []func(*globalFlags, Streams) *cobra.Command{
 	newPlanCommand,
 	newReportCommand,
 	newMergeCommand,
+	newConsoleCommand,
 }
