@@ -162,26 +162,38 @@ func (c *Cache) aptFor(ctx context.Context, suite string) (*aptEnv, error) {
 			return a, nil
 		}
 	}
-	if err := writeFileAtomic(filepath.Join(a.dir, "sources.list"), []byte(list)); err != nil {
+	if err := a.update(ctx); err != nil {
 		return nil, err
+	}
+	return a, nil
+}
+
+// update runs apt-get update for the environment (the caller holds its lock).
+func (a *aptEnv) update(ctx context.Context) error {
+	c := a.c
+	if err := writeFileAtomic(filepath.Join(a.dir, "sources.list"), []byte(a.list)); err != nil {
+		return err
 	}
 	if err := writeFileAtomic(filepath.Join(a.dir, "state", "status"), nil); err != nil {
-		return nil, err
+		return err
 	}
-	c.progressf("apt: updating indexes for %s\n", suite)
+	c.progressf("apt: updating indexes for %s\n", a.suite)
+	t := time.Now()
 	argv := append([]string{"apt-get"}, a.opts()...)
 	argv = append(argv, "-q", "--error-on=any", "update")
 	if _, err := run(ctx, command{argv: argv}); err != nil {
-		return nil, classifyAptError(m, suite, err)
+		return classifyAptError(c.mirrors, a.suite, err)
 	}
+	c.progressf("apt: indexes for %s updated in %s\n", a.suite, since(t))
 	c.stats.aptUpdates.Add(1)
-	if err := writeFileAtomic(stamp, []byte(hex.EncodeToString(sum[:]))); err != nil {
-		return nil, err
+	sum := sha256.Sum256([]byte(a.list))
+	if err := writeFileAtomic(filepath.Join(a.dir, "updated"), []byte(hex.EncodeToString(sum[:]))); err != nil {
+		return err
 	}
 	c.mu.Lock()
-	c.aptUpdated[suite] = true
+	c.aptUpdated[a.suite] = true
 	c.mu.Unlock()
-	return a, nil
+	return nil
 }
 
 // aptFailure patterns: apt-get's own words for an unreachable mirror and for
@@ -278,8 +290,21 @@ func (a *aptEnv) download(ctx context.Context, rec pkgRecord, dir string) (strin
 	defer unlock()
 	argv := append([]string{"apt-get"}, a.opts()...)
 	argv = append(argv, "-q", "download", rec.Package+"="+rec.Version)
-	if _, err := run(ctx, command{argv: argv, dir: dir, progress: a.c.opts.progress, prefix: "apt: "}); err != nil {
-		return "", classifyAptError(a.c.mirrors, a.suite, err)
+	cmd := command{argv: argv, dir: dir, progress: a.c.opts.progress, prefix: "apt: "}
+	if _, err := run(ctx, cmd); err != nil {
+		err = classifyAptError(a.c.mirrors, a.suite, err)
+		var me *MirrorError
+		if !errors.As(err, &me) || !me.Missing {
+			return "", err
+		}
+		// Indexes younger than AptMaxAge can still name a file the mirror
+		// has dropped since: refresh them once and retry.
+		if uerr := a.update(ctx); uerr != nil {
+			return "", errors.Join(err, uerr)
+		}
+		if _, err := run(ctx, cmd); err != nil {
+			return "", classifyAptError(a.c.mirrors, a.suite, err)
+		}
 	}
 	debs, _ := filepath.Glob(filepath.Join(dir, rec.Package+"_*.deb"))
 	if len(debs) != 1 {

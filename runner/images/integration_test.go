@@ -2,7 +2,9 @@ package images
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -183,5 +185,180 @@ func TestIntegrationRootfsBookworm(t *testing.T) {
 	testutil.NoProcessesLeft(t, c.Dir())
 	if m, _ := mountsUnder(c.Dir()); len(m) > 0 {
 		t.Errorf("mounts left under the cache: %v", m)
+	}
+}
+
+// TestIntegrationKernelTrixie imports 6.12 from trixie: xz-compressed
+// modules under /usr/lib/modules (merged /usr).
+func TestIntegrationKernelTrixie(t *testing.T) {
+	c := integrationCache(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	k, err := c.Kernel(ctx, matrix.KernelRef{Version: "6.12", Suite: "trixie"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v stats %+v", k, c.Stats())
+	checkKernel(t, k, "6.12")
+	if !k.HasModule("virtio_pci") {
+		t.Errorf("virtio_pci (built in on 6.12) not found")
+	}
+	if deps, err := k.ModuleDeps("virtio_pci"); err != nil || len(deps) != 0 {
+		t.Errorf("ModuleDeps(virtio_pci) = %v, %v; want built-in (no files)", deps, err)
+	}
+}
+
+func TestIntegrationKernelWrongLine(t *testing.T) {
+	c := integrationCache(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	_, err := c.Kernel(ctx, matrix.KernelRef{Version: "5.10", Suite: "bookworm"})
+	var pe *PackageError
+	if !errors.As(err, &pe) || !errors.Is(err, ErrNotFound) || pe.Suite != "bookworm" || len(pe.Have) != 1 ||
+		!strings.HasPrefix(pe.Have[0], "6.1.") {
+		t.Fatalf("error %v, want a PackageError saying bookworm has 6.1.x", err)
+	}
+	t.Log(err)
+}
+
+func TestIntegrationRootfsDockerMissing(t *testing.T) {
+	c := integrationCache(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	before := c.Stats()
+	_, err := c.Rootfs(ctx, matrix.DistroRef{Name: "debian13", Suite: "trixie"}, matrix.DockerRef{Version: "20.10.24"}, nil)
+	var pe *PackageError
+	if !errors.As(err, &pe) || pe.Package != "docker.io" || pe.Want != "20.10.24" || len(pe.Have) == 0 {
+		t.Fatalf("error %v, want suite trixie has no package docker.io version 20.10.24", err)
+	}
+	if !strings.Contains(err.Error(), "suite trixie has no package docker.io version 20.10.24 (it has ") {
+		t.Errorf("message %q", err)
+	}
+	if s := c.Stats(); s.RootfsBuilds != before.RootfsBuilds {
+		t.Errorf("a build ran for a missing version")
+	}
+	t.Log(err)
+}
+
+func TestIntegrationMirrorUnreachable(t *testing.T) {
+	testutil.Integration(t)
+	testutil.RequiresBinary(t, "apt-get")
+	// A loopback port nothing listens on.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	c, err := New(t.TempDir(), WithMirrors("http://"+addr+"/debian", "http://"+addr+"/debian-security"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err = c.Kernel(ctx, matrix.KernelRef{Version: "6.1", Suite: "bookworm"})
+	var me *MirrorError
+	var ee *ExecError
+	if !errors.As(err, &me) || me.Missing || !errors.As(err, &ee) || ee.ExitCode <= 0 {
+		t.Fatalf("error %v, want *MirrorError (unreachable) wrapping apt-get's *ExecError", err)
+	}
+	if !strings.Contains(err.Error(), "mirror http://"+addr+"/debian unreachable: ") || !strings.Contains(err.Error(), "apt-get") {
+		t.Errorf("message %q", err)
+	}
+	t.Log(err)
+}
+
+// TestIntegrationKernelLocal imports the bookworm kernel again as "local
+// files" laid out like an unpacked package, with some modules compressed.
+func TestIntegrationKernelLocal(t *testing.T) {
+	shared := integrationCache(t)
+	testutil.RequiresBinary(t, "zstd")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	deb, err := shared.Kernel(ctx, matrix.KernelRef{Version: "6.1", Suite: "bookworm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	rel := deb.Release
+	for _, argv := range [][]string{
+		{"mkdir", "-p", src + "/boot", src + "/lib/modules"},
+		{"cp", deb.Vmlinuz, src + "/boot/vmlinuz-" + rel},
+		{"cp", deb.Config, src + "/boot/config-" + rel},
+		{"cp", "-a", deb.ModulesDir, src + "/lib/modules/" + rel},
+		{"sh", "-c", "rm " + src + "/lib/modules/" + rel + "/modules.dep*"},
+		{"sh", "-c", "xz " + src + "/lib/modules/" + rel + "/kernel/fs/overlayfs/overlay.ko"},
+		{"sh", "-c", "zstd -q --rm " + src + "/lib/modules/" + rel + "/kernel/drivers/block/virtio_blk.ko"},
+	} {
+		if _, err := run(ctx, command{argv: argv}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := New(t.TempDir(), WithProgress(logWriter{t}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := matrix.KernelRef{Version: "6.1", Vmlinuz: src + "/boot/vmlinuz-" + rel, Modules: src}
+	k, err := c.Kernel(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkKernel(t, k, "6.1")
+	if k.Release != rel || k.Version != deb.Version || k.Package != "" {
+		t.Errorf("local kernel %+v, want release %s version %s", k, rel, deb.Version)
+	}
+	if _, err := c.Kernel(ctx, ref); err != nil || c.Stats().KernelBuilds != 1 || c.Stats().Reuses != 1 {
+		t.Errorf("second import: %v, stats %+v", err, c.Stats())
+	}
+	// The release directory itself is accepted too.
+	if _, err := c.Kernel(ctx, matrix.KernelRef{Version: "6.1", Vmlinuz: ref.Vmlinuz, Modules: src + "/lib/modules/" + rel}); err != nil {
+		t.Errorf("modules given as the release dir: %v", err)
+	}
+	if _, err := c.Kernel(ctx, matrix.KernelRef{Version: "5.10", Vmlinuz: ref.Vmlinuz, Modules: src}); err == nil ||
+		!strings.Contains(err.Error(), "not 5.10") {
+		t.Errorf("wrong line: %v", err)
+	}
+}
+
+// TestIntegrationKernelCorruptRebuilt flips a byte in a cached modules image:
+// the next Cache detects it and rebuilds the entry.
+func TestIntegrationKernelCorruptRebuilt(t *testing.T) {
+	c := integrationCache(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	ref := matrix.KernelRef{Version: "6.1", Suite: "bookworm"}
+	k, err := c.Kernel(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(k.ModulesImage, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, 4096*100); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, 4096*100); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := VerifyEntry(filepath.Dir(k.ModulesImage)); err == nil {
+		t.Fatal("flipped byte not detected")
+	}
+	c2, err := New(c.Dir(), WithProgress(logWriter{t}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := c2.Kernel(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c2.Stats(); s.Rebuilds != 1 || s.KernelBuilds != 1 || s.Downloads != 1 {
+		t.Errorf("stats %+v, want one rebuild", s)
+	}
+	if err := VerifyEntry(filepath.Dir(k2.ModulesImage)); err != nil {
+		t.Errorf("rebuilt entry: %v", err)
 	}
 }

@@ -13,9 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/matrixctl/matrixctl/matrix"
 )
@@ -127,15 +127,18 @@ func (c *Cache) debianKernel(ctx context.Context, ref matrix.KernelRef) (*Kernel
 		if err := os.Mkdir(dl, 0o755); err != nil {
 			return err
 		}
+		t := time.Now()
 		deb, err := a.download(ctx, rec, dl)
 		if err != nil {
 			return err
 		}
+		c.progressf("kernel: downloaded %s in %s\n", filepath.Base(deb), since(t))
 		x := filepath.Join(tmp, "extract")
-		c.progressf("kernel: extracting %s\n", filepath.Base(deb))
+		t = time.Now()
 		if _, err := run(ctx, command{argv: []string{"dpkg-deb", "-x", deb, x}}); err != nil {
 			return err
 		}
+		c.progressf("kernel: extracted in %s\n", since(t))
 		modDir, rel, err := findModuleTree(x, release)
 		if err != nil {
 			return err
@@ -228,22 +231,26 @@ func (c *Cache) assemble(ctx context.Context, tmp string, k *Kernel, src assembl
 			_ = os.Remove(filepath.Join(dst, n))
 		}
 	}
-	c.progressf("kernel %s: decompressing modules\n", k.Release)
-	if err := decompressModules(ctx, dst); err != nil {
+	t := time.Now()
+	n, err := decompressModules(ctx, dst)
+	if err != nil {
 		return err
 	}
-	c.progressf("kernel %s: depmod\n", k.Release)
+	c.progressf("kernel %s: decompressed %d modules in %s\n", k.Release, n, since(t))
+	t = time.Now()
 	if _, err := run(ctx, command{argv: []string{"depmod", "-b", filepath.Join(tmp, "root"), k.Release}}); err != nil {
 		return err
 	}
+	c.progressf("kernel %s: depmod in %s\n", k.Release, since(t))
 	if _, err := os.Stat(filepath.Join(dst, "modules.dep")); err != nil {
 		return fmt.Errorf("depmod wrote no modules.dep: %w", err)
 	}
 	k.ModulesDir = filepath.Join("root", "lib", "modules", k.Release)
-	c.progressf("kernel %s: building modules image\n", k.Release)
+	t = time.Now()
 	if err := makeExt4(ctx, dst, filepath.Join(tmp, "modules.ext4"), ext4Spec{label: "modules", headroom: 0.05, extraMiB: 8}); err != nil {
 		return err
 	}
+	c.progressf("kernel %s: modules image in %s\n", k.Release, since(t))
 	k.ModulesImage = "modules.ext4"
 	c.stats.kernelBuilds.Add(1)
 	return nil
@@ -260,8 +267,8 @@ var decompressors = []struct {
 }
 
 // decompressModules decompresses every compressed module under dir, in
-// batches, two at a time.
-func decompressModules(ctx context.Context, dir string) error {
+// batches, two at a time, and returns how many it decompressed.
+func decompressModules(ctx context.Context, dir string) (int, error) {
 	byTool := make([][]string, len(decompressors))
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
@@ -275,10 +282,12 @@ func decompressModules(ctx context.Context, dir string) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var batches [][]string
+	total := 0
 	for i, files := range byTool {
+		total += len(files)
 		for len(files) > 0 {
 			n := min(len(files), 256)
 			batches = append(batches, append(append([]string(nil), decompressors[i].argv...), files[:n]...))
@@ -303,8 +312,11 @@ func decompressModules(ctx context.Context, dir string) error {
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return total, errors.Join(errs...)
 }
+
+// since is a rounded duration for progress lines.
+func since(t time.Time) time.Duration { return time.Since(t).Round(100 * time.Millisecond) }
 
 // localKernel imports a kernel from local files the same way as a package.
 func (c *Cache) localKernel(ctx context.Context, ref matrix.KernelRef) (*Kernel, error) {
@@ -573,15 +585,5 @@ func parseConfig(b []byte) map[string]string {
 			out[k] = strings.Trim(v, `"`)
 		}
 	})
-	return out
-}
-
-// sortedKeys is used for deterministic package lists.
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }

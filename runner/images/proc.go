@@ -32,7 +32,7 @@ func (e *ExecError) Error() string {
 	if i := strings.LastIndexByte(tail, '\n'); len(tail) > 2000 && i >= 0 {
 		tail = "..." + tail[len(tail)-2000:]
 	}
-	msg := fmt.Sprintf("%s: exit %d: %v", strings.Join(e.Argv, " "), e.ExitCode, e.Err)
+	msg := fmt.Sprintf("%s: exit %d: %v", shortArgv(e.Argv), e.ExitCode, e.Err)
 	if tail != "" {
 		msg += "\n" + tail
 	}
@@ -164,4 +164,24 @@ func scanLines(s string, fn func(string)) {
 	for sc.Scan() {
 		fn(sc.Text())
 	}
+}
+
+// shortArgv joins argv for a message, folding apt's many "-o Key=Value"
+// pairs (they are in ExecError.Argv in full).
+func shortArgv(argv []string) string {
+	var out []string
+	folded := 0
+	for i := 0; i < len(argv); i++ {
+		if argv[i] == "-o" && i+1 < len(argv) {
+			folded++
+			i++
+			continue
+		}
+		out = append(out, argv[i])
+	}
+	if folded > 2 {
+		out = append(out[:1], append([]string{fmt.Sprintf("[%d -o options]", folded)}, out[1:]...)...)
+		return strings.Join(out, " ")
+	}
+	return strings.Join(argv, " ")
 }

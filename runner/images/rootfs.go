@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -99,7 +100,7 @@ func (c *Cache) rootfs(ctx context.Context, distro matrix.DistroRef, docker matr
 	lines := sourceLines(m, distro.Suite)
 	if dockerSuite != distro.Suite {
 		for _, l := range sourceLines(m, dockerSuite) {
-			if !contains(lines, l) {
+			if !slices.Contains(lines, l) {
 				lines = append(lines, l)
 			}
 		}

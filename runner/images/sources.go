@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -222,7 +223,7 @@ func FindMirrors(sources []Source) (Mirrors, error) {
 	var m Mirrors
 	debScore := 0
 	for _, s := range sources {
-		if !contains(s.Types, "deb") || !contains(s.Components, "main") || len(s.URIs) == 0 {
+		if !slices.Contains(s.Types, "deb") || !slices.Contains(s.Components, "main") || len(s.URIs) == 0 {
 			continue
 		}
 		for _, suite := range s.Suites {
@@ -299,13 +300,4 @@ func HostMirrors(root string) (Mirrors, error) {
 		return m, errors.Join(fmt.Errorf("%s: %w", filepath.Join(root, "etc/apt"), err), perr)
 	}
 	return m, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
