@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	dimage "github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 
 	"github.com/matrixctl/matrixctl/probes/image"
@@ -21,9 +22,9 @@ import (
 // churnPayload is the size of each churn image's payload per intensity step.
 const churnPayload = 4 << 20
 
-// runChurn loops container create/start/exec/stop/rm, volume create/rm and
+// runChurn loops container create/start/exec/stop/rm, volume and network create/rm and
 // image load/tag/remove, then prunes, and checks that nothing leaked: no
-// container, volume or image of the loop is left and the daemon's layer
+// container, volume, network or image of the loop is left and the daemon's layer
 // storage is back where it started (DiskUsage before, at peak and after).
 func runChurn(ctx context.Context, s *session, r *ProbeResult) error {
 	lat := map[string]*stats.Latencies{}
@@ -42,7 +43,7 @@ func runChurn(ctx context.Context, s *session, r *ProbeResult) error {
 	}
 	payload := churnPayload * s.opts.Intensity
 	var peak int64
-	var containers, volumes, images int
+	var containers, volumes, networks, images int
 	var loadedBytes int64
 	deadline := time.Now().Add(s.opts.Duration)
 	for i := 0; i == 0 || time.Now().Before(deadline); i++ {
@@ -92,6 +93,18 @@ func runChurn(ctx context.Context, s *session, r *ProbeResult) error {
 			return classify(Churn, "remove volume", err)
 		}
 		volumes++
+		// network lifecycle
+		var netName string
+		if err := timed("network_create", func() (err error) {
+			netName, err = s.createNetwork(ctx, Churn, fmt.Sprintf("churn-n%d", i))
+			return err
+		}); err != nil {
+			return err
+		}
+		if err := timed("network_remove", func() error { return s.cli.NetworkRemove(ctx, netName) }); err != nil {
+			return classify(Churn, "remove network", err)
+		}
+		networks++
 		// image lifecycle
 		tarball, info, err := churnImage(s.runID, i, payload)
 		if err != nil {
@@ -142,6 +155,7 @@ func runChurn(ctx context.Context, s *session, r *ProbeResult) error {
 	m := r.Metrics
 	m["containers_cycled"] = float64(containers)
 	m["volumes_cycled"] = float64(volumes)
+	m["networks_cycled"] = float64(networks)
 	m["images_cycled"] = float64(images)
 	m["image_bytes_loaded"] = float64(loadedBytes)
 	m["disk_layers_before_bytes"] = float64(before)
@@ -206,6 +220,15 @@ func churnLeaks(ctx context.Context, s *session) ([]string, error) {
 	for _, v := range vs.Volumes {
 		if strings.HasPrefix(v.Labels[LabelRole], "churn") {
 			out = append(out, "volume "+v.Name)
+		}
+	}
+	ns, err := s.cli.NetworkList(ctx, network.ListOptions{Filters: f})
+	if err != nil {
+		return nil, classify(Churn, "list networks", err)
+	}
+	for _, n := range ns {
+		if strings.HasPrefix(n.Labels[LabelRole], "churn") {
+			out = append(out, "network "+n.Name)
 		}
 	}
 	is, err := s.cli.ImageList(ctx, dimage.ListOptions{All: true, Filters: f})
