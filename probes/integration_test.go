@@ -328,3 +328,21 @@ func TestIntegrationAllProbes(t *testing.T) {
 		t.Fatalf("ran %d probes", len(res.Probes))
 	}
 }
+
+func TestIntegrationRemoveStaleImages(t *testing.T) {
+	cli := requiresDocker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tag, err := EnsureImage(ctx, cli, "", workdir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed, err := RemoveStaleImages(ctx, cli, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kept %s, removed %v", tag, removed)
+	if _, err := cli.ImageInspect(ctx, tag); err != nil {
+		t.Fatalf("current probe image gone: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package probes
 import (
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -91,14 +92,15 @@ type VerifyOptions struct {
 	RecordsPath string
 	Workdir     string
 	ProbeBinary string
-	Log         func(string)
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
 }
 
 // VerifyIO re-verifies what a kept IO probe promised, e.g. after a power cut:
 // every block acknowledged by fsync must be there. Mismatches come back in
 // the result; a promised block that is lost or wrong is ErrDataLoss.
 func VerifyIO(ctx context.Context, cli client.APIClient, opts VerifyOptions) (*ProbeResult, error) {
-	o := Options{Probes: []string{IO}, RunID: opts.RunID, RecordsPath: opts.RecordsPath, Workdir: opts.Workdir, ProbeBinary: opts.ProbeBinary, Keep: true}
+	o := Options{Probes: []string{IO}, RunID: opts.RunID, RecordsPath: opts.RecordsPath, Workdir: opts.Workdir, ProbeBinary: opts.ProbeBinary, Keep: true, Log: opts.Log}
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/docker/docker/api/types/filters"
+	dimage "github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
 	"github.com/matrixctl/matrixctl/probes/image"
@@ -43,4 +45,26 @@ func BuildImage(bin string) ([]byte, image.Info, error) {
 
 func loadImage(ctx context.Context, cli client.APIClient, tarball []byte) error {
 	return image.Load(ctx, cli, bytes.NewReader(tarball))
+}
+
+// RemoveStaleImages removes probe images (ImageRepo) other than keep, e.g.
+// those of older probe binaries. Images still used by a container stay.
+// Run never calls it: the probe image is a shared cache like a base image.
+func RemoveStaleImages(ctx context.Context, cli client.APIClient, keep string) ([]string, error) {
+	imgs, err := cli.ImageList(ctx, dimage.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", ImageRepo))})
+	if err != nil {
+		return nil, classify("image", "list probe images", err)
+	}
+	var removed []string
+	for _, im := range imgs {
+		for _, tag := range im.RepoTags {
+			if tag == keep {
+				continue
+			}
+			if _, err := cli.ImageRemove(ctx, tag, dimage.RemoveOptions{PruneChildren: true}); err == nil {
+				removed = append(removed, tag)
+			}
+		}
+	}
+	return removed, nil
 }
