@@ -31,7 +31,7 @@ func corpusLog(t *testing.T, rel string) string {
 }
 
 func TestConsoleCleanLogPrintsNothing(t *testing.T) {
-	code, out, errOut := run(t, "console", corpusLog(t, "clean/boot-6.1-docker.log"))
+	code, out, errOut := run(t, "console", corpusLog(t, "clean/boot-6.12-docker.log"))
 	if code != ExitOK || out != "" {
 		t.Fatalf("clean log: code %d, stdout %q, stderr %q; want 0 and no output", code, out, errOut)
 	}

@@ -280,6 +280,8 @@ func rules() []rule {
 		{cat: CatOverlayfsError, key: "overlay", ignore: true,
 			header: `^overlay(?:fs)?: .*(?:falling back|idmapped layers are currently not supported|` +
 				`does not support file handles|upper fs does not support|NFS export requires|null uuid detected)`},
+		{cat: CatOverlayfsError, sev: Warning, key: "overlay", header: `^overlay(?:fs)?: (.*(?:is in-use as|undefined behavior).*)`,
+			title: "overlayfs: {1}", end: endSingle},
 		{cat: CatOverlayfsError, sev: Error, key: "overlay",
 			header: `^overlay(?:fs)?: (.*(?i:fail|error|corrupt|must reside|not supported as upperdir|needs to support d_type|` +
 				`stacking depth|conflicting|cannot|invalid|missing|in-use|wrong|stale).*)`,
@@ -291,7 +293,12 @@ func rules() []rule {
 		{cat: CatAufsError, sev: Warning, key: "aufs ", header: `^aufs ([\w.]+):\d+:\S*: (.*)`,
 			title: "aufs: {2} in {1}", end: endSingle},
 
-		// Block I/O.
+		// Block I/O. QEMU's empty floppy and CD-ROM drives fail reads at boot: not the disk under test.
+		{cat: CatIOError, sev: Warning, key: " error, dev ",
+			header: `^(?:blk_update_request: |print_req_error: |end_request: )?(?:critical )?[\w /]*? error, dev ((?:fd|sr)\d+),? sector`,
+			title:  "I/O error on removable dev {1}", end: endSingle},
+		{cat: CatIOError, sev: Warning, key: "Buffer I/O error", header: `^Buffer I/O error on dev(?:ice)? ((?:fd|sr)\d+),`,
+			title: "Buffer I/O error on removable dev {1}", end: endSingle},
 		{cat: CatIOError, sev: Error, key: " error, dev ",
 			header: `^(?:blk_update_request: |print_req_error: |end_request: )?((?:critical )?[\w /]*?) error, dev ([^,\s]+),? sector \d+(?: op 0x[0-9a-f]+:\((\w+)\))?`,
 			title:  "{1} error on dev {2} ({3})", end: endSingle},

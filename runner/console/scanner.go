@@ -69,6 +69,7 @@ type Scanner struct {
 	dropped  int
 	lastEnd  int // last line of the last finding, for panics that restate it
 	banner   bool
+	timed    bool // a line with a kernel timestamp was seen
 	closed   bool
 }
 
@@ -193,11 +194,18 @@ func (s *Scanner) processLine() {
 	s.sanitize()
 	s.line = s.line[:0]
 	s.over = 0
-	key, msg := parsePrefix(s.clean)
+	key, msg, timed := parsePrefix(s.clean)
 	if len(s.pending) > 0 {
 		s.flushPending(s.lineNo)
 	}
-	m, groups := s.match(msg)
+	var m *compiledRule
+	var groups []string
+	if timed || !s.timed {
+		// Once the kernel stamps its lines, an unstamped line is user space
+		// (dockerd, the agent, a probe) and cannot start a report.
+		m, groups = s.match(msg)
+	}
+	s.timed = s.timed || timed
 	if r := s.openFor(key); r != nil && s.feed(r, msg, m) {
 		s.remember()
 		return
@@ -259,7 +267,7 @@ func skipEscape(l []byte, i int) int {
 // prefix, the kernel timestamp "[   12.345678]" and the caller "[T123]"/"[C1]".
 // key identifies the caller (0: unknown), so that interleaved reports of
 // different tasks and CPUs stay apart.
-func parsePrefix(l []byte) (key int64, msg []byte) {
+func parsePrefix(l []byte) (key int64, msg []byte, timed bool) {
 	if len(l) >= 3 && l[0] == '<' && isDigit(l[1]) && l[2] == '>' {
 		l = l[3:]
 	}
@@ -281,7 +289,7 @@ func parsePrefix(l []byte) (key int64, msg []byte) {
 			}
 		}
 		if !ok {
-			return 0, l
+			return 0, l, false
 		}
 	}
 	l = rest
@@ -291,7 +299,7 @@ func parsePrefix(l []byte) (key int64, msg []byte) {
 	if len(l) > 0 && l[0] == ' ' {
 		l = l[1:]
 	}
-	return key, l
+	return key, l, true
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }

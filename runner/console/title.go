@@ -99,7 +99,7 @@ func titleRules() []struct{ re, repl string } {
 		{`"/[^"]*"`, `"PATH"`},
 		// block devices: partitions and minor numbers
 		{`\b((?:[sv]d|xvd|hd)[a-z]+)\d+\b`, "$1"},
-		{`\b(loop|dm-|nbd|md|zram|ram|sr|nvme)\d+(?:n\d+)?(?:p\d+)?\b`, "${1}N"},
+		{`\b(loop|dm-|nbd|md|zram|ram|sr|fd|nvme)\d+(?:n\d+)?(?:p\d+)?\b`, "${1}N"},
 		{`\b(veth|cali|tap|tun|docker|br-)[0-9a-f]{4,}\b`, "${1}X"},
 	}
 }
