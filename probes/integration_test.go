@@ -314,8 +314,17 @@ func TestIntegrationAllProbes(t *testing.T) {
 		t.Fatalf("records: torn=%v err=%v", torn, err)
 	}
 	perProbe := map[string]int{}
+	closing := map[string]bool{}
 	for _, r := range recs {
 		perProbe[r.Probe]++
+		if r.Kind == record.KindSummary && r.Source == record.SourceDriver {
+			closing[r.Probe] = *r.OK
+		}
+	}
+	for _, name := range All() {
+		if !closing[name] {
+			t.Errorf("no passing driver summary record for %s", name)
+		}
 	}
 	t.Logf("run %s image %s: %d records %v", res.RunID, res.Image, len(recs), perProbe)
 	for _, p := range res.Probes {

@@ -211,6 +211,11 @@ func Run(ctx context.Context, cli client.APIClient, opts Options) (*Result, erro
 		r.OK = err == nil
 		r.Err = err
 		s.logf("probe %s: ok=%v err=%v", name, r.OK, err)
+		msg := "pass"
+		if err != nil {
+			msg = err.Error()
+		}
+		s.writer(name).Write(record.Record{Kind: record.KindSummary, Source: record.SourceDriver, OK: &r.OK, Metrics: r.Metrics, Message: msg})
 		res.Probes = append(res.Probes, r)
 		if err != nil {
 			errs = append(errs, err)

@@ -11,7 +11,10 @@
 //	kind=info      message, source
 //	kind=summary   ok, metrics, message
 //
-// Fields are only added within v1; removing or renaming one bumps Schema.
+// A probe container writes a summary record for its own part (Source names
+// the part, e.g. "net:bridge"); the host-side driver closes every probe with
+// one summary record whose Source is SourceDriver: that one is the probe's
+// result. Fields are only added within v1; removing or renaming one bumps Schema.
 package record
 
 import (
@@ -36,6 +39,9 @@ const (
 	KindInfo     = "info"
 	KindSummary  = "summary"
 )
+
+// SourceDriver is the Source of the host-side driver's closing summary per probe.
+const SourceDriver = "driver"
 
 // MaxLine is the longest line the reader accepts.
 const MaxLine = 1 << 20

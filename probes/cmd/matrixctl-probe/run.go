@@ -198,7 +198,7 @@ func runNetClient(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		Target: *target, Source: *source, Duration: *duration, Streams: *streams,
 		Parallel: *parallel, Count: *count, Warmup: *warm, Out: out,
 	})
-	out.Summary(ok, m, *source)
+	out.Write(record.Record{Kind: record.KindSummary, Source: *source, OK: &ok, Metrics: m})
 	if !ok {
 		return exitFailed
 	}
