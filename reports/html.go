@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"iter"
 	"maps"
 	"path"
 	"path/filepath"
@@ -46,14 +47,16 @@ type HTMLOptions struct {
 
 // htmlView is the data of templates/report.html.tmpl.
 type htmlView struct {
-	Title   string
-	CSS     template.CSS
-	Script  template.JS
-	CSP     string
-	R       *Report
-	Facets  []facetView
-	Legend  []legendItem
-	Cells   []cellView
+	Title  string
+	CSS    template.CSS
+	Script template.JS
+	CSP    string
+	R      *Report
+	Facets []facetView
+	Legend []legendItem
+	// Cells yields the drill-downs one at a time, so a report of 100,000 runs
+	// never holds every run's view (and console excerpt) at once.
+	Cells   iter.Seq[cellView]
 	Anchors map[string]string // cell ID → drill-down anchor
 	Sigs    []sigView
 }
@@ -230,12 +233,16 @@ func (r *Report) htmlView(opts HTMLOptions) (*htmlView, error) {
 	for i := range r.NotRun {
 		notRun[r.NotRun[i].Cell] = &r.NotRun[i]
 	}
-	for _, id := range ids {
-		cv := cellView{Anchor: v.Anchors[id], Cell: id, Score: r.cells[id], NotRun: notRun[id]}
-		for i := range r.runs[id] {
-			cv.Runs = append(cv.Runs, r.runView(&r.runs[id][i], opts))
+	v.Cells = func(yield func(cellView) bool) {
+		for _, id := range ids {
+			cv := cellView{Anchor: v.Anchors[id], Cell: id, Score: r.cells[id], NotRun: notRun[id]}
+			for i := range r.runs[id] {
+				cv.Runs = append(cv.Runs, r.runView(&r.runs[id][i], opts))
+			}
+			if !yield(cv) {
+				return
+			}
 		}
-		v.Cells = append(v.Cells, cv)
 	}
 	v.Facets = r.facets(v.Anchors)
 	for _, s := range r.Signatures {

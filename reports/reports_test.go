@@ -202,7 +202,7 @@ func TestEveryTemplateExecutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	var crash runView
-	for _, c := range view.Cells {
+	for c := range view.Cells {
 		for _, rv := range c.Runs {
 			if rv.Verdict == results.KernelCrash {
 				crash = rv

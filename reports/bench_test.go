@@ -1,0 +1,115 @@
+package reports
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/matrixctl/matrixctl/runner/results"
+)
+
+// writeBigResults writes a results dir of cells × repeats runs: 25 kernels ×
+// 5 drivers × 4 distros × 10 docker versions = 5000 cells.
+func writeBigResults(b *testing.B, dir string, repeats int) int {
+	b.Helper()
+	fh, err := os.Create(filepath.Join(dir, ResultsFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(fh, 1<<20)
+	t0 := time.Date(2026, 11, 29, 1, 0, 0, 0, time.UTC)
+	fmt.Fprintf(w, `{"schema":%q,"run_id":"bench","spec":"matrix.yaml","provider":"qemu","started":%q,"runs":[`,
+		results.SchemaVersion, t0.Format(time.RFC3339))
+	enc := json.NewEncoder(w)
+	drivers := []string{"overlay2", "btrfs", "devicemapper", "vfs", "aufs"}
+	n := 0
+	for k := range 25 {
+		for _, drv := range drivers {
+			for d := range 4 {
+				for v := range 10 {
+					kernel := fmt.Sprintf("6.1.%d", 100+k)
+					distro, docker := fmt.Sprintf("debian%d", 10+d), fmt.Sprintf("2%d.10.%d", v%3, v)
+					cell := fmt.Sprintf("k%s-%s-docker%s-%s", kernel, distro, docker, drv)
+					for rep := 1; rep <= repeats; rep++ {
+						r := results.Run{Cell: cell, Kernel: kernel, Distro: distro, Docker: docker, Driver: drv,
+							Repeat: rep, Attempt: 1, Verdict: results.Pass, Started: t0.Add(time.Duration(n) * time.Second),
+							Finished: t0.Add(time.Duration(n)*time.Second + 40*time.Second)}
+						h := (k*7 + d*13 + v*3 + rep*11) % 97
+						switch {
+						case drv == "aufs":
+							r.Verdict, r.Reason = results.Unsupported, "kernel has no aufs module"
+						case h == 0:
+							r.Verdict, r.Reason = results.KernelCrash, "kernel panic"
+							r.Findings = []results.Finding{{Source: "console", Category: "kernel-panic", Severity: "fatal",
+								Title: fmt.Sprintf("BUG: unable to handle page fault in func%d", k%5), StartLine: 100, EndLine: 104,
+								Excerpt: "BUG: unable to handle page fault\nKernel panic - not syncing: Fatal exception"}}
+						case h < 4:
+							r.Verdict, r.Reason = results.ProbeFailure, "io checksum mismatch"
+							r.Findings = []results.Finding{{Source: "probe", Category: "io-verify", Severity: "error", Title: "io: checksum mismatch"}}
+						case h < 6:
+							r.Verdict, r.Reason = results.InfraError, "qemu died"
+						}
+						if r.Verdict == results.Pass || r.Verdict == results.ProbeFailure {
+							r.Probes = []results.Probe{
+								{Name: "io", OK: r.Verdict == results.Pass, Metrics: map[string]float64{"write_mbps": float64(200 + h), "fsync_latency_ms": 1 + float64(h)/10}},
+								{Name: "net", OK: true, Metrics: map[string]float64{"throughput_mbps": float64(800 + k)}},
+								{Name: "churn", OK: true, Metrics: map[string]float64{"container_start_ms": float64(300 + v)}},
+							}
+						}
+						if n > 0 {
+							w.WriteString(",")
+						}
+						if err := enc.Encode(&r); err != nil {
+							b.Fatal(err)
+						}
+						n++
+					}
+				}
+			}
+		}
+	}
+	w.WriteString("]}\n")
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := fh.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+type countingWriter struct{ n int64 }
+
+func (c *countingWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// BenchmarkReport100k loads, ranks and renders the HTML report of 100,000
+// cell runs (5000 cells × 20 repeats), and reports the HTML size.
+func BenchmarkReport100k(b *testing.B) {
+	dir := b.TempDir()
+	runs := writeBigResults(b, dir, 20)
+	st, _ := os.Stat(filepath.Join(dir, ResultsFile))
+	b.ResetTimer()
+	var html countingWriter
+	for b.Loop() {
+		f, err := Load(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := Build(context.Background(), f, Options{Dir: dir})
+		if err != nil {
+			b.Fatal(err)
+		}
+		html = countingWriter{}
+		if err := r.WriteHTML(&html, HTMLOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(html.n)/(1<<20), "html-MiB")
+	b.ReportMetric(float64(runs), "runs")
+	b.ReportMetric(float64(st.Size())/(1<<20), "results-MiB")
+}
