@@ -106,3 +106,27 @@ func TestJournalTornTailAndRuns(t *testing.T) {
 		t.Fatalf("runs = %v", r)
 	}
 }
+
+func FuzzReadJournal(f *testing.F) {
+	f.Add([]byte(`{"p":"/a","id":1,"seed":2,"runs":[[0,4,1]]}` + "\n" + `{"p":"/a","w":true}` + "\n"))
+	f.Add([]byte(`{"p":"/b","id":2,"runs":[[0,1,1],[1,3,2]]}` + "\n{\"p\""))
+	f.Add([]byte("\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, order, err := readJournal(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		if len(st) != len(order) {
+			t.Fatalf("%d states, %d paths", len(st), len(order))
+		}
+		for _, e := range st {
+			var n uint64
+			for _, r := range e.Runs {
+				n += r[1]
+			}
+			if n > maxJournalBlocks {
+				t.Fatalf("accepted %d blocks", n)
+			}
+		}
+	})
+}
