@@ -7,6 +7,7 @@ var subcommands = []func(*globalFlags, Streams) *cobra.Command{
 	newVersionCommand,
 	newPlanCommand,
 	newReportCommand,
+	newRunCommand,
 	newMergeCommand,
 	newConsoleCommand,
 }

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/reports/history"
+	"github.com/matrixctl/matrixctl/runner"
+	"github.com/matrixctl/matrixctl/runner/images"
+	"github.com/matrixctl/matrixctl/runner/local"
+	"github.com/matrixctl/matrixctl/runner/qemu"
+	"github.com/matrixctl/matrixctl/runner/results"
+)
+
+type runFlags struct {
+	sel       cellSelection
+	provider  string
+	repeat    int
+	parallel  int
+	timeout   time.Duration
+	soak      time.Duration
+	resume    string
+	accel     string
+	retain    bool
+	retries   int
+	probes    []string
+	intensity int
+	history   string
+	progress  string
+}
+
+func newRunCommand(g *globalFlags, streams Streams) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "run the matrix: boot every runnable cell, load it, judge it",
+		Long: `run boots every runnable cell of the plan (-f, default matrix.yaml; the same filters as
+plan) in its own VM, waits for dockerd, runs the probes for the soak duration while the serial
+console is analysed live, shuts the VM down, checks the scratch filesystem from the host and
+records one verdict per run of a cell:
+
+  pass · kernel-crash · data-loss · fs-corruption · hang · docker-failure · probe-failure
+  unsupported (never booted; has a reason) · infra-error (the harness failed; retried)
+
+Results go to --out DIR: results.json, journal.jsonl and runs/<cell>/r<repeat>/ with the
+console log, agent and dockerd logs, probe records, checker output and QEMU command line.
+A run killed in any way (Ctrl-C, SIGKILL, power loss) continues with --resume DIR: finished
+runs are kept, interrupted ones run again, leftover VMs are killed.
+
+--provider local runs the probes against this host's own dockerd (DOCKER_HOST or the
+default socket) as one cell: no VM, no console, no filesystem check. The spec file is not
+read; --probes, --soak, --repeat and --timeout apply.
+
+Ctrl-C stops starting cells and shuts running ones down (the directory stays resumable);
+a second Ctrl-C kills them at once.
+
+Exit codes: 0 every runnable cell passed, 1 some cell failed, 2 usage or spec error,
+3 infrastructure error (no failure, but some run could not be judged), 130 interrupted.`,
+		Example: `  # the whole matrix, results in ./results
+  matrixctl run
+
+  # only the aufs cells of kernel 3.16, three times each, two at a time
+  matrixctl run --kernel 3.16 --driver aufs --repeat 3 --parallel 2
+
+  # qualify the machine you stand on: its own dockerd, 10 s per probe
+  matrixctl run --provider local --soak 10s --out host-results
+
+  # continue a run that was interrupted or killed
+  matrixctl run --resume results`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runRun(cmd.Context(), g, streams, cmd, &f)
+		},
+	}
+	f.sel.addFlags(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&f.provider, "provider", "qemu", "where cells run: qemu (a VM per cell) or local (this host's dockerd)")
+	fl.IntVar(&f.repeat, "repeat", 0, "runs per cell (default: the spec's repeats)")
+	fl.IntVar(&f.parallel, "parallel", 0, "cells at once (default: as many as the host's cores and memory fit, given each cell's CPUs and memory)")
+	fl.DurationVar(&f.timeout, "timeout", 0, "per-run timeout; a run that exceeds it is a hang (default: the spec's timeout)")
+	fl.DurationVar(&f.soak, "soak", 0, "how long each probe's workload runs (default: the spec's soak)")
+	fl.StringVar(&f.resume, "resume", "", "continue the run in this results directory")
+	fl.StringVar(&f.accel, "accel", "auto", "QEMU accelerator: auto (KVM, falling back to TCG when a KVM guest makes no progress), kvm or tcg")
+	fl.BoolVar(&f.retain, "retain", false, "keep the scratch disks of runs that did not pass (runs/<cell>/r<n>/scratch.img)")
+	fl.IntVar(&f.retries, "retries", runner.DefaultRetries, "retries of a run that ended in infra-error")
+	fl.StringSliceVar(&f.probes, "probes", nil, "with --provider local: probes to run (default io,net,churn)")
+	fl.IntVar(&f.intensity, "intensity", 0, "probe intensity 1-10 (default 1)")
+	fl.StringVar(&f.history, "history", "", "history database to append results to (default <cache>/history.db; none to disable)")
+	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (bars on a terminal, lines otherwise), bars, lines or none")
+	_ = cmd.RegisterFlagCompletionFunc("provider", cobra.FixedCompletions([]string{"qemu", "local"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("accel", cobra.FixedCompletions([]string{"auto", "kvm", "tcg"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Command, f *runFlags) error {
+	if f.repeat < 0 || f.parallel < 0 || f.timeout < 0 || f.soak < 0 || f.retries < 0 {
+		return usageErrorf("--repeat, --parallel, --timeout, --soak and --retries must not be negative")
+	}
+	if f.intensity < 0 || f.intensity > 10 {
+		return usageErrorf("--intensity %d: want 1-10", f.intensity)
+	}
+	accel := qemu.Accel(f.accel)
+	switch accel {
+	case qemu.AccelAuto, qemu.AccelKVM, qemu.AccelTCG:
+	default:
+		return usageErrorf("--accel %q: want auto, kvm or tcg", f.accel)
+	}
+	out := g.Out
+	if f.resume != "" {
+		if cmd.Flags().Changed("out") && filepath.Clean(g.Out) != filepath.Clean(f.resume) {
+			return usageErrorf("--resume %s and --out %s name different directories", f.resume, g.Out)
+		}
+		out = f.resume
+	}
+
+	opts := runner.Options{
+		Out: out, Repeat: f.repeat, Parallel: f.parallel, Timeout: f.timeout, Soak: f.soak,
+		Retain: f.retain, Retries: f.retries,
+		Prober:  runner.ProbesProber{Intensity: f.intensity, Workdir: filepath.Join(g.Cache, "probes")},
+		Console: runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
+	}
+	if f.retries == 0 {
+		opts.Retries = -1
+	}
+	var cells []matrix.Cell
+	switch f.provider {
+	case "local":
+		if len(f.probes) > 0 && f.sel.any() {
+			return usageErrorf("--provider local runs this host as one cell: cell filters do not apply")
+		}
+		p := &local.Provider{}
+		opts.Provider = p
+		if f.resume == "" {
+			settings := matrix.DefaultSettings()
+			settings.Soak = 5 * time.Second
+			if len(f.probes) > 0 {
+				for _, name := range f.probes {
+					if !contains(matrix.Probes(), name) {
+						return usageErrorf("--probes %s: want some of %s", name, strings.Join(matrix.Probes(), ","))
+					}
+				}
+				settings.Probes = f.probes
+			}
+			c, err := local.HostCell(ctx, p, settings)
+			if err != nil {
+				return withExit(ExitInfra, err)
+			}
+			cells = []matrix.Cell{c}
+			opts.Spec = "local host"
+		}
+	case "qemu":
+		if len(f.probes) > 0 {
+			return usageErrorf("--probes applies to --provider local; the spec selects a cell's probes")
+		}
+		cache, err := images.New(g.Cache)
+		if err != nil {
+			return withExit(ExitInfra, fmt.Errorf("cache %s: %w", g.Cache, err))
+		}
+		opts.Provider = &runner.QEMUProvider{Cache: cache, CacheDir: g.Cache, Accel: accel}
+		if f.resume == "" {
+			if cells, err = f.sel.load(g.File); err != nil {
+				return err
+			}
+			if b, err := os.ReadFile(g.File); err == nil {
+				sum := sha256.Sum256(b)
+				opts.Spec, opts.SpecHash = g.File, hex.EncodeToString(sum[:])
+			}
+		}
+	default:
+		return usageErrorf("--provider %q: want qemu or local", f.provider)
+	}
+	if f.resume != "" && f.sel.any() {
+		return usageErrorf("--resume continues the recorded plan: filters do not apply")
+	}
+
+	prog, err := progressFor(f.progress, streams.ErrOut)
+	if err != nil {
+		return err
+	}
+	opts.Progress = prog
+
+	// First Ctrl-C (or SIGTERM): stop starting, shut running cells down.
+	// Second: kill them at once.
+	hardCtx, hardCancel := context.WithCancel(ctx)
+	defer hardCancel()
+	stop := make(chan struct{})
+	opts.Stop = stop
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case <-sigs:
+		case <-hardCtx.Done():
+			return
+		}
+		fmt.Fprintf(streams.ErrOut, "matrixctl: interrupted: shutting running cells down (Ctrl-C again kills them)\n")
+		close(stop)
+		select {
+		case <-sigs:
+			fmt.Fprintf(streams.ErrOut, "matrixctl: killing running cells\n")
+			hardCancel()
+		case <-hardCtx.Done():
+		}
+	}()
+
+	var file *results.File
+	if f.resume != "" {
+		file, err = runner.Resume(hardCtx, opts)
+	} else {
+		file, err = runner.Run(hardCtx, cells, opts)
+	}
+	if err != nil && !errors.Is(err, runner.ErrInterrupted) {
+		if file == nil {
+			return withExit(ExitInfra, err)
+		}
+		return withExit(ExitInfra, err)
+	}
+	interrupted := err != nil
+	code := summarize(streams.Out, file, out)
+	if interrupted {
+		fmt.Fprintf(streams.ErrOut, "matrixctl: run interrupted; continue it with: matrixctl run --resume %s\n", out)
+		return &silentExit{code: ExitAborted}
+	}
+	appendHistory(ctx, g, f, streams.ErrOut, file)
+	if code != ExitOK {
+		return &silentExit{code: code}
+	}
+	return nil
+}
+
+func (s *cellSelection) any() bool {
+	return len(s.kernel)+len(s.distro)+len(s.docker)+len(s.driver)+len(s.cell) > 0 || s.shard != ""
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func progressFor(mode string, w io.Writer) (runner.Progress, error) {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = runner.IsTerminal(f.Fd())
+	}
+	switch mode {
+	case "auto":
+		if tty {
+			return runner.NewTTYProgress(w), nil
+		}
+		return runner.NewPlainProgress(w), nil
+	case "bars":
+		return runner.NewTTYProgress(w), nil
+	case "lines":
+		return runner.NewPlainProgress(w), nil
+	case "none":
+		return nil, nil
+	}
+	return nil, usageErrorf("--progress %q: want auto, bars, lines or none", mode)
+}
+
+// failing verdicts make the exit code 1.
+var failing = map[results.Verdict]bool{
+	results.KernelCrash: true, results.DataLoss: true, results.FSCorruption: true, results.Hang: true,
+	results.DockerFailure: true, results.ProbeFailure: true,
+}
+
+// summarize prints the verdict counts and returns the exit code.
+func summarize(w io.Writer, f *results.File, out string) int {
+	counts := map[results.Verdict]int{}
+	for _, r := range f.Runs {
+		counts[r.Verdict]++
+	}
+	var parts []string
+	for _, v := range results.Severity {
+		if n := counts[v]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, v))
+		}
+	}
+	fmt.Fprintf(w, "%d runs: %s; results in %s\n", len(f.Runs), strings.Join(parts, ", "), filepath.Join(out, runner.ResultsName))
+	for _, r := range f.Runs {
+		if failing[r.Verdict] {
+			return ExitFailed
+		}
+	}
+	if counts[results.InfraError] > 0 {
+		return ExitInfra
+	}
+	return ExitOK
+}
+
+// appendHistory adds a finished run to the history database; failures are
+// reported, never fatal (the results directory is the record).
+func appendHistory(ctx context.Context, g *globalFlags, f *runFlags, errOut io.Writer, file *results.File) {
+	path := f.history
+	if path == "none" {
+		return
+	}
+	if path == "" {
+		path = history.DefaultPath(g.Cache)
+	}
+	store, err := history.Open(path)
+	if err != nil {
+		fmt.Fprintf(errOut, "matrixctl: history %s: %v\n", path, err)
+		return
+	}
+	defer store.Close()
+	if _, err := store.Append(ctx, file); err != nil {
+		fmt.Fprintf(errOut, "matrixctl: history %s: %v\n", path, err)
+	}
+}
