@@ -56,9 +56,9 @@ func writeBigResults(b *testing.B, dir string, repeats int) int {
 						}
 						if r.Verdict == results.Pass || r.Verdict == results.ProbeFailure {
 							r.Probes = []results.Probe{
-								{Name: "io", OK: r.Verdict == results.Pass, Metrics: map[string]float64{"write_mbps": float64(200 + h), "fsync_latency_ms": 1 + float64(h)/10}},
-								{Name: "net", OK: true, Metrics: map[string]float64{"throughput_mbps": float64(800 + k)}},
-								{Name: "churn", OK: true, Metrics: map[string]float64{"container_start_ms": float64(300 + v)}},
+								{Name: "io", OK: r.Verdict == results.Pass, Metrics: map[string]float64{"write_mb_per_s": float64(200 + h), "fsync_latency_p99_us": 1000 + float64(h)*100}},
+								{Name: "net", OK: true, Metrics: map[string]float64{"stream_mb_per_s": float64(800 + k)}},
+								{Name: "churn", OK: true, Metrics: map[string]float64{"container_start_latency_p50_us": float64(300000 + v)}},
 							}
 						}
 						if n > 0 {

@@ -183,9 +183,11 @@ func Method() []string {
 		"Ranking: broken cells last (worse verdict lower, in the order kernel-crash, data-loss, fs-corruption, hang); " +
 			"then the Wilson lower bound (95 %) of the pass rate, so 19/20 (0.76) outranks 1/1 (0.21); " +
 			"then the performance score; then the number of passes.",
-		"Performance score: each probe metric's median over the cell's runs is normalised against the best cell " +
-			"(throughput: higher is better, latency: lower is better), and averaged over every metric in the report; " +
-			"a missing figure counts as 0 and cells without figures rank after cells with them.",
+		"Performance score: the median over the cell's runs of each headline probe figure (IO write throughput, " +
+			"IO write and fsync latency p99, network stream throughput and echo latency p99, container start latency p50) " +
+			"is normalised against the best cell (throughput: higher is better, latency: lower is better) and averaged " +
+			"over every headline figure in the report; a missing figure counts as 0, and cells without figures rank " +
+			"after cells with them.",
 		"Regressions: a cell whose previous conclusive run in the history passed and that fails now; fixes: the reverse.",
 	}
 }

@@ -113,10 +113,21 @@ func TestMissingMetricsRankLast(t *testing.T) {
 	}
 }
 
+func TestHeadlineMetricsWin(t *testing.T) {
+	cell := func(m map[string]float64) *CellScore { return &CellScore{Metrics: m} }
+	a := cell(map[string]float64{"io.write_mb_per_s": 100, "io.write_latency_count": 1})
+	b := cell(map[string]float64{"io.write_mb_per_s": 50, "io.write_latency_count": 1e9})
+	scorePerformance([]*CellScore{a, b})
+	if a.PerfScore != 100 || b.PerfScore != 50 {
+		t.Errorf("scores %v %v: only headline metrics count when present", a.PerfScore, b.PerfScore)
+	}
+}
+
 func TestMetricDirection(t *testing.T) {
 	for name, want := range map[string]int{
 		"io.write_mbps": 1, "io.read_mib_s": 1, "io.fsync_latency_ms": -1, "net.throughput_mbps": 1,
 		"churn.container_start_ms": -1, "io.iops": 0, "io.rand_iops": 1, "churn.containers": 0, "net.rtt_us": -1,
+		"io.write_latency_count": 0, "io.write_mb_per_s": 1, "io.bytes_written": 0, "net.conns_ok": 0,
 	} {
 		if got := metricDirection(name); got != want {
 			t.Errorf("metricDirection(%q) = %d, want %d", name, got, want)

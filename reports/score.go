@@ -39,10 +39,12 @@ import (
 //
 // The performance score uses the probes' metrics. For each metric (probe
 // name + "." + metric name) a cell's figure is the median over its counted
-// runs whose probe reported OK. A metric's direction comes from its name
-// (see metricDirection): throughput-like names are better higher,
-// latency-like names better lower; metrics of unknown direction are shown
-// but not scored. Each figure is normalised against the best cell (best =
+// runs whose probe reported OK. The scored metrics are the probes' headline
+// figures (headlineMetrics: IO write throughput and write/fsync latency p99,
+// network stream throughput and echo latency p99, container start latency
+// p50); only when none appears in the report are metrics scored by a
+// direction guessed from their names (metricDirection). Other metrics are
+// shown but not scored. Each figure is normalised against the best cell (best =
 // 1.0), and the score is 100 × the mean over every scored metric seen in
 // the report, a missing figure counting as 0.
 
@@ -94,10 +96,48 @@ func countedVerdict(v results.Verdict) bool {
 	return v != results.InfraError && v != results.Unsupported
 }
 
-// metricDirection returns +1 when a larger value of metric is better, -1 when
-// smaller is better and 0 when the name does not say.
+// headlineMetric is a probe metric the performance score uses, matched by
+// the end of its "probe.metric" key.
+type headlineMetric struct {
+	suffix string
+	dir    int // +1: higher is better, -1: lower is better
+	what   string
+}
+
+// headlineMetrics are the figures of the probes (probes/iowork, probes/network,
+// probes/churn) that the performance score uses: IO throughput and latency,
+// network throughput and latency, container start latency.
+func headlineMetrics() []headlineMetric {
+	return []headlineMetric{
+		{"write_mb_per_s", +1, "IO write throughput"},
+		{"fsync_latency_p99_us", -1, "IO fsync latency p99"},
+		{"write_latency_p99_us", -1, "IO write latency p99"},
+		{"stream_mb_per_s", +1, "network stream throughput"},
+		{"echo_latency_p99_us", -1, "network echo latency p99"},
+		{"container_start_latency_p50_us", -1, "container start latency p50"},
+	}
+}
+
+// headlineDirection returns the direction of key when it is a headline metric.
+func headlineDirection(key string) int {
+	for _, h := range headlineMetrics() {
+		if key == h.suffix || strings.HasSuffix(key, "."+h.suffix) {
+			return h.dir
+		}
+	}
+	return 0
+}
+
+// metricDirection guesses from a metric's name whether larger is better
+// (+1), smaller is better (-1), or it cannot tell (0). It is the fallback
+// for reports in which no headline metric appears.
 func metricDirection(metric string) int {
 	m := strings.ToLower(metric)
+	for _, skip := range []string{"_count", "_max_us", "_max_ms", "bytes", "errors", "_ok"} {
+		if strings.HasSuffix(m, skip) {
+			return 0
+		}
+	}
 	words := []struct {
 		word string
 		dir  int
@@ -112,8 +152,8 @@ func metricDirection(metric string) int {
 		suffix string
 		dir    int
 	}{
-		{"_mbps", +1}, {"_gbps", +1}, {"_bps", +1}, {"_mib_s", +1}, {"_mb_s", +1}, {"_bytes_s", +1},
-		{"_iops", +1}, {"_per_s", +1}, {"_per_sec", +1}, {"_ops", +1},
+		{"_mbps", +1}, {"_gbps", +1}, {"_bps", +1}, {"_mib_s", +1}, {"_mb_s", +1}, {"_mb_per_s", +1},
+		{"_iops", +1}, {"_per_s", +1}, {"_per_sec", +1},
 		{"_ms", -1}, {"_us", -1}, {"_ns", -1}, {"_seconds", -1}, {"_sec", -1}, {"_s", -1},
 	}
 	for _, e := range suffixes {
@@ -157,10 +197,18 @@ func brokenKey(c *CellScore) int {
 
 // scorePerformance fills Metrics' medians' normalised score into PerfScore.
 func scorePerformance(cells []*CellScore) {
+	direction := metricDirection
+	for _, c := range cells {
+		for k := range c.Metrics {
+			if headlineDirection(k) != 0 {
+				direction = headlineDirection
+			}
+		}
+	}
 	best := map[string]float64{}
 	for _, c := range cells {
 		for k, v := range c.Metrics {
-			dir := metricDirection(k)
+			dir := direction(k)
 			if dir == 0 || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
 				continue
 			}
@@ -181,11 +229,11 @@ func scorePerformance(cells []*CellScore) {
 			}
 			c.HasPerf = true
 			switch {
-			case metricDirection(k) > 0 && b > 0:
+			case direction(k) > 0 && b > 0:
 				sum += v / b
-			case metricDirection(k) < 0 && v > 0:
+			case direction(k) < 0 && v > 0:
 				sum += b / v
-			case metricDirection(k) < 0: // v == 0 == best latency
+			case direction(k) < 0: // v == 0 == best latency
 				sum++
 			}
 		}

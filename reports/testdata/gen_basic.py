@@ -37,9 +37,9 @@ def run(cell, kernel, distro, docker, driver, repeat, verdict, reason="", findin
     runs.append(r)
 
 def probes(io_mbps, lat_ms, net_mbps, start_ms, ok=True, errors=None):
-    p = [{"name": "io", "ok": ok, "metrics": {"write_mbps": io_mbps, "fsync_latency_ms": lat_ms}},
-         {"name": "net", "ok": True, "metrics": {"throughput_mbps": net_mbps}},
-         {"name": "churn", "ok": True, "metrics": {"container_start_ms": start_ms}}]
+    p = [{"name": "io", "ok": ok, "metrics": {"write_mb_per_s": io_mbps, "fsync_latency_p99_us": lat_ms * 1000, "write_latency_count": 1000}},
+         {"name": "net", "ok": True, "metrics": {"stream_mb_per_s": net_mbps, "echo_latency_p99_us": 400}},
+         {"name": "churn", "ok": True, "metrics": {"container_start_latency_p50_us": start_ms * 1000, "containers_cycled": 20}}]
     if errors: p[0]["errors"] = errors
     return p
 
