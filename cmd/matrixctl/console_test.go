@@ -52,7 +52,7 @@ func TestConsoleJSONL(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, want := range map[string]any{"file": p, "category": "kernel-panic", "severity": "fatal",
-		"title": "kernel panic: sysrq triggered crash", "start_line": 6.0, "end_line": 28.0} {
+		"title": "kernel panic: sysrq triggered crash", "start_line": 6.0, "end_line": 27.0} {
 		if f[k] != want {
 			t.Errorf("%s = %v, want %v", k, f[k], want)
 		}

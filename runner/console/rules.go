@@ -60,7 +60,9 @@ type rule struct {
 // Shared pieces of the table.
 const (
 	endTrace = `^-+\[ end trace`
-	endPanic = `^-+\[ end Kernel panic`
+	// endPanic: with panic=-1 (or panic=N) the kernel reboots right after
+	// "Kernel Offset:" and never prints the end marker.
+	endPanic = `^-+\[ end Kernel panic|^Kernel Offset: |^Rebooting in \d+ seconds`
 	// kasanEnd ends KASAN/KFENCE/KMSAN/UBSAN reports (6.5+ UBSAN ends with an end-trace line).
 	kasanEnd = `^(?:=+|-+\[ end trace.*)$`
 	hungBody = `^task:\S+\s+state:|^"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message|` +
