@@ -88,7 +88,7 @@ type ttyCell struct {
 
 // NewTTYProgress draws on w, a terminal.
 func NewTTYProgress(w io.Writer) *TTYProgress {
-	return &TTYProgress{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond)), cells: map[string]*ttyCell{}, w: w}
+	return &TTYProgress{p: mpb.New(mpb.WithOutput(w), mpb.WithAutoRefresh(), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond)), cells: map[string]*ttyCell{}, w: w}
 }
 
 // Planned implements Progress.

@@ -251,3 +251,29 @@ func TestJournalTornLastLine(t *testing.T) {
 		t.Fatalf("damaged first line: %v", err)
 	}
 }
+
+func TestHardCancelKillsMachines(t *testing.T) {
+	fake := newFake(map[string]*script{"a": {probeBlocks: true}, "b": {probeBlocks: true}})
+	out := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		_, err := Run(ctx, []matrix.Cell{testCell("a"), testCell("b")}, Options{Provider: fake, Prober: fakeProber{fake}, Out: out, Parallel: 2, ShutdownTimeout: time.Hour})
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrInterrupted) {
+			t.Fatalf("Run after cancel: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after a hard cancel")
+	}
+	for _, m := range fake.machines {
+		if e := m.Exit(); e.Reason != ExitKilled {
+			t.Errorf("machine %s: %+v, want killed", m.req.Cell.ID, e)
+		}
+	}
+}
