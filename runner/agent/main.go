@@ -8,7 +8,7 @@
 // separate from the kernel console. It then serves the host's commands
 // (shutdown and the fault-injection commands) until the VM powers off.
 //
-// Run as anything but PID 1 it is a tiny test program: `matrixctl-agent print
+// Run as anything but PID 1, or with the argument print, it is a tiny test program: `matrixctl-agent print
 // WORDS...` prints WORDS and exits 0 (the integration tests use it as a
 // container's entrypoint, since there is no registry to pull images from).
 package main
@@ -20,7 +20,9 @@ import (
 )
 
 func main() {
-	if os.Getpid() != 1 {
+	// The tool mode is chosen by its argument, not by PID: as a container's
+	// entrypoint the agent is PID 1 too.
+	if os.Getpid() != 1 || (len(os.Args) > 1 && os.Args[1] == "print") {
 		os.Exit(tool(os.Args[1:]))
 	}
 	a := newAgent()

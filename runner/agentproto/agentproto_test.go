@@ -1,0 +1,167 @@
+package agentproto
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestMessageRoundTrip(t *testing.T) {
+	msgs := []Message{
+		{V: Version, Type: TypeHello, Release: "6.1.0-28-amd64"},
+		{V: Version, Type: TypeState, State: StateDockerReady, DockerVersion: "20.10.24"},
+		{V: Version, Type: TypeState, State: StateUnsupported, Reason: "no aufs"},
+		{V: Version, Type: TypeHeartbeat, Seq: 7, State: StateBooted},
+		{V: Version, Type: TypeLog, Source: SourceDockerd, Line: "level=info \"quoted\" \x1b[31m"},
+		{V: Version, Type: TypeReply, ID: 3, Error: "boom"},
+		{V: Version, Type: TypeShutdown},
+	}
+	for _, m := range msgs {
+		b, err := Encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Count(string(b), "\n") != 1 {
+			t.Errorf("%+v encodes to %q: want exactly one line", m, b)
+		}
+		got, err := DecodeMessage(b)
+		if err != nil {
+			t.Fatalf("decode %s: %v", b, err)
+		}
+		if got != m {
+			t.Errorf("round trip: got %+v, want %+v", got, m)
+		}
+	}
+}
+
+func TestDecodeMessageRejects(t *testing.T) {
+	cases := map[string]string{
+		"noise":         "[    1.2] ttyS1 ready",
+		"empty":         "",
+		"old version":   `{"v":0,"type":"hello","release":"x"}`,
+		"unknown type":  `{"v":1,"type":"bogus"}`,
+		"unknown state": `{"v":1,"type":"state","state":"dancing"}`,
+		"hello no rel":  `{"v":1,"type":"hello"}`,
+		"trailing":      `{"v":1,"type":"shutdown"} {"v":1}`,
+		"reply no id":   `{"v":1,"type":"reply"}`,
+	}
+	for name, line := range cases {
+		if _, err := DecodeMessage([]byte(line)); err == nil {
+			t.Errorf("%s: %q decoded without error", name, line)
+		}
+	}
+	_, err := DecodeMessage([]byte(`{"v":2,"type":"hello","release":"x"}`))
+	if !errors.Is(err, ErrVersion) {
+		t.Errorf("v2: got %v, want ErrVersion", err)
+	}
+}
+
+func TestCommandValidate(t *testing.T) {
+	ok := []Command{
+		{Op: OpShutdown}, {Op: OpSysrq, Arg: "c"}, {Op: OpFreeze, Arg: "/var/lib/docker"},
+		{Op: OpThaw, Arg: "/var/lib/docker"}, {Op: OpKillDockerd},
+		{Op: OpSysctl, Arg: "kernel.hung_task_timeout_secs", Value: "2"}, {Op: OpWriteLoop, Arg: "/var/lib/docker/w"},
+	}
+	for _, c := range ok {
+		c.V, c.ID = Version, 1
+		b, _ := Encode(c)
+		got, err := DecodeCommand(b)
+		if err != nil || got != c {
+			t.Errorf("%+v: got %+v, %v", c, got, err)
+		}
+	}
+	bad := []Command{
+		{Op: "exec", Arg: "/bin/sh"}, {Op: OpSysrq, Arg: "cc"}, {Op: OpSysrq, Arg: ";"},
+		{Op: OpFreeze, Arg: "relative"}, {Op: OpSysctl, Arg: "../../etc/passwd", Value: "x"},
+		{Op: OpSysctl, Arg: "kernel/panic", Value: "1"}, {Op: OpSysctl, Arg: "kernel.panic", Value: "1\n2"},
+		{Op: OpWriteLoop, Arg: ""},
+	}
+	for _, c := range bad {
+		c.V, c.ID = Version, 1
+		if err := c.Validate(); err == nil {
+			t.Errorf("%+v validated", c)
+		}
+	}
+	if err := (Command{V: Version, Op: OpShutdown}).Validate(); err == nil {
+		t.Error("command without id validated")
+	}
+}
+
+func TestBootConfigRoundTrip(t *testing.T) {
+	c := BootConfig{Driver: "overlay2", ScratchFS: "xfs", Channel: "/dev/ttyS1", DockerdTimeoutS: 300, DockerdDebug: true}
+	p, err := c.Params()
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := "console=ttyS0 panic=-1 " + strings.Join(p, " ") + " quiet"
+	got, err := ParseCmdline(line)
+	if err != nil || got != c {
+		t.Fatalf("ParseCmdline(%q) = %+v, %v; want %+v", line, got, err, c)
+	}
+	for _, bad := range []string{"matrixctl.driver=a;b", "matrixctl.unknown=1", "matrixctl.channel=/etc/passwd",
+		"matrixctl.dockerd_timeout=-1", "matrixctl.channel=/dev/../etc"} {
+		if _, err := ParseCmdline(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	if _, err := (BootConfig{Driver: "over lay"}).Params(); err == nil {
+		t.Error("driver with a space rendered")
+	}
+}
+
+func FuzzDecodeMessage(f *testing.F) {
+	f.Add([]byte(`{"v":1,"type":"hello","release":"6.1.0"}`))
+	f.Add([]byte(`{"v":1,"type":"log","source":"dockerd","line":"x"}`))
+	f.Add([]byte(`{"v":1,"type":"state","state":"docker-ready","docker_version":"20.10.24"}`))
+	f.Add([]byte("[ 0.1] noise"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeMessage(b)
+		if err != nil {
+			return
+		}
+		enc, err := Encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m2, err := DecodeMessage(enc)
+		if err != nil || m2 != m {
+			t.Fatalf("re-decode of %q: %+v, %v; want %+v", enc, m2, err, m)
+		}
+	})
+}
+
+func FuzzDecodeCommand(f *testing.F) {
+	f.Add([]byte(`{"v":1,"id":1,"op":"sysrq","arg":"c"}`))
+	f.Add([]byte(`{"v":1,"id":2,"op":"sysctl","arg":"kernel.panic","value":"1"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := DecodeCommand(b)
+		if err != nil {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("decoded command %+v does not validate: %v", c, err)
+		}
+		if c.Op == OpSysctl && strings.Contains(c.Arg, "..") {
+			t.Fatalf("sysctl key escapes /proc/sys: %q", c.Arg)
+		}
+	})
+}
+
+func FuzzParseCmdline(f *testing.F) {
+	f.Add("console=ttyS0 matrixctl.driver=overlay2 matrixctl.scratchfs=ext4 matrixctl.channel=/dev/ttyS1")
+	f.Add("matrixctl.dockerd_timeout=30 matrixctl.dockerd_debug=1")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseCmdline(s)
+		if err != nil {
+			return
+		}
+		p, err := c.Params()
+		if err != nil {
+			t.Fatalf("parsed %+v does not render: %v", c, err)
+		}
+		c2, err := ParseCmdline(strings.Join(p, " "))
+		if err != nil || c2 != c {
+			t.Fatalf("re-parse: %+v, %v; want %+v", c2, err, c)
+		}
+	})
+}
