@@ -88,10 +88,12 @@ type Config struct {
 	// Logf receives the provider's own notes (fallbacks, retries); default discards.
 	Logf func(format string, args ...any)
 
-	// Watchdog: no console output and no agent message for this long → QEMU is
-	// killed and the VM ends with ExitWatchdog. Default 120s; negative disables.
+	// Watchdog: once the agent said hello, no console output and no agent
+	// message for this long → QEMU is killed and the VM ends with
+	// ExitWatchdog. Default 120s; negative disables.
 	Watchdog time.Duration
-	// BootTimeout bounds launch-to-agent-hello; default 120s.
+	// BootTimeout bounds launch-to-agent-hello; past it QEMU is killed
+	// (ExitBootTimeout). Default 120s.
 	BootTimeout time.Duration
 	// DockerTimeout bounds launch-to-docker-ready; default 600s.
 	DockerTimeout time.Duration
@@ -181,6 +183,8 @@ const (
 	ExitCanceled ExitReason = "canceled"
 	// ExitWatchdog: no console output and no agent message for Config.Watchdog.
 	ExitWatchdog ExitReason = "watchdog-hang"
+	// ExitBootTimeout: the agent did not say hello within Config.BootTimeout.
+	ExitBootTimeout ExitReason = "boot-timeout"
 	// ExitKVMFallback: the KVM attempt of AccelAuto made no progress (internal).
 	ExitKVMFallback ExitReason = "kvm-no-progress"
 )
@@ -648,6 +652,18 @@ func (v *VM) watch(ctx context.Context) {
 			v.killWith(ExitCanceled)
 			return
 		case <-tick.C:
+			select {
+			case <-v.hello:
+			default:
+				// Before the agent's hello (firmware, kernel decompression and
+				// early boot print nothing for seconds under TCG) only BootTimeout applies.
+				if time.Since(v.launched) > v.cfg.BootTimeout {
+					v.Logf("boot timeout: the agent did not say hello within %s: killing qemu", v.cfg.BootTimeout)
+					v.killWith(ExitBootTimeout)
+					return
+				}
+				continue
+			}
 			if v.cfg.Watchdog > 0 && time.Since(time.Unix(0, v.progress.Load())) > v.cfg.Watchdog {
 				v.Logf("watchdog: no console output and no agent message for %s: killing qemu", v.cfg.Watchdog)
 				v.killWith(ExitWatchdog)
