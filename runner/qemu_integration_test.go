@@ -1,0 +1,116 @@
+package runner
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/runner/images"
+	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/runner/testutil"
+)
+
+// twoDrivers is a real matrix of two cells: Debian's 6.1 kernel and
+// bookworm's docker.io, overlay2 on ext4 and overlay2 on xfs.
+const twoDrivers = `apiVersion: matrixctl/v1
+kind: Matrix
+axes:
+  kernel:
+    - version: "6.1"
+      debian: {suite: bookworm}
+  distro: [debian12]
+  docker: [distro]
+  driver: [overlay2]
+include:
+  - {kernel: "6.1", distro: debian12, driver: overlay2, scratch_fs: xfs}
+  - {kernel: "6.1", distro: debian12, docker: distro, driver: vfs}
+probes: [io, churn]
+soak: 3s
+timeout: 10m
+vm:
+  cpus: 2
+  memory: 1536
+`
+
+func testCache() string {
+	if d := os.Getenv("MATRIXCTL_CACHE"); d != "" {
+		return d
+	}
+	return filepath.Join(os.TempDir(), "matrixctl-test-cache")
+}
+
+// TestIntegrationQEMUMatrix runs a real matrix end to end: real Debian
+// kernel, real rootfs, QEMU (TCG here), the guest's dockerd, the real
+// probes, the console scanner and the host checker.
+func TestIntegrationQEMUMatrix(t *testing.T) {
+	testutil.Integration(t)
+	testutil.RequiresRoot(t)
+	testutil.RequiresBinary(t, "qemu-system-x86_64", "mmdebstrap", "e2fsck", "xfs_repair")
+	spec, err := matrix.Parse("two-drivers.yaml", []byte(twoDrivers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells, err := spec.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runnable []matrix.Cell
+	for _, c := range cells {
+		if c.Status == matrix.StatusRunnable {
+			runnable = append(runnable, c)
+		}
+	}
+	if len(runnable) < 2 {
+		t.Fatalf("want two runnable cells, plan: %+v", cells)
+	}
+	cache, err := images.New(testCache())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "results")
+	f, err := Run(context.Background(), runnable, Options{
+		Provider: &QEMUProvider{Cache: cache, CacheDir: testCache()},
+		Prober:   ProbesProber{Workdir: filepath.Join(testCache(), "probes")},
+		Console:  ConsoleAnalyzer(), Checker: FSChecker(),
+		Out: out, Parallel: 1, Progress: NewPlainProgress(testWriter{t}),
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	for _, r := range f.Runs {
+		t.Logf("%s: %s (%s) kernel %s docker %s", r.Cell, r.Verdict, r.Reason, r.KernelRelease, r.DockerServer)
+		for _, ph := range r.Phases {
+			t.Logf("  %-12s %8s %s", ph.Name, ph.Duration.Round(100*time.Millisecond), ph.Error)
+		}
+		if r.Verdict != results.Pass {
+			t.Errorf("%s: verdict %s: %s; findings %+v", r.Cell, r.Verdict, r.Reason, r.Findings)
+		}
+		for _, name := range []string{"console", "agent", "dockerd", "probes", "checker", "qemu-cmdline"} {
+			p := r.Artifacts[name]
+			if st, err := os.Stat(filepath.Join(out, p)); p == "" || err != nil || st.Size() == 0 {
+				t.Errorf("%s: artifact %s missing or empty (%q, %v)", r.Cell, name, p, err)
+			}
+		}
+		if r.Checker == nil || !r.Checker.Clean {
+			t.Errorf("%s: checker %+v", r.Cell, r.Checker)
+		}
+	}
+	if len(f.Runs) != len(runnable) {
+		t.Fatalf("%d runs for %d cells", len(f.Runs), len(runnable))
+	}
+	matches, _ := filepath.Glob(filepath.Join(out, "runs", "*", "*", "scratch.img"))
+	if len(matches) != 0 {
+		t.Errorf("scratch disks left: %v", matches)
+	}
+	testutil.NoProcessesLeft(t, out)
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
