@@ -424,7 +424,7 @@ func treeFingerprint(dir string) (string, error) {
 }
 
 // KernelBanner reads the version string embedded in an x86 bzImage
-// (e.g. "6.1.0-28-amd64 (debian-kernel@lists.debian.org) #1 SMP ... Debian 6.1.119-1 (2024-11-22)").
+// (e.g. "6.1.0-28-amd64 (<maintainer address>) #1 SMP ... Debian 6.1.119-1 (2024-11-22)").
 func KernelBanner(vmlinuz string) (string, error) {
 	f, err := os.Open(vmlinuz)
 	if err != nil {

@@ -7,12 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
+
+// systemPath leads every child's PATH.
+const systemPath = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 // outputTail is how much of a child's combined output an ExecError keeps.
 const outputTail = 16 << 10
@@ -122,9 +126,12 @@ func run(ctx context.Context, c command) (string, error) {
 	}
 	cmd := exec.CommandContext(ctx, c.argv[0], c.argv[1:]...)
 	cmd.Dir = c.dir
-	if len(c.env) > 0 {
-		cmd.Env = append(cmd.Environ(), c.env...)
-	}
+	// The system's directories first: the Debian tools call helpers by name
+	// (mmdebstrap runs python3 for every package it unpacks with path
+	// filters), and a version-manager shim earlier on PATH (pyenv) made that
+	// minutes slower and may lack the modules they import.
+	env := append(cmd.Environ(), "PATH="+systemPath+":"+os.Getenv("PATH"))
+	cmd.Env = append(env, c.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
