@@ -1,0 +1,170 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/matrixctl/matrixctl/runner/agentproto"
+)
+
+// Console markers the agent prints; both benchmarks time the same ones.
+var (
+	markAgent  = []byte("matrixctl-agent: starting")
+	markDocker = []byte("matrixctl-agent: docker-ready")
+)
+
+// markerClock records when each marker first appears in a console stream.
+type markerClock struct {
+	mu    sync.Mutex
+	start time.Time
+	buf   bytes.Buffer
+	seen  map[string]time.Duration
+	ch    chan struct{}
+}
+
+func newMarkerClock(start time.Time) *markerClock {
+	return &markerClock{start: start, seen: map[string]time.Duration{}, ch: make(chan struct{}, 1)}
+}
+
+func (m *markerClock) Write(p []byte) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.buf.Write(p)
+	for _, mark := range [][]byte{markAgent, markDocker} {
+		if _, ok := m.seen[string(mark)]; !ok && bytes.Contains(m.buf.Bytes(), mark) {
+			m.seen[string(mark)] = time.Since(m.start)
+			select {
+			case m.ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return len(p), nil
+}
+
+func (m *markerClock) wait(ctx context.Context, mark []byte) (time.Duration, error) {
+	for {
+		m.mu.Lock()
+		d, ok := m.seen[string(mark)]
+		m.mu.Unlock()
+		if ok {
+			return d, nil
+		}
+		select {
+		case <-m.ch:
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+			return 0, fmt.Errorf("waiting for %q: %w", mark, ctx.Err())
+		}
+	}
+}
+
+// BenchmarkBoot measures launch → agent start and launch → docker-ready
+// through the provider and, beside it, for a hand-written qemu -kernel
+// command line booting the same kernel, initramfs and rootfs. Both are timed
+// by the same console markers from just before launch, so the provider's
+// overhead reads as a ratio. Run with -benchtime=1x: each op is a full boot.
+func BenchmarkBoot(b *testing.B) {
+	f := integration(b, "6.1")
+	b.Run("provider", func(b *testing.B) {
+		var agent, docker, apiDocker time.Duration
+		for i := 0; i < b.N; i++ {
+			dir := b.TempDir()
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+			cfg := f.config(b, dir)
+			start := time.Now()
+			clock := newMarkerClock(start)
+			cfg.Console = clock
+			vm, err := Start(ctx, cfg)
+			if err != nil {
+				cancel()
+				b.Fatal(err)
+			}
+			ready, err := vm.WaitDockerReady(ctx)
+			apiReady := time.Since(start)
+			if err != nil {
+				vm.Close()
+				cancel()
+				b.Fatal(err)
+			}
+			a, err1 := clock.wait(ctx, markAgent)
+			d, err2 := clock.wait(ctx, markDocker)
+			vm.Close()
+			cancel()
+			if err1 != nil || err2 != nil {
+				b.Fatal(err1, err2)
+			}
+			agent, docker, apiDocker = agent+a, docker+d, apiDocker+apiReady
+			b.Logf("provider: agent %s, docker-ready marker %s, WaitDockerReady returned %s (guest's own: hello %s ready %s)",
+				a, d, apiReady, ready.BootToAgent, ready.BootToDocker)
+		}
+		b.ReportMetric(agent.Seconds()/float64(b.N), "s-to-agent")
+		b.ReportMetric(docker.Seconds()/float64(b.N), "s-to-docker")
+		b.ReportMetric(apiDocker.Seconds()/float64(b.N), "s-to-api-ready")
+	})
+	b.Run("qemu-direct", func(b *testing.B) {
+		initrd, err := Initramfs(f.kernel, f.agent, f.cache)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var agent, docker time.Duration
+		for i := 0; i < b.N; i++ {
+			dir := b.TempDir()
+			scratch := filepath.Join(dir, "scratch.img")
+			if err := createSparse(scratch, 10<<30); err != nil {
+				b.Fatal(err)
+			}
+			port, err := freePort()
+			if err != nil {
+				b.Fatal(err)
+			}
+			boot, _ := agentproto.BootConfig{Driver: "overlay2", Channel: "/dev/ttyS1"}.Params()
+			argv := []string{"qemu-system-x86_64", "-accel", "tcg", "-cpu", "qemu64", "-smp", "2", "-m", "2048",
+				"-nographic", "-no-reboot",
+				"-kernel", f.kernel.Vmlinuz, "-initrd", initrd,
+				"-append", "console=ttyS0,115200 panic=-1 " + strings.Join(boot, " "),
+				"-serial", "null", // the agent channel: nobody listens
+				"-drive", "file=" + f.rootfs.Image + ",if=virtio,format=raw,snapshot=on,serial=" + agentproto.SerialRoot,
+				"-drive", "file=" + f.kernel.ModulesImage + ",if=virtio,format=raw,readonly=on,serial=" + agentproto.SerialModules,
+				"-drive", "file=" + scratch + ",if=virtio,format=raw,serial=" + agentproto.SerialScratch,
+				"-nic", fmt.Sprintf("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:%d-:2375", port),
+			}
+			b.Logf("hand-built: %s", shellQuote(argv))
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+			cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+			start := time.Now()
+			clock := newMarkerClock(start)
+			cmd.Stdout = clock
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				cancel()
+				b.Fatal(err)
+			}
+			a, err1 := clock.wait(ctx, markAgent)
+			d, err2 := clock.wait(ctx, markDocker)
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+			cancel()
+			os.Remove(scratch)
+			if err1 != nil || err2 != nil {
+				b.Fatalf("%v %v\n%s", err1, err2, stderr.String())
+			}
+			agent, docker = agent+a, docker+d
+			b.Logf("qemu-direct: agent %s, docker-ready marker %s", a, d)
+		}
+		b.ReportMetric(agent.Seconds()/float64(b.N), "s-to-agent")
+		b.ReportMetric(docker.Seconds()/float64(b.N), "s-to-docker")
+	})
+}
