@@ -382,7 +382,8 @@ func describe(c *CellScore, worst *results.Run) string {
 	if why != "" {
 		s += ": " + why
 	}
-	return CleanLine(s)
+	const maxReason = 240 // the full text is in the drill-down
+	return shorten(CleanLine(s), maxReason)
 }
 
 func round4(v float64) float64 { return float64(int64(v*10000+0.5)) / 10000 }
