@@ -15,9 +15,14 @@ var ErrClosed = errors.New("console scanner is closed")
 
 // Options configure a Scanner. Zero values take the defaults.
 type Options struct {
-	// OnFinding is called for every finding as soon as its report ends, from
-	// inside Write or Close, on the caller's goroutine. It must not call
-	// back into the Scanner. The runner ends a cell early on a Fatal finding.
+	// OnFinding is called for every finding kept, as soon as its report
+	// ends, from inside Write or Close, on the caller's goroutine. It must
+	// not call back into the Scanner. The runner ends a cell early on a
+	// Fatal finding. Reports with an end marker (oopses, WARNINGs, KASAN,
+	// panics, which end at "Kernel Offset:") are reported on their last
+	// line; reports that end where their body ends (hung tasks, lockups,
+	// stalls) when the next unrelated line arrives, or at Close; repeated
+	// single-line errors (I/O errors) once they stop repeating, or at Close.
 	OnFinding func(Finding)
 	// MaxLineLen is the number of bytes kept of one line (default 4096); the
 	// rest is dropped and the excerpt says how many bytes were cut.
