@@ -28,6 +28,9 @@ func TestRealRunnerResults(t *testing.T) {
 	if len(r.Ranking) != 1 || r.Ranking[0].Class != ClassFailing || r.Ranking[0].Worst != results.DockerFailure {
 		t.Errorf("ranking = %+v", r.Ranking)
 	}
+	if len(r.Signatures) != 1 || len(r.Signatures[0].Cells) != 1 || r.Signatures[0].Runs != 2 {
+		t.Errorf("the two runs' dockerd failures differ only in timestamps and must be one signature: %+v", r.Signatures)
+	}
 	reasons := map[string]string{}
 	for _, n := range r.NotRun {
 		if n.Class != ClassUnsupported {

@@ -292,7 +292,7 @@ func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signatu
 			if fd.Severity == "fatal" && !fatal {
 				fatal, fatalTitle = true, fd.Title
 			}
-			key := fd.Category + "\x00" + fd.Title
+			key := fd.Category + "\x00" + signatureKey(fd.Title)
 			s, ok := sigs[key]
 			if !ok {
 				sum := sha256.Sum256([]byte(key))
@@ -476,10 +476,19 @@ func (r *Report) applyHistory(ctx context.Context, h History, since time.Time) e
 	}
 	byKey := map[string]history.SignatureSeen{}
 	for _, s := range seen {
-		byKey[s.Category+"\x00"+s.Title] = s
+		k := CleanLine(s.Category) + "\x00" + signatureKey(trimTitle(s.Title))
+		if old, ok := byKey[k]; ok { // titles that differ only in numbers
+			if old.FirstSeen.Before(s.FirstSeen) {
+				s.FirstSeen = old.FirstSeen
+			}
+			if old.LastSeen.After(s.LastSeen) {
+				s.LastSeen = old.LastSeen
+			}
+		}
+		byKey[k] = s
 	}
 	for _, s := range r.Signatures {
-		if h, ok := byKey[s.Category+"\x00"+s.Title]; ok {
+		if h, ok := byKey[s.Category+"\x00"+signatureKey(s.Title)]; ok {
 			if !h.FirstSeen.IsZero() && h.FirstSeen.Before(s.FirstSeen) {
 				s.FirstSeen = h.FirstSeen
 			}
@@ -501,3 +510,26 @@ func trimTitle(s string) string {
 }
 
 func sortStrings(s []string) { slices.Sort(s) }
+
+// signatureKey normalises a finding title for deduplication: numbers,
+// hex addresses and timestamps differ between occurrences of one problem
+// (syzkaller normalises titles the same way), so digit runs become "N".
+func signatureKey(title string) string {
+	title, _, _ = strings.Cut(title, "\n")
+	var b strings.Builder
+	inNum := false
+	for i := 0; i < len(title); i++ {
+		c := title[i]
+		isNum := c >= '0' && c <= '9' || inNum && (c >= 'a' && c <= 'f' || c == 'x')
+		if isNum {
+			if !inNum {
+				b.WriteByte('N')
+			}
+			inNum = true
+			continue
+		}
+		inNum = false
+		b.WriteByte(c)
+	}
+	return b.String()
+}

@@ -368,3 +368,14 @@ func TestMarkdownEscapesHostileText(t *testing.T) {
 		}
 	}
 }
+
+func TestSignatureKeyIgnoresNumbers(t *testing.T) {
+	a := signatureKey(`dockerd exited: time="2026-11-30T01:14:47.483987620Z" addr 0xffff8880deadbeef`)
+	b := signatureKey(`dockerd exited: time="2026-11-30T01:16:08.827841370Z" addr 0xffff888000001000`)
+	if a != b {
+		t.Errorf("keys differ:\n%s\n%s", a, b)
+	}
+	if signatureKey("ext4 error") == signatureKey("xfs error") {
+		t.Error("different titles share a key")
+	}
+}
