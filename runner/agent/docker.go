@@ -35,8 +35,12 @@ var drivers = map[string]driverSpec{
 	"vfs":            {scratchFS: "ext4", allowedFS: []string{"ext4", "xfs", "btrfs"}},
 	"fuse-overlayfs": {modules: []string{"fuse"}, fs: "fuse", scratchFS: "ext4", allowedFS: []string{"ext4", "xfs"}},
 	"devicemapper": {modules: []string{"dm_thin_pool"}, scratchFS: "raw", allowedFS: []string{"raw"},
-		opts: func(dev string) []string {
-			return []string{"--storage-opt", "dm.directlvm_device=" + dev, "--storage-opt", "dm.override_udev_sync_check=true"}
+		opts: func(string) []string {
+			// The agent builds the thin pool itself (thinPool): the guest has no
+			// udev, and LVM's lvcreate (dm.directlvm_device) waits for udev to
+			// create the LV's device node and then fails.
+			return []string{"--storage-opt", "dm.thinpooldev=/dev/mapper/" + thinPoolName,
+				"--storage-opt", "dm.override_udev_sync_check=true", "--storage-opt", "dm.use_deferred_removal=false", "--storage-opt", "dm.use_deferred_deletion=false"}
 		}},
 }
 
@@ -119,6 +123,9 @@ func (a *agent) prepareScratch(d *preparedDriver) error {
 	}
 	mk, ok := mkfs[d.scratchFS]
 	if !ok {
+		if d.name == "devicemapper" {
+			return a.thinPool(dev)
+		}
 		return nil // raw: the driver takes the device
 	}
 	argv := append(slices.Clone(mk.argv), dev)
@@ -278,4 +285,49 @@ func (t *tail) String() string {
 			return strings.Join(lines, "\n")
 		}
 	}
+}
+
+const thinPoolName = "mx-thinpool"
+
+// thinPool turns dev into a device-mapper thin pool with dmsetup: the first
+// 256 MiB hold the pool's metadata, the rest its data.
+func (a *agent) thinPool(dev string) error {
+	b, err := os.ReadFile("/sys/block/" + strings.TrimPrefix(dev, "/dev/") + "/size")
+	if err != nil {
+		return fmt.Errorf("thin pool: %w", err)
+	}
+	var sectors int64
+	if _, err := fmt.Sscan(string(b), &sectors); err != nil {
+		return fmt.Errorf("thin pool: size of %s: %w", dev, err)
+	}
+	const meta = 256 << 11 // 256 MiB in 512-byte sectors
+	const block = 128      // 64 KiB data blocks
+	data := (sectors - meta) / block * block
+	if data < 1<<21 {
+		return fmt.Errorf("thin pool: scratch disk %s too small (%d sectors)", dev, sectors)
+	}
+	tables := []struct{ name, table string }{
+		{"mx-meta", fmt.Sprintf("0 %d linear %s 0", meta, dev)},
+		{"mx-data", fmt.Sprintf("0 %d linear %s %d", data, dev, meta)},
+	}
+	for _, t := range tables {
+		if out, err := a.runCmd(30*time.Second, "dmsetup", "create", "--noudevsync", t.name, "--table", t.table); err != nil {
+			return fmt.Errorf("thin pool: %w (%s)", err, out)
+		}
+	}
+	a.runCmd(10*time.Second, "dmsetup", "mknodes")
+	zero := make([]byte, 4096)
+	if err := os.WriteFile("/dev/mapper/mx-meta", zero, 0); err != nil {
+		return fmt.Errorf("thin pool: clear metadata: %w", err)
+	}
+	pool := fmt.Sprintf("0 %d thin-pool /dev/mapper/mx-meta /dev/mapper/mx-data %d 32768 1 skip_block_zeroing", data, block)
+	if out, err := a.runCmd(30*time.Second, "dmsetup", "create", "--noudevsync", thinPoolName, "--table", pool); err != nil {
+		return fmt.Errorf("thin pool: %w (%s)", err, out)
+	}
+	a.runCmd(10*time.Second, "dmsetup", "mknodes")
+	if _, err := os.Stat("/dev/mapper/" + thinPoolName); err != nil {
+		return fmt.Errorf("thin pool: %w", err)
+	}
+	a.logf("thin pool %s on %s: %d MiB data", thinPoolName, dev, data>>11)
+	return nil
 }
