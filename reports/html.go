@@ -117,6 +117,14 @@ type runView struct {
 	Checker         *checkerView
 	Artifacts       []artifactView
 	Phases          []phaseView
+	// Tails are the last lines of logs, shown when no finding points at console lines.
+	Tails []tailView
+}
+
+type tailView struct {
+	Name  string
+	Lines []Line
+	Note  string
 }
 
 type findingView struct {
@@ -301,6 +309,31 @@ func (r *Report) runView(run *results.Run, opts HTMLOptions) runView {
 		}
 		rv.Findings = append(rv.Findings, fv)
 	}
+	if run.Verdict != results.Pass && run.Verdict != results.Unsupported && r.dir != "" {
+		hasLines := false
+		for _, f := range rv.Findings {
+			hasLines = hasLines || len(f.Lines) > 0
+		}
+		logs := []string{"dockerd", "agent"}
+		if !hasLines {
+			logs = append([]string{"console"}, logs...)
+		}
+		for _, name := range logs {
+			p, ok := run.Artifacts[name]
+			if !ok || CheckArtifactPath(p) != nil {
+				continue
+			}
+			tv := tailView{Name: CleanLine(name)}
+			lines, err := tailLines(filepath.Join(r.dir, filepath.FromSlash(p)), tailCount)
+			if err != nil {
+				tv.Note = "unreadable: " + CleanLine(err.Error())
+			}
+			tv.Lines = lines
+			if len(tv.Lines) > 0 || tv.Note != "" {
+				rv.Tails = append(rv.Tails, tv)
+			}
+		}
+	}
 	for _, p := range run.Probes {
 		pv := probeView{Name: CleanLine(p.Name), OK: p.OK}
 		for _, k := range slices.Sorted(maps.Keys(p.Metrics)) {
@@ -336,6 +369,9 @@ func (r *Report) runView(run *results.Run, opts HTMLOptions) runView {
 	}
 	return rv
 }
+
+// tailCount is the number of log lines shown at the end of a failed run's logs.
+const tailCount = 30
 
 // Heatmap geometry.
 const (

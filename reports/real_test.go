@@ -62,7 +62,7 @@ func TestRealRunnerResults(t *testing.T) {
 	if err := r.WriteJSON(&js); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`href="runs/k6.1-debian12-docker20.10.24-overlay2/r1/dockerd.log"`, "xfs_repair", "failing 0/2"} {
+	for _, want := range []string{`href="runs/k6.1-debian12-docker20.10.24-overlay2/r1/dockerd.log"`, "xfs_repair", "failing 0/2", "lines of the dockerd log", "timeout waiting for containerd"} {
 		if !strings.Contains(html.String(), want) {
 			t.Errorf("html lacks %q", want)
 		}

@@ -379,3 +379,24 @@ func TestSignatureKeyIgnoresNumbers(t *testing.T) {
 		t.Error("different titles share a key")
 	}
 }
+
+func TestTailLines(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "log")
+	var b strings.Builder
+	for i := 1; i <= 100; i++ {
+		if i == 99 {
+			b.WriteString(strings.Repeat("Z", 5<<20))
+		}
+		b.WriteString("line " + strconv.Itoa(i) + "\n")
+	}
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := tailLines(p, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].N != 98 || got[2].Text != "line 100" || !strings.HasSuffix(got[1].Text, "bytes cut]") {
+		t.Errorf("tail = %+v", got)
+	}
+}

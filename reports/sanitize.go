@@ -237,3 +237,50 @@ func consoleExcerpt(file string, start, end int) ([]Line, error) {
 	}
 	return lines, nil
 }
+
+// tailLines returns the last n cleaned lines of file, streaming it with a
+// bounded ring so a huge log costs no more memory than a small one.
+func tailLines(file string, n int) ([]Line, error) {
+	fh, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	ring := make([]Line, 0, n)
+	br := bufio.NewReaderSize(fh, 64<<10)
+	for num := 1; ; num++ {
+		var keep []byte
+		dropped := 0
+		var rerr error
+		for {
+			chunk, err := br.ReadSlice('\n')
+			take := min(len(chunk), max(0, MaxLineBytes+4-len(keep)))
+			keep = append(keep, chunk[:take]...)
+			dropped += len(chunk) - take
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue
+			}
+			rerr = err
+			break
+		}
+		if rerr != nil && !errors.Is(rerr, io.EOF) {
+			return nil, fmt.Errorf("read %s: %w", file, rerr)
+		}
+		if len(keep) == 0 && dropped == 0 && rerr != nil {
+			break
+		}
+		text := CleanLine(strings.TrimRight(string(keep), "\r\n"))
+		if dropped > 0 {
+			text = strings.TrimSuffix(text, cutMarkerOf(text)) + fmt.Sprintf(" [… %d+ bytes cut]", dropped)
+		}
+		if len(ring) == n {
+			copy(ring, ring[1:])
+			ring = ring[:n-1]
+		}
+		ring = append(ring, Line{N: num, Text: text})
+		if rerr != nil {
+			break
+		}
+	}
+	return ring, nil
+}
