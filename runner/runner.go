@@ -70,6 +70,9 @@ var ErrInterrupted = errors.New("run interrupted; continue it with --resume")
 // Run runs every cell of the plan into a new results directory opts.Out,
 // which must not hold a journal yet.
 func Run(ctx context.Context, cells []matrix.Cell, opts Options) (*results.File, error) {
+	if abs, err := filepath.Abs(opts.Out); err == nil {
+		opts.Out = abs
+	}
 	if _, err := os.Stat(filepath.Join(opts.Out, JournalName)); err == nil {
 		return nil, fmt.Errorf("%s already holds a run (%s): continue it with --resume or choose another --out", opts.Out, JournalName)
 	}
@@ -100,6 +103,9 @@ func Run(ctx context.Context, cells []matrix.Cell, opts Options) (*results.File,
 // runs never started are started. Zero Repeat, Soak and Timeout take the
 // values the run was started with.
 func Resume(ctx context.Context, opts Options) (*results.File, error) {
+	if abs, err := filepath.Abs(opts.Out); err == nil {
+		opts.Out = abs
+	}
 	path := filepath.Join(opts.Out, JournalName)
 	f, err := os.Open(path)
 	if err != nil {
