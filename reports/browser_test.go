@@ -191,3 +191,78 @@ func TestIntegrationHTMLInChromium(t *testing.T) {
 		t.Errorf("console excerpt is %d bytes", len(consoleText))
 	}
 }
+
+// TestIntegrationRealReportInChromium renders the real runner output in
+// testdata/real-qemu, opens the failing cell's drill-down and its dockerd
+// log tail, and keeps a screenshot at $TMPDIR/matrixctl-real-report-drilldown.png.
+func TestIntegrationRealReportInChromium(t *testing.T) {
+	testutil.Integration(t)
+	const chromium = "/usr/bin/chromium"
+	if _, err := exec.LookPath(chromium); err != nil {
+		t.Skipf("needs Debian's chromium package: %v", err)
+	}
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("testdata/real-qemu")); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Build(context.Background(), f, Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := filepath.Join(dir, "report.html")
+	fh, err := os.Create(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteHTML(fh, HTMLOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	profile := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, chromedp.ExecPath(chromium), chromedp.Headless,
+		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.UserDataDir(profile))
+	defer func() {
+		cancelAlloc()
+		testutil.NoProcessesLeft(t, profile)
+	}()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
+	defer cancelBrowser()
+	anchor := rep.anchorOf("k6.1-debian12-docker20.10.24-overlay2")
+	err = chromedp.Do(bctx,
+		chromedp.EmulateViewport(1440, 900),
+		chromedp.Navigate("file://"+page),
+		chromedp.WaitVisible(chromedp.CSS("#summary")),
+		chromedp.Click(chromedp.CSS(`#never-use a[href="#`+anchor+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#`+anchor+` details.tail[data-log="dockerd"] > summary`)),
+		chromedp.Click(chromedp.CSS(`#`+anchor+` details.tail[data-log="dockerd"] > summary`)),
+		chromedp.WaitVisible(chromedp.CSS(`#`+anchor+` details.tail[data-log="dockerd"] .console`)),
+	)
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	tail, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(`#`+anchor+` details.tail[data-log="dockerd"] .console`)))
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	if !strings.Contains(tail, "containerd") {
+		t.Errorf("dockerd tail does not show the containerd failure:\n%s", tail)
+	}
+	png, err := chromedp.Run(bctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	keep := filepath.Join(os.TempDir(), "matrixctl-real-report-drilldown.png")
+	if err := os.WriteFile(keep, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the real report's drill-down: %s", keep)
+}
