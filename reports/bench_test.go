@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/reports/history"
 	"github.com/matrixctl/matrixctl/runner/results"
 )
 
@@ -112,4 +113,47 @@ func BenchmarkReport100k(b *testing.B) {
 	b.ReportMetric(float64(html.n)/(1<<20), "html-MiB")
 	b.ReportMetric(float64(runs), "runs")
 	b.ReportMetric(float64(st.Size())/(1<<20), "results-MiB")
+}
+
+// BenchmarkReportWithHistory100k builds the report of a 20,000-run result
+// against a history holding 100,000 stored cell runs (5 past nights), the
+// nightly job's shape: trends, regressions and signature dates from SQLite.
+func BenchmarkReportWithHistory100k(b *testing.B) {
+	dir := b.TempDir()
+	writeBigResults(b, dir, 4)
+	f, err := Load(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	store, err := history.Open(filepath.Join(dir, history.FileName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	stored := 0
+	for night := 5; night >= 1; night-- {
+		past := *f
+		past.RunID = fmt.Sprintf("night-%d", night)
+		past.Started = f.Started.Add(-time.Duration(night) * 24 * time.Hour)
+		if _, err := store.Append(context.Background(), &past); err != nil {
+			b.Fatal(err)
+		}
+		stored += len(past.Runs)
+	}
+	b.ResetTimer()
+	var html countingWriter
+	var r *Report
+	for b.Loop() {
+		r, err = Build(context.Background(), f, Options{Dir: dir, History: store})
+		if err != nil {
+			b.Fatal(err)
+		}
+		html = countingWriter{}
+		if err := r.WriteHTML(&html, HTMLOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(html.n)/(1<<20), "html-MiB")
+	b.ReportMetric(float64(stored), "stored-runs")
+	b.ReportMetric(float64(r.History.Runs), "past-runs")
 }
