@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -161,4 +162,19 @@ func readJournal(r io.Reader) (*journalState, error) {
 		return nil, errors.New("journal has no header record with the plan")
 	}
 	return st, nil
+}
+
+// RecordedProvider returns the provider a results directory was run with,
+// from its journal.
+func RecordedProvider(dir string) (string, error) {
+	f, err := os.Open(filepath.Join(dir, JournalName))
+	if err != nil {
+		return "", fmt.Errorf("resume %s: %w", dir, err)
+	}
+	defer f.Close()
+	st, err := readJournal(f)
+	if err != nil {
+		return "", fmt.Errorf("resume %s: %w", dir, err)
+	}
+	return st.Header.Provider, nil
 }

@@ -124,6 +124,14 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 			return usageErrorf("--resume %s and --out %s name different directories", f.resume, g.Out)
 		}
 		out = f.resume
+		recorded, err := runner.RecordedProvider(out)
+		if err != nil {
+			return usageErrorf("%v", err)
+		}
+		if cmd.Flags().Changed("provider") && f.provider != recorded {
+			return usageErrorf("--resume %s: it was run with --provider %s, not %s", out, recorded, f.provider)
+		}
+		f.provider = recorded
 	}
 
 	opts := runner.Options{

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/matrixctl/matrixctl/runner/results"
 	"github.com/matrixctl/matrixctl/runner/testutil"
@@ -22,6 +28,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"run", "--provider", "local", "--probes", "disk"}, "--probes disk"},
 		{[]string{"run", "--progress", "fancy", "--provider", "local"}, "--progress"},
 		{[]string{"run", "-f", "/nonexistent/matrix.yaml"}, "matrix.yaml"},
+		{[]string{"run", "--resume", "/nonexistent/results"}, "/nonexistent/results"},
 	} {
 		code, _, errOut := run(t, tc.args...)
 		if code != ExitUsage || !strings.Contains(errOut, tc.want) {
@@ -70,4 +77,78 @@ func TestIntegrationRunLocal(t *testing.T) {
 	if !strings.Contains(stderr, "pass") || !strings.Contains(stdout, "1 pass") {
 		t.Errorf("progress/summary missing")
 	}
+}
+
+const mainHelperEnv = "MATRIXCTL_MAIN_HELPER_ARGS"
+
+// TestHelperMain runs matrixctl's Main in a subprocess for the signal
+// tests; it does nothing in a normal test run.
+func TestHelperMain(t *testing.T) {
+	args := os.Getenv(mainHelperEnv)
+	if args == "" {
+		t.Skip("helper process for TestIntegrationInterruptAndResume")
+	}
+	os.Exit(Main(context.Background(), Streams{In: strings.NewReader(""), Out: os.Stdout, ErrOut: os.Stderr}, strings.Split(args, "\x1f")))
+}
+
+// TestIntegrationInterruptAndResume: Ctrl-C during a run stops it with exit
+// 130 and a resumable directory; --resume finishes it.
+func TestIntegrationInterruptAndResume(t *testing.T) {
+	testutil.Integration(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs the host dockerd (root in CI)")
+	}
+	out := filepath.Join(t.TempDir(), "results")
+	cache := os.Getenv("MATRIXCTL_CACHE")
+	if cache == "" {
+		cache = filepath.Join(os.TempDir(), "matrixctl-test-cache")
+	}
+	args := []string{"run", "--provider", "local", "--probes", "io", "--soak", "30s", "--out", out, "--cache", cache, "--history", "none", "--progress", "lines"}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperMain$", "-test.count=1")
+	cmd.Env = append(os.Environ(), mainHelperEnv+"="+strings.Join(args, "\x1f"))
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(stderr.String(), ": probes") {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("no probes phase:\n%s", stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != ExitAborted || !strings.Contains(stderr.String(), "--resume") {
+		t.Fatalf("after Ctrl-C: %v\n%s", err, stderr.String())
+	}
+	code, stdout, errOut := run(t, "run", "--resume", out, "--cache", cache, "--history", "none", "--progress", "lines")
+	if code != ExitOK || !strings.Contains(stdout, "1 pass") {
+		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, errOut)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a subprocess writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
