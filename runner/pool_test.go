@@ -36,7 +36,7 @@ func TestPoolBudget(t *testing.T) {
 
 	// a cell larger than the host still runs, alone
 	big := cell
-	big.Settings.CPUs, big.Settings.MemoryMB = 64, 1 << 20
+	big.Settings.CPUs, big.Settings.MemoryMB = 64, 1<<20
 	p = newPool(Options{HostCPUs: 2, HostMemoryMB: 4096})
 	if !p.acquire(ctx, nil, p.cost(big)) {
 		t.Fatal("oversized cell never runs")
