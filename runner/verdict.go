@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/matrixctl/matrixctl/runner/results"
 )
@@ -224,7 +225,7 @@ func Judge(e Evidence) Judgement {
 	j := Judgement{Verdict: results.Pass, Reason: "every probe passed"}
 	for _, r := range precedence {
 		if reason, ok := r.match(&e); ok {
-			j.Verdict, j.Reason = r.verdict, reason
+			j.Verdict, j.Reason = r.verdict, summaryLine(reason)
 			break
 		}
 	}
@@ -265,7 +266,8 @@ func evidenceFindings(e *Evidence) []results.Finding {
 			Title: "machine stopped: " + string(r) + detail(e.Exit.Detail)})
 	}
 	if e.DockerErr != nil {
-		out = append(out, results.Finding{Source: "runner", Category: "docker-unreachable", Severity: "error", Title: e.DockerErr.Error()})
+		out = append(out, results.Finding{Source: "runner", Category: "docker-unreachable", Severity: "error",
+			Title: summaryLine(e.DockerErr.Error()), Excerpt: tail(e.DockerErr.Error(), 4000)})
 	}
 	if e.TimedOut {
 		out = append(out, results.Finding{Source: "runner", Category: "timeout", Severity: "error", Title: "cell timeout expired in phase " + e.Phase})
@@ -273,11 +275,37 @@ func evidenceFindings(e *Evidence) []results.Finding {
 	if e.ShutdownErr != nil {
 		out = append(out, results.Finding{Source: "runner", Category: "shutdown-failed", Severity: "error", Title: e.ShutdownErr.Error()})
 	}
-	if e.Err != nil {
+	var u *UnsupportedError
+	switch {
+	case errors.As(e.Err, &u):
+		out = append(out, results.Finding{Source: "runner", Category: "unsupported", Severity: "warning",
+			Title: summaryLine(u.Reason)})
+	case e.Err != nil:
 		out = append(out, results.Finding{Source: "runner", Category: "harness-error", Severity: "error",
-			Title: "in " + orDefault(e.Phase, "?") + ": " + e.Err.Error()})
+			Title: summaryLine("in " + orDefault(e.Phase, "?") + ": " + e.Err.Error()), Excerpt: tail(e.Err.Error(), 4000)})
 	}
 	return out
+}
+
+// maxReason bounds a verdict's one-line reason and finding titles; the full
+// text stays in the finding's excerpt.
+const maxReason = 300
+
+// summaryLine keeps the first line of s, bounded: subprocess output pasted
+// into an error (a dockerd log) must not become a multi-line reason.
+func summaryLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = strings.TrimSpace(s[:i]) + " …"
+	}
+	if len(s) > maxReason {
+		cut := maxReason
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
 }
 
 func orDefault(s, d string) string {

@@ -58,6 +58,7 @@ func TestJudge(t *testing.T) {
 		{"infra", Evidence{Err: Infra("start qemu", errors.New("exec: qemu-system-x86_64: not found")), Phase: PhaseBoot}, results.InfraError, "qemu-system"},
 		{"infra exit", Evidence{Exit: Exit{Reason: ExitInfra, Detail: "qemu: could not open disk"}}, results.InfraError, "could not open"},
 		{"cell evidence beats infra", Evidence{Err: Infra("probes", errors.New("lost connection")), Console: []results.Finding{panicF}}, results.KernelCrash, "panic"},
+		{"multi-line error gives a one-line reason", Evidence{DockerErr: errors.New("dockerd exited before it answered: time=1 msg=a\ntime=2 msg=b")}, results.DockerFailure, "msg=a …"},
 		{"docker failure beats infra", Evidence{Err: Infra("probes", errors.New("x")), DockerErr: errors.New("ping: EOF")}, results.DockerFailure, "EOF"},
 	}
 	for _, tt := range tests {
@@ -66,7 +67,10 @@ func TestJudge(t *testing.T) {
 			if j.Verdict != tt.want || !strings.Contains(j.Reason, tt.reason) {
 				t.Fatalf("Judge = %s (%q), want %s with reason containing %q", j.Verdict, j.Reason, tt.want, tt.reason)
 			}
-			if j.Verdict != results.Pass && j.Verdict != results.Unsupported && len(j.Findings) == 0 {
+			if strings.Contains(j.Reason, "\n") || len(j.Reason) > maxReason+len("…") {
+				t.Errorf("reason is not one bounded line: %q", j.Reason)
+			}
+			if j.Verdict != results.Pass && len(j.Findings) == 0 {
 				t.Errorf("verdict %s carries no findings", j.Verdict)
 			}
 		})
