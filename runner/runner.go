@@ -160,6 +160,9 @@ type run struct {
 	mu   sync.Mutex
 	file *results.File
 	done map[runKey]bool
+	// unsupported remembers cells found unsupported while running (pending
+	// kernel checks, the agent): their other repeats are not prepared again.
+	unsupported map[string]string
 }
 
 type job struct {
@@ -333,6 +336,15 @@ func (r *run) runWithRetries(ctx context.Context, jb job, prog Progress) (result
 	if retries < 0 {
 		retries = 0
 	}
+	r.mu.Lock()
+	reason, known := r.unsupported[jb.cell.ID]
+	r.mu.Unlock()
+	if known {
+		run := r.unsupportedRun(jb)
+		run.Reason = reason
+		run.Findings = []results.Finding{{Source: "runner", Category: "unsupported", Severity: "warning", Title: "found unsupported by an earlier repeat: " + reason}}
+		return run, true
+	}
 	var last results.Run
 	for attempt := 1; attempt <= retries+1; attempt++ {
 		run, ok := r.attempt(ctx, jb, attempt, prog)
@@ -340,6 +352,14 @@ func (r *run) runWithRetries(ctx context.Context, jb job, prog Progress) (result
 			return run, false
 		}
 		last = run
+		if run.Verdict == results.Unsupported {
+			r.mu.Lock()
+			if r.unsupported == nil {
+				r.unsupported = map[string]string{}
+			}
+			r.unsupported[jb.cell.ID] = run.Reason
+			r.mu.Unlock()
+		}
 		if run.Verdict != results.InfraError {
 			break
 		}

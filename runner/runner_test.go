@@ -277,3 +277,31 @@ func TestHardCancelKillsMachines(t *testing.T) {
 		}
 	}
 }
+
+func TestUnsupportedAtPrepareIsNotPreparedAgain(t *testing.T) {
+	fake := newFake(map[string]*script{"aufs": {prepareErr: &UnsupportedError{Reason: "kernel 6.1.0-28-amd64 has no aufs"}}})
+	prepares := 0
+	counting := &countingProvider{fakeProvider: fake, prepares: &prepares}
+	f, err := Run(context.Background(), []matrix.Cell{testCell("aufs")}, Options{Provider: counting, Prober: fakeProber{fake}, Out: t.TempDir(), Repeat: 3, Parallel: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Runs) != 3 || prepares != 1 {
+		t.Fatalf("%d runs, %d prepares; want 3 runs, 1 prepare", len(f.Runs), prepares)
+	}
+	for _, r := range f.Runs {
+		if r.Verdict != results.Unsupported || !strings.Contains(r.Reason, "no aufs") {
+			t.Errorf("r%d: %s %q", r.Repeat, r.Verdict, r.Reason)
+		}
+	}
+}
+
+type countingProvider struct {
+	*fakeProvider
+	prepares *int
+}
+
+func (c *countingProvider) Prepare(ctx context.Context, req Request) error {
+	*c.prepares++
+	return c.fakeProvider.Prepare(ctx, req)
+}
