@@ -36,6 +36,8 @@ printf '{"storage-driver": "%s", "hosts": ["unix:///var/run/docker.sock"]}\n' "$
 # Debian's unit passes -H fd://, which conflicts with "hosts" in daemon.json.
 mkdir -p /etc/systemd/system/docker.service.d
 printf '[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock\n' > /etc/systemd/system/docker.service.d/matrixctl.conf
+# The host's SSH forward opens the socket as the login user.
+usermod -aG docker "${SUDO_USER:-vagrant}" 2>/dev/null || true
 systemctl daemon-reload
 systemctl start containerd.service
 systemctl start docker.service

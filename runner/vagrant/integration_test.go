@@ -1,0 +1,250 @@
+package vagrant
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/runner"
+	"github.com/matrixctl/matrixctl/runner/images"
+	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/runner/testutil"
+	"github.com/matrixctl/matrixctl/vagrant"
+)
+
+// oneCell is one cell booted through Vagrant: the project-built Debian 12
+// box with its 6.1 kernel, bookworm's docker.io, overlay2 on ext4.
+const oneCell = `apiVersion: matrixctl/v1
+kind: Matrix
+axes:
+  kernel:
+    - version: "6.1"
+      box: debian12-k6.1
+  distro: [debian12]
+  docker: [distro]
+  driver: [overlay2]
+probes: [io]
+soak: 3s
+timeout: 15m
+vm:
+  cpus: 1
+  memory: 1024
+`
+
+func testCache() string {
+	if d := os.Getenv("MATRIXCTL_CACHE"); d != "" {
+		return d
+	}
+	return filepath.Join(os.TempDir(), "matrixctl-test-cache")
+}
+
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// crashingProber runs the real probes, then panics the guest with sysrq
+// through ssh and waits for the domain to stop.
+type crashingProber struct {
+	t     *testing.T
+	inner runner.Prober
+	prov  *recordingProvider
+}
+
+func (c crashingProber) RunProbes(ctx context.Context, req runner.ProbeRequest) (runner.ProbeReport, error) {
+	rep, err := c.inner.RunProbes(ctx, req)
+	c.t.Logf("probes through %s: %d probes, failed %v, err %v", req.DockerHost, len(rep.Probes), rep.FailedOps, err)
+	m := c.prov.last()
+	out, serr := m.(SSHer).SSH(ctx, "echo c | sudo tee /proc/sysrq-trigger")
+	c.t.Logf("sysrq: %q %v", out, serr)
+	select {
+	case <-m.Exited():
+	case <-time.After(3 * time.Minute):
+		c.t.Errorf("domain still runs 3 minutes after the sysrq crash")
+	}
+	return rep, err
+}
+
+// recordingProvider keeps the machine it booted last.
+type recordingProvider struct {
+	*Provider
+	mu sync.Mutex
+	m  runner.Machine
+}
+
+func (r *recordingProvider) Boot(ctx context.Context, req runner.Request) (runner.Machine, error) {
+	m, err := r.Provider.Boot(ctx, req)
+	r.mu.Lock()
+	r.m = m
+	r.mu.Unlock()
+	return m, err
+}
+
+func (r *recordingProvider) last() runner.Machine {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m
+}
+
+// libvirtObjects lists the names of every domain, volume of the default
+// pool and network.
+func libvirtObjects(t *testing.T, p *Provider) (doms, vols, nets []string) {
+	t.Helper()
+	ctx := context.Background()
+	names := func(out string) []string {
+		var r []string
+		for _, l := range strings.Split(out, "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				r = append(r, l)
+			}
+		}
+		slices.Sort(r)
+		return r
+	}
+	out, err := p.virsh(ctx, "list", "--all", "--name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doms = names(out)
+	if out, err := p.virsh(ctx, "vol-list", "default"); err == nil {
+		for _, l := range strings.Split(out, "\n")[2:] {
+			if f := strings.Fields(l); len(f) > 0 {
+				vols = append(vols, f[0])
+			}
+		}
+	}
+	out, err = p.virsh(ctx, "net-list", "--all", "--name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doms, vols, names(out)
+}
+
+// startLibvirt starts virtlogd and libvirtd when they do not answer (there is
+// no systemd here); they are system daemons and stay running.
+func startLibvirt(t *testing.T) {
+	ctx := context.Background()
+	if _, err := vagrant.Run(ctx, vagrant.Cmd{Argv: []string{"virsh", "-c", "qemu:///system", "version"}}); err == nil {
+		return
+	}
+	for _, d := range []string{"virtlogd", "libvirtd"} {
+		if _, err := vagrant.Run(ctx, vagrant.Cmd{Argv: []string{d, "-d"}}); err != nil {
+			t.Fatalf("start %s: %v", d, err)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		if _, err := vagrant.Run(ctx, vagrant.Cmd{Argv: []string{"virsh", "-c", "qemu:///system", "version"}}); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatal("libvirtd does not answer")
+}
+
+// TestIntegrationVagrantCrash boots one cell through Vagrant + libvirt (TCG),
+// runs the io probe through the forwarded Docker API, panics the guest with
+// sysrq and expects the runner to judge the captured serial console a
+// kernel-crash; then nothing of the test is left in libvirt.
+func TestIntegrationVagrantCrash(t *testing.T) {
+	testutil.Integration(t)
+	testutil.RequiresRoot(t)
+	testutil.RequiresBinary(t, "vagrant", "virsh", "libvirtd", "virtlogd", "mmdebstrap", "qemu-img", "ssh")
+	startLibvirt(t)
+	spec, err := matrix.Parse("one-cell.yaml", []byte(oneCell))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells, err := spec.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cells) != 1 || cells[0].Status != matrix.StatusRunnable {
+		t.Fatalf("want one runnable cell, plan: %+v", cells)
+	}
+	cache, err := images.New(testCache())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Provider{Cache: cache, Env: []string{"VAGRANT_HOME=" + filepath.Join(testCache(), "vagrant-home")}, ScratchMiB: 2048}
+	if err := p.CheckTools(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	doms0, vols0, nets0 := libvirtObjects(t, p)
+	rp := &recordingProvider{Provider: p}
+	out := filepath.Join(t.TempDir(), "results")
+	start := time.Now()
+	f, err := runner.Run(context.Background(), cells, runner.Options{
+		Provider: rp,
+		Prober:   crashingProber{t: t, inner: runner.ProbesProber{Workdir: filepath.Join(testCache(), "probes")}, prov: rp},
+		Console:  runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
+		Out: out, Parallel: 1, Retries: -1, Progress: runner.NewPlainProgress(logWriter{t}),
+	})
+	t.Logf("run took %s", time.Since(start).Round(time.Second))
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(f.Runs) != 1 {
+		t.Fatalf("%d runs", len(f.Runs))
+	}
+	r := f.Runs[0]
+	t.Logf("%s: %s (%s) kernel %s docker %s", r.Cell, r.Verdict, r.Reason, r.KernelRelease, r.DockerServer)
+	for _, ph := range r.Phases {
+		t.Logf("  %-12s %8s %s", ph.Name, ph.Duration.Round(100*time.Millisecond), ph.Error)
+	}
+	if r.Verdict != results.KernelCrash {
+		t.Errorf("verdict %s (%s), want %s; findings %+v", r.Verdict, r.Reason, results.KernelCrash, r.Findings)
+	}
+	if r.KernelRelease == "" || r.DockerServer != "20.10.24" {
+		t.Errorf("kernel %q docker %q", r.KernelRelease, r.DockerServer)
+	}
+	console, err := os.ReadFile(filepath.Join(out, r.Artifacts["serial"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(console), "sysrq: Trigger a crash") || !strings.Contains(string(console), "Kernel panic") {
+		t.Errorf("serial file lacks the sysrq panic; tail:\n%s", tailOf(string(console), 2000))
+	}
+	if r.Artifacts["probes"] == "" {
+		t.Errorf("no probes artifact: %v", r.Artifacts)
+	}
+
+	// Nothing of the test is left: no domain, volume or network that was not
+	// there before (the box's base volume, uploaded by this test, is removed
+	// too), and no vagrant or ssh process.
+	doms, vols, nets := libvirtObjects(t, p)
+	for _, v := range vols {
+		if !slices.Contains(vols0, v) && strings.Contains(v, "_vagrant_box_image_") {
+			name, _, _ := strings.Cut(v, "_vagrant_box_image_")
+			if err := p.RemoveBox(context.Background(), name); err != nil {
+				t.Errorf("remove box %s: %v", name, err)
+			}
+		}
+	}
+	doms, vols, nets = libvirtObjects(t, p)
+	if !slices.Equal(doms, doms0) {
+		t.Errorf("domains before %v, after %v", doms0, doms)
+	}
+	if !slices.Equal(vols, vols0) {
+		t.Errorf("volumes before %v, after %v", vols0, vols)
+	}
+	if !slices.Equal(nets, nets0) {
+		t.Errorf("networks before %v, after %v", nets0, nets)
+	}
+	testutil.NoProcessesLeft(t, out)
+	testutil.NoProcessesLeft(t, "/usr/bin/vagrant")
+}
+
+func tailOf(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
