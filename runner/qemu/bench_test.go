@@ -132,10 +132,13 @@ func BenchmarkBoot(b *testing.B) {
 				"-nographic", "-no-reboot",
 				"-kernel", f.kernel.Vmlinuz, "-initrd", initrd,
 				"-append", "console=ttyS0,115200 panic=-1 " + strings.Join(boot, " "),
-				"-serial", "null", // the agent channel: nobody listens
-				"-drive", "file=" + f.rootfs.Image + ",if=virtio,format=raw,snapshot=on,serial=" + agentproto.SerialRoot,
-				"-drive", "file=" + f.kernel.ModulesImage + ",if=virtio,format=raw,readonly=on,serial=" + agentproto.SerialModules,
-				"-drive", "file=" + scratch + ",if=virtio,format=raw,serial=" + agentproto.SerialScratch,
+				"-serial", "mon:stdio", "-serial", "null", // console; the agent channel: nobody listens
+				"-drive", "file=" + f.rootfs.Image + ",if=none,id=d0,format=raw,snapshot=on",
+				"-device", "virtio-blk-pci,drive=d0,serial=" + agentproto.SerialRoot,
+				"-drive", "file=" + f.kernel.ModulesImage + ",if=none,id=d1,format=raw,readonly=on",
+				"-device", "virtio-blk-pci,drive=d1,serial=" + agentproto.SerialModules,
+				"-drive", "file=" + scratch + ",if=none,id=d2,format=raw",
+				"-device", "virtio-blk-pci,drive=d2,serial=" + agentproto.SerialScratch,
 				"-nic", fmt.Sprintf("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:%d-:2375", port),
 			}
 			b.Logf("hand-built: %s", shellQuote(argv))
@@ -152,10 +155,12 @@ func BenchmarkBoot(b *testing.B) {
 				cancel()
 				b.Fatal(err)
 			}
+			exited := make(chan struct{})
+			go func() { cmd.Wait(); close(exited); cancel() }() // an early exit ends the wait
 			a, err1 := clock.wait(ctx, markAgent)
 			d, err2 := clock.wait(ctx, markDocker)
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			cmd.Wait()
+			<-exited
 			cancel()
 			os.Remove(scratch)
 			if err1 != nil || err2 != nil {

@@ -83,7 +83,8 @@ type Config struct {
 
 	// Dir is the cell's artifact directory (created if needed). Required.
 	Dir string
-	// Console receives a live copy of the serial console.
+	// Console receives a live copy of the serial console. It must not block
+	// for long: the guest's serial output waits for it.
 	Console io.Writer
 	// Logf receives the provider's own notes (fallbacks, retries); default discards.
 	Logf func(format string, args ...any)
