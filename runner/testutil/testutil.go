@@ -8,16 +8,36 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
+// ownerEnv tags every process a test binary starts: children inherit the
+// variable (also when they outlive their parent and are re-parented), so leak
+// checks count only this binary's processes, not those of test packages that
+// run at the same time and share the artifact cache.
+const ownerEnv = "MATRIXCTL_TEST_OWNER"
+
+var tagOnce sync.Once
+
+// tagChildren makes sure processes started from now on carry ownerEnv.
+func tagChildren() {
+	tagOnce.Do(func() {
+		if os.Getenv(ownerEnv) == "" {
+			os.Setenv(ownerEnv, strconv.Itoa(os.Getpid()))
+		}
+	})
+}
+
 // Integration skips t under -short: it needs real VMs, kernels or a daemon.
+// It also tags the processes the test starts, for NoProcessesLeft.
 func Integration(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: skipped under -short")
 	}
+	tagChildren()
 }
 
 // RequiresRoot skips t when not running as root.
@@ -38,8 +58,14 @@ func RequiresBinary(t testing.TB, names ...string) {
 	}
 }
 
-// Processes returns the PIDs of running processes whose command line contains marker.
+// Processes returns the PIDs of running processes whose command line contains
+// marker. Once a test called Integration, only processes started by this test
+// binary (or its descendants) count.
 func Processes(marker string) []string {
+	tag := ""
+	if v := os.Getenv(ownerEnv); v != "" {
+		tag = ownerEnv + "=" + v
+	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -55,9 +81,13 @@ func Processes(marker string) []string {
 		if err != nil {
 			continue
 		}
-		if strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), marker) {
-			pids = append(pids, pid)
+		if !strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), marker) {
+			continue
 		}
+		if tag != "" && !hasEnv(pid, tag) {
+			continue
+		}
+		pids = append(pids, pid)
 	}
 	return pids
 }
@@ -78,4 +108,18 @@ func NoProcessesLeft(t testing.TB, marker string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// hasEnv reports whether process pid's initial environment holds the entry kv.
+func hasEnv(pid, kv string) bool {
+	b, err := os.ReadFile("/proc/" + pid + "/environ")
+	if err != nil {
+		return false
+	}
+	for _, e := range strings.Split(string(b), "\x00") {
+		if e == kv {
+			return true
+		}
+	}
+	return false
 }
