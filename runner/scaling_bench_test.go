@@ -1,0 +1,79 @@
+package runner
+
+import (
+	"context"
+	"io"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/runner/images"
+	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/runner/testutil"
+)
+
+// BenchmarkMatrixScaling runs real cells under QEMU: one cell alone, then
+// two cells with --parallel 2, and reports the wall times, their ratio
+// (1.0 = perfect scaling, 2.0 = no gain) and the per-phase times of the
+// single cell. Compare the boot phases with BenchmarkBoot in runner/qemu,
+// which sets the provider beside a hand-written qemu -kernel boot.
+func BenchmarkMatrixScaling(b *testing.B) {
+	if testing.Short() {
+		b.Skip("real VMs: skipped under -short")
+	}
+	testutil.RequiresRoot(b)
+	testutil.RequiresBinary(b, "qemu-system-x86_64", "mmdebstrap", "e2fsck", "xfs_repair")
+	spec, err := matrix.Parse("scaling.yaml", []byte(twoDrivers))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cells, err := spec.Plan()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var runnable []matrix.Cell
+	for _, c := range cells {
+		if c.Status == matrix.StatusRunnable {
+			c.Settings.CPUs = 1
+			runnable = append(runnable, c)
+		}
+	}
+	if len(runnable) < 2 {
+		b.Fatalf("want two runnable cells, plan: %+v", cells)
+	}
+	cache, err := images.New(testCache())
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := func(cells []matrix.Cell, parallel int) (time.Duration, *results.File) {
+		start := time.Now()
+		f, err := Run(context.Background(), cells, Options{
+			Provider: &QEMUProvider{Cache: cache, CacheDir: testCache()},
+			Prober:   ProbesProber{Workdir: filepath.Join(testCache(), "probes")},
+			Console:  ConsoleAnalyzer(), Checker: FSChecker(),
+			Out: filepath.Join(b.TempDir(), "results"), Parallel: parallel, Progress: NewPlainProgress(io.Discard),
+		})
+		if err != nil {
+			b.Fatalf("Run: %v", err)
+		}
+		for _, r := range f.Runs {
+			if r.Verdict != results.Pass {
+				b.Fatalf("%s: %s (%s)", r.Cell, r.Verdict, r.Reason)
+			}
+		}
+		return time.Since(start), f
+	}
+	// Warm the image cache so neither side pays for downloads or builds.
+	run(runnable[:1], 1)
+	for b.Loop() {
+		one, f := run(runnable[:1], 1)
+		two, _ := run(runnable[:2], 2)
+		b.ReportMetric(one.Seconds(), "s/1-cell")
+		b.ReportMetric(two.Seconds(), "s/2-cells-parallel-2")
+		b.ReportMetric(two.Seconds()/one.Seconds(), "scaling-ratio")
+		for _, ph := range f.Runs[0].Phases {
+			b.ReportMetric(ph.Duration.Seconds(), "s/phase-"+ph.Name)
+		}
+	}
+}
