@@ -49,23 +49,7 @@ func TestIntegrationQEMUMatrix(t *testing.T) {
 	testutil.Integration(t)
 	testutil.RequiresRoot(t)
 	testutil.RequiresBinary(t, "qemu-system-x86_64", "mmdebstrap", "e2fsck", "xfs_repair")
-	spec, err := matrix.Parse("two-drivers.yaml", []byte(twoDrivers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cells, err := spec.Plan()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var runnable []matrix.Cell
-	for _, c := range cells {
-		if c.Status == matrix.StatusRunnable {
-			runnable = append(runnable, c)
-		}
-	}
-	if len(runnable) < 2 {
-		t.Fatalf("want two runnable cells, plan: %+v", cells)
-	}
+	runnable := runnableCells(t, twoDrivers)
 	cache, err := images.New(testCache())
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +90,30 @@ func TestIntegrationQEMUMatrix(t *testing.T) {
 		t.Errorf("scratch disks left: %v", matches)
 	}
 	testutil.NoProcessesLeft(t, out)
+}
+
+// runnableCells plans spec and returns its runnable cells; it fails tb
+// unless there are at least two.
+func runnableCells(tb testing.TB, spec string) []matrix.Cell {
+	tb.Helper()
+	parsed, err := matrix.Parse("two-drivers.yaml", []byte(spec))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cells, err := parsed.Plan()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var runnable []matrix.Cell
+	for _, c := range cells {
+		if c.Status == matrix.StatusRunnable {
+			runnable = append(runnable, c)
+		}
+	}
+	if len(runnable) < 2 {
+		tb.Fatalf("want two runnable cells, plan: %+v", cells)
+	}
+	return runnable
 }
 
 type testWriter struct{ t *testing.T }

@@ -24,23 +24,9 @@ func BenchmarkMatrixScaling(b *testing.B) {
 	}
 	testutil.RequiresRoot(b)
 	testutil.RequiresBinary(b, "qemu-system-x86_64", "mmdebstrap", "e2fsck", "xfs_repair")
-	spec, err := matrix.Parse("scaling.yaml", []byte(twoDrivers))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cells, err := spec.Plan()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var runnable []matrix.Cell
-	for _, c := range cells {
-		if c.Status == matrix.StatusRunnable {
-			c.Settings.CPUs = 1
-			runnable = append(runnable, c)
-		}
-	}
-	if len(runnable) < 2 {
-		b.Fatalf("want two runnable cells, plan: %+v", cells)
+	runnable := runnableCells(b, twoDrivers)
+	for i := range runnable {
+		runnable[i].Settings.CPUs = 1
 	}
 	cache, err := images.New(testCache())
 	if err != nil {
