@@ -27,8 +27,9 @@ type agent struct {
 	cfg     agentproto.BootConfig
 	release string
 
-	dockerMu sync.Mutex
-	dockerd  *started
+	dockerMu   sync.Mutex
+	dockerd    *started
+	containerd *started // nil when dockerd manages its own
 
 	scratchMount string
 }

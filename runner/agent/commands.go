@@ -70,14 +70,17 @@ func (a *agent) cmdWriteLoop(c agentproto.Command) error {
 func (a *agent) cmdShutdown(agentproto.Command) error {
 	a.send(agentproto.Message{Type: agentproto.TypeShutdown})
 	a.dockerMu.Lock()
-	d := a.dockerd
+	d, cd := a.dockerd, a.containerd
 	a.dockerMu.Unlock()
-	if d != nil {
-		d.cmd.Process.Signal(unix.SIGTERM)
+	for _, p := range []*started{d, cd} { // dockerd first: it still talks to containerd
+		if p == nil {
+			continue
+		}
+		p.cmd.Process.Signal(unix.SIGTERM)
 		select {
-		case <-d.Exit:
+		case <-p.Exit:
 		case <-time.After(10 * time.Second):
-			d.cmd.Process.Signal(unix.SIGKILL)
+			p.cmd.Process.Signal(unix.SIGKILL)
 		}
 	}
 	unix.Sync()

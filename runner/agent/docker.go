@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"time"
@@ -139,40 +140,40 @@ func (a *agent) prepareScratch(d *preparedDriver) error {
 	return nil
 }
 
-// startDocker starts dockerd (which starts its own containerd) and waits until it answers.
+// containerdSocket is where the agent's own containerd listens.
+const containerdSocket = "/run/containerd/containerd.sock"
+
+// startDocker starts containerd, waits until its socket accepts connections,
+// then starts dockerd on it and waits until dockerd answers. dockerd 20.10
+// gives a containerd it manages itself only ~15 s to come up, which a loaded
+// TCG guest misses; the agent's own wait is bounded by DockerdTimeoutS
+// instead. A rootfs without a containerd binary falls back to dockerd's own.
 func (a *agent) startDocker(d *preparedDriver) (string, error) {
+	deadline := time.Now().Add(time.Duration(a.cfg.DockerdTimeoutS) * time.Second)
 	argv := []string{"dockerd", "--storage-driver", d.name, "-H", "unix:///var/run/docker.sock"}
+	if _, err := exec.LookPath("containerd"); err == nil {
+		if err := a.startContainerd(deadline); err != nil {
+			return "", err
+		}
+		argv = append(argv, "--containerd", containerdSocket)
+	} else {
+		a.logf("no containerd binary in the rootfs: dockerd starts its own")
+	}
 	if d.spec.opts != nil {
 		argv = append(argv, d.spec.opts(d.scratchDev)...)
 	}
 	if a.cfg.DockerdDebug {
 		argv = append(argv, "--debug")
 	}
-	r, w, err := os.Pipe()
+	tail := newTail(20)
+	s, err := a.spawnLogged(tail, "", argv...)
 	if err != nil {
-		return "", err
-	}
-	s, err := a.spawn(w, argv...)
-	w.Close()
-	if err != nil {
-		r.Close()
 		return "", err
 	}
 	a.dockerMu.Lock()
 	a.dockerd = s
 	a.dockerMu.Unlock()
 	a.logf("started %s", strings.Join(argv, " "))
-	tail := newTail(20)
-	go func() {
-		defer r.Close()
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 4096), 32<<10)
-		for sc.Scan() {
-			tail.add(sc.Text())
-			a.send(agentproto.Message{Type: agentproto.TypeLog, Source: agentproto.SourceDockerd, Line: sc.Text()})
-		}
-	}()
-	deadline := time.Now().Add(time.Duration(a.cfg.DockerdTimeoutS) * time.Second)
 	for {
 		if v, err := dockerVersion(); err == nil {
 			return v, nil
@@ -187,6 +188,64 @@ func (a *agent) startDocker(d *preparedDriver) (string, error) {
 			return "", fmt.Errorf("dockerd did not answer within %ds: %s", a.cfg.DockerdTimeoutS, tail.String())
 		}
 	}
+}
+
+// startContainerd starts containerd with its state where dockerd's managed
+// one keeps it (root on the scratch disk) and waits until its socket accepts
+// connections. Its output goes to the dockerd log source, prefixed.
+func (a *agent) startContainerd(deadline time.Time) error {
+	argv := []string{"containerd", "--address", containerdSocket,
+		"--root", dockerRoot + "/containerd/daemon", "--state", "/run/docker/containerd/daemon"}
+	tail := newTail(20)
+	s, err := a.spawnLogged(tail, "containerd: ", argv...)
+	if err != nil {
+		return err
+	}
+	a.dockerMu.Lock()
+	a.containerd = s
+	a.dockerMu.Unlock()
+	a.logf("started %s", strings.Join(argv, " "))
+	for {
+		if c, err := net.DialTimeout("unix", containerdSocket, time.Second); err == nil {
+			c.Close()
+			a.logf("containerd accepts connections after %s", time.Since(a.start).Round(time.Millisecond))
+			return nil
+		}
+		select {
+		case ws := <-s.Exit:
+			time.Sleep(200 * time.Millisecond) // let the log reader catch up
+			return fmt.Errorf("containerd exited (%s) before its socket accepted connections: %s", statusString(ws), tail.String())
+		case <-time.After(250 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("containerd socket %s did not accept connections within %ds: %s", containerdSocket, a.cfg.DockerdTimeoutS, tail.String())
+		}
+	}
+}
+
+// spawnLogged starts argv with its output streamed, line by line with
+// prefix, to the dockerd log source and into tail.
+func (a *agent) spawnLogged(tail *tail, prefix string, argv ...string) (*started, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	s, err := a.spawn(w, argv...)
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	go func() {
+		defer r.Close()
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 4096), 32<<10)
+		for sc.Scan() {
+			tail.add(sc.Text())
+			a.send(agentproto.Message{Type: agentproto.TypeLog, Source: agentproto.SourceDockerd, Line: prefix + sc.Text()})
+		}
+	}()
+	return s, nil
 }
 
 func unixHTTP() *http.Client {
