@@ -4,7 +4,9 @@
 # on the guest's unix socket only (the host reaches it through an SSH-forwarded
 # port bound to 127.0.0.1). Parameters come as MATRIXCTL_* environment variables.
 set -eu
-log() { echo "matrixctl-provision: $*"; echo "matrixctl-provision: $*" > /dev/kmsg 2>/dev/null || true; }
+# Lines go to vagrant's output (provision.log) and to the serial console,
+# so the console stream shows where provisioning got to.
+log() { echo "matrixctl-provision: $*"; echo "matrixctl-provision: $*" > /dev/console 2>/dev/null || true; }
 
 pkg=${MATRIXCTL_DOCKER_PACKAGE:-docker.io}
 have=$(dpkg-query -W -f '${Version}' "$pkg" 2>/dev/null || true)

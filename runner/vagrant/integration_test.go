@@ -2,7 +2,6 @@ package vagrant
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -243,14 +242,16 @@ func tailOf(s string, n int) string {
 	return s
 }
 
-// TestIntegrationVagrantLeftovers boots a cell and abandons it the way a
-// killed controller does (no Close; its vagrant and ssh children die with
-// it), then checks that DestroyLeftovers, which matrixctl run --resume
-// calls, removes the domain and its volumes.
+// TestIntegrationVagrantLeftovers boots a cell, waits for its dockerd,
+// shuts it down cleanly and checks the scratch copy with the host checker,
+// then abandons the domain the way a killed controller does (no Close: the
+// domain stays defined with its volumes, as after --resume killed its qemu)
+// and checks that DestroyLeftovers, which matrixctl run --resume calls,
+// removes it.
 func TestIntegrationVagrantLeftovers(t *testing.T) {
 	testutil.Integration(t)
 	testutil.RequiresRoot(t)
-	testutil.RequiresBinary(t, "vagrant", "virsh", "libvirtd", "virtlogd", "mmdebstrap", "qemu-img", "ssh")
+	testutil.RequiresBinary(t, "vagrant", "virsh", "libvirtd", "virtlogd", "mmdebstrap", "qemu-img", "ssh", "e2fsck")
 	startLibvirt(t)
 	spec, err := matrix.Parse("one-cell.yaml", []byte(oneCell))
 	if err != nil {
@@ -272,7 +273,8 @@ func TestIntegrationVagrantLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	req := runner.Request{Cell: cells[0], Repeat: 1, Dir: dir, Console: io.Discard}
+	var console strings.Builder
+	req := runner.Request{Cell: cells[0], Repeat: 1, Dir: dir, Console: &lockedBuilder{b: &console}}
 	if err := p.Prepare(ctx, req); err != nil {
 		t.Fatal(err)
 	}
@@ -284,10 +286,42 @@ func TestIntegrationVagrantLeftovers(t *testing.T) {
 		t.Errorf("no qemu process recorded for the journal")
 	}
 	dom := m.(*machine).st.Domain
-	m.(*machine).tail.stop()
-	m.(*machine).watchStop()
+	host, err := m.WaitDocker(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(host, "tcp://127.0.0.1:") {
+		t.Errorf("docker API at %s, want a loopback port", host)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if err := m.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	if e := m.Exit(); e.Reason != runner.ExitShutdown {
+		t.Errorf("exit %+v, want shutdown", e)
+	}
+	sc := m.Scratch()
+	res, err := runner.FSChecker().Check(ctx, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("checker: %s %v exit %d clean %v", res.Tool, res.Args, res.ExitCode, res.Clean)
+	if !res.Clean || sc.FS != "ext4" {
+		t.Errorf("scratch %+v not clean: %s", sc, res.Output)
+	}
+	_ = os.Remove(sc.Path)
+	// Abandon it as a killed controller does: its goroutines stop and its
+	// children (the ssh forward) die with it (Pdeathsig); the domain stays.
+	mm := m.(*machine)
+	mm.tail.stop()
+	mm.watchStop()
+	_ = killGroup(mm.forward)
+	if !strings.Contains(console.String(), "matrixctl-provision: dockerd ready") {
+		t.Errorf("the provisioning line did not reach the console stream:\n%s", tailOf(console.String(), 2000))
+	}
 	if !p.domainExists(ctx, dom) {
-		t.Fatalf("domain %s is not running", dom)
+		t.Fatalf("domain %s is not defined", dom)
 	}
 	removed, err := p.DestroyLeftovers(ctx, out)
 	if err != nil {
@@ -306,6 +340,17 @@ func TestIntegrationVagrantLeftovers(t *testing.T) {
 		t.Errorf("left behind: domains %v -> %v, volumes %v -> %v, networks %v -> %v", doms0, doms, vols0, vols, nets0, nets)
 	}
 	testutil.NoProcessesLeft(t, out)
+}
+
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }
 
 // cleanBox removes the base volumes of boxes that were uploaded into the
