@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Static binaries: the guest agent runs as init inside VMs, the probe runs FROM scratch.
 STATIC := CGO_ENABLED=0
 
-.PHONY: all build test test-short bench fuzz lint vet fmt clean
+.PHONY: all build test test-short test-faults bench fuzz lint vet fmt clean
 
 all: build
 
@@ -20,6 +20,11 @@ build:
 # VMs, real Debian kernels and a real dockerd (run as root; see .ci/run).
 test: lint
 	$(GO) test -count=1 -timeout 40m ./...
+
+# The fault-injection suite alone (also part of make test): real faults in
+# real guests, a table fault → expected → got → evidence; fails on a mismatch.
+test-faults:
+	$(GO) test -count=1 -timeout 30m -v -run 'TestIntegrationFaults$$' ./runner/faults
 
 # Unit tests only: no VMs, no daemon.
 test-short:

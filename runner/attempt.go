@@ -255,7 +255,13 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 		}
 		{
 			i = clock.start(PhaseProbes)
+			faults := startFaults(phaseCtx, m, jb.cell.Settings.Faults)
 			rep, perr := r.opts.Prober.RunProbes(phaseCtx, ProbeRequest{DockerHost: host, Probes: jb.cell.Settings.Probes, Duration: soak, RecordsPath: filepath.Join(dir, "probes.jsonl")})
+			injected, ferr := faults.wait()
+			ev.Faults = injected
+			if ferr != nil && ev.Err == nil {
+				ev.Err, ev.Phase = ferr, PhaseProbes
+			}
 			clock.end(i, perr)
 			run.Artifacts = addArtifact(run.Artifacts, "probes", filepath.Join(rel, "probes.jsonl"))
 			ev.Probes = rep
@@ -306,8 +312,10 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 	stopped = true
 	mu.Unlock()
 	ev.Exit = m.Exit()
-	if !exitedByItself && ev.Exit.Reason != ExitShutdown {
-		ev.Exit = Exit{Reason: ExitKilled} // we stopped it; nothing to report about the cell
+	if !exitedByItself && ev.Exit.Reason != ExitShutdown && ev.Exit.Reason != ExitHang {
+		// We stopped it; nothing to report about the cell. A watchdog that
+		// fired while we waited for the shutdown did see a silent machine.
+		ev.Exit = Exit{Reason: ExitKilled}
 	}
 	closeConsole()
 	info = m.Info()
@@ -323,6 +331,13 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 
 	// check
 	scratch := m.Scratch()
+	if scratch.Path != "" && ev.Exit.Reason == ExitShutdown && ev.ShutdownErr == nil {
+		injected, err := corruptScratch(jb.cell.Settings.Faults, scratch)
+		ev.Faults = append(ev.Faults, injected...)
+		if err != nil && ev.Err == nil {
+			ev.Err, ev.Phase = Infra("inject fault", err), PhaseCheck
+		}
+	}
 	if scratch.Path != "" && r.opts.Checker != nil && ev.Exit.Reason == ExitShutdown && ev.ShutdownErr == nil {
 		i = clock.start(PhaseCheck)
 		res, err := r.opts.Checker.Check(ctx, scratch)

@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/runner/agentproto"
 	"github.com/matrixctl/matrixctl/runner/images"
 	"github.com/matrixctl/matrixctl/runner/qemu"
 )
@@ -27,6 +28,8 @@ type QEMUProvider struct {
 	// CacheDir holds the initramfs cache and built helper binaries.
 	CacheDir string
 	Accel    qemu.Accel
+	// QEMU is the qemu-system binary (default: runner/qemu's, qemu-system-x86_64 on PATH).
+	QEMU string
 	// Watchdog, BootTimeout, DockerTimeout, ShutdownTimeout: zero takes runner/qemu's defaults.
 	Watchdog, BootTimeout, DockerTimeout, ShutdownTimeout time.Duration
 
@@ -156,7 +159,7 @@ func (p *QEMUProvider) Boot(ctx context.Context, req Request) (Machine, error) {
 	vmCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stopWatch := context.AfterFunc(ctx, cancel)
 	vm, err := qemu.Start(vmCtx, qemu.Config{
-		Accel: p.Accel, CPUs: s.CPUs, MemoryMB: s.MemoryMB, Kernel: img.kernel, Rootfs: img.rootfs,
+		QEMU: p.QEMU, Accel: p.Accel, CPUs: s.CPUs, MemoryMB: s.MemoryMB, Kernel: img.kernel, Rootfs: img.rootfs,
 		CacheDir: p.CacheDir, Driver: req.Cell.Driver, ScratchFS: scratchFS, KeepScratch: true,
 		Dir: req.Dir, Console: req.Console, Watchdog: p.Watchdog, BootTimeout: p.BootTimeout,
 		DockerTimeout: p.DockerTimeout, ShutdownTimeout: p.ShutdownTimeout,
@@ -220,6 +223,16 @@ func (m *qemuMachine) Ping(ctx context.Context) error {
 }
 
 func (m *qemuMachine) Exited() <-chan struct{} { return m.vm.Exited() }
+
+var _ FaultTarget = (*qemuMachine)(nil)
+
+// GuestCommand implements FaultTarget.
+func (m *qemuMachine) GuestCommand(ctx context.Context, c agentproto.Command) error {
+	return m.vm.Command(ctx, c)
+}
+
+// Freeze implements FaultTarget: SIGSTOP to QEMU.
+func (m *qemuMachine) Freeze() error { return m.vm.Freeze() }
 
 // qemuExits maps how QEMU ended onto the runner's exit reasons.
 var qemuExits = map[qemu.ExitReason]ExitReason{

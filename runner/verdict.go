@@ -31,6 +31,9 @@ type Evidence struct {
 	TimedOut bool
 	// ShutdownErr: the machine did not stop cleanly when asked.
 	ShutdownErr error
+	// Faults records the faults injected on purpose (fault-injection
+	// cells); they decide nothing, the evidence they cause does.
+	Faults []results.Finding
 }
 
 // Judgement is the verdict of one run with its reason and evidence.
@@ -235,6 +238,7 @@ func Judge(e Evidence) Judgement {
 
 func evidenceFindings(e *Evidence) []results.Finding {
 	out := append([]results.Finding{}, e.Console...)
+	out = append(out, e.Faults...)
 	if e.NoConsole {
 		out = append(out, results.Finding{Source: "runner", Category: "no-console", Severity: "warning",
 			Title: "this provider has no console: kernel messages were not analysed"})

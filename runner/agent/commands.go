@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,19 +51,33 @@ func (a *agent) cmdSysctl(c agentproto.Command) error {
 	return os.WriteFile(path, []byte(c.Value+"\n"), 0)
 }
 
+// cmdWriteLoop starts a writer that rewrites and fsyncs 4 KiB blocks of
+// c.Arg every 10 ms, for c.Value seconds (empty: until the machine stops);
+// a writer that stops closes its file so the filesystem can be unmounted.
 func (a *agent) cmdWriteLoop(c agentproto.Command) error {
 	f, err := os.OpenFile(c.Arg, os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
+	var until time.Time
+	if c.Value != "" {
+		n, err := strconv.Atoi(c.Value)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("write-loop duration %q: %w", c.Value, err)
+		}
+		until = time.Now().Add(time.Duration(n) * time.Second)
+	}
 	go func() {
+		defer f.Close()
 		buf := make([]byte, 4096)
-		for i := 0; ; i++ {
+		for i := 0; until.IsZero() || time.Now().Before(until); i++ {
 			buf[0] = byte(i)
 			f.WriteAt(buf, int64(i%256)*4096)
 			f.Sync()
 			time.Sleep(10 * time.Millisecond)
 		}
+		a.logf("write-loop on %s ended", c.Arg)
 	}()
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -93,7 +94,7 @@ const (
 	OpThaw        Op = "thaw"         // FITHAW the filesystem mounted at Arg
 	OpKillDockerd Op = "kill-dockerd" // SIGKILL dockerd
 	OpSysctl      Op = "sysctl"       // write Value to /proc/sys/<Arg with dots as slashes>
-	OpWriteLoop   Op = "write-loop"   // start a writer that rewrites and fsyncs a file at Arg forever
+	OpWriteLoop   Op = "write-loop"   // start a writer that rewrites and fsyncs a file at Arg for Value seconds (empty: forever)
 )
 
 // Command is one host → guest line.
@@ -187,7 +188,14 @@ var commandRules = map[Op]func(Command) error{
 		}
 		return nil
 	},
-	OpWriteLoop: func(c Command) error { return absPath(c.Arg) },
+	OpWriteLoop: func(c Command) error {
+		if c.Value != "" {
+			if n, err := strconv.Atoi(c.Value); err != nil || n < 1 || n > 86400 {
+				return fmt.Errorf("write-loop wants a duration of 1-86400 seconds, got %q", c.Value)
+			}
+		}
+		return absPath(c.Arg)
+	},
 }
 
 func isAlnum(b byte) bool {
