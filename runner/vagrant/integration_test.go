@@ -2,6 +2,8 @@ package vagrant
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -220,12 +222,12 @@ func TestIntegrationVagrantCrash(t *testing.T) {
 	// Nothing of the test is left: no domain, volume or network that was not
 	// there before (the box's base volume, uploaded by this test, is removed
 	// too), and no vagrant or ssh process.
-	cleanBox(t, p, vols0)
+	recordUploadedBoxes(t, p, vols0)
 	doms, vols, nets := libvirtObjects(t, p)
 	if !slices.Equal(doms, doms0) {
 		t.Errorf("domains before %v, after %v", doms0, doms)
 	}
-	if !slices.Equal(vols, vols0) {
+	if !slices.Equal(withoutBoxes(vols), withoutBoxes(vols0)) {
 		t.Errorf("volumes before %v, after %v", vols0, vols)
 	}
 	if !slices.Equal(nets, nets0) {
@@ -334,9 +336,9 @@ func TestIntegrationVagrantLeftovers(t *testing.T) {
 	if err != nil || len(again) != 0 {
 		t.Errorf("second pass removed %v (%v)", again, err)
 	}
-	cleanBox(t, p, vols0)
+	recordUploadedBoxes(t, p, vols0)
 	doms, vols, nets := libvirtObjects(t, p)
-	if !slices.Equal(doms, doms0) || !slices.Equal(vols, vols0) || !slices.Equal(nets, nets0) {
+	if !slices.Equal(doms, doms0) || !slices.Equal(withoutBoxes(vols), withoutBoxes(vols0)) || !slices.Equal(nets, nets0) {
 		t.Errorf("left behind: domains %v -> %v, volumes %v -> %v, networks %v -> %v", doms0, doms, vols0, vols, nets0, nets)
 	}
 	testutil.NoProcessesLeft(t, out)
@@ -353,17 +355,103 @@ func (l *lockedBuilder) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
-// cleanBox removes the base volumes of boxes that were uploaded into the
-// pool during the test (not in vols0).
-func cleanBox(t *testing.T, p *Provider, vols0 []string) {
+// recordUploadedBoxes notes the base volumes of boxes uploaded into the
+// pool during the test (not in vols0) for TestMain to remove: the tests
+// share them, so each test does not pay for the upload again.
+func recordUploadedBoxes(t *testing.T, p *Provider, vols0 []string) {
 	t.Helper()
 	_, vols, _ := libvirtObjects(t, p)
+	uploaded.mu.Lock()
+	defer uploaded.mu.Unlock()
 	for _, v := range vols {
-		if !slices.Contains(vols0, v) && strings.Contains(v, "_vagrant_box_image_") {
-			name, _, _ := strings.Cut(v, "_vagrant_box_image_")
-			if err := p.RemoveBox(context.Background(), name); err != nil {
-				t.Errorf("remove box %s: %v", name, err)
-			}
+		if !slices.Contains(vols0, v) && isBoxVolume(v) {
+			uploaded.names[v] = p
 		}
 	}
+}
+
+func isBoxVolume(v string) bool { return strings.Contains(v, "_vagrant_box_image_") }
+
+// withoutBoxes filters box base volumes out of a volume list.
+func withoutBoxes(vols []string) []string {
+	return slices.DeleteFunc(slices.Clone(vols), isBoxVolume)
+}
+
+// uploaded are the box base volumes the tests uploaded; TestMain removes them.
+var uploaded = struct {
+	mu    sync.Mutex
+	names map[string]*Provider
+}{names: map[string]*Provider{}}
+
+// TestMain removes the box base volumes the tests uploaded and fails the
+// package if any of them cannot be removed.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	uploaded.mu.Lock()
+	for v, p := range uploaded.names {
+		name, _, _ := strings.Cut(v, "_vagrant_box_image_")
+		if err := p.RemoveBox(context.Background(), name); err != nil {
+			fmt.Fprintf(os.Stderr, "remove box %s: %v\n", name, err)
+			code = 1
+		}
+		if out, err := p.virsh(context.Background(), "vol-list", "default"); err == nil && strings.Contains(out, v) {
+			fmt.Fprintf(os.Stderr, "box volume %s is still in the default pool\n", v)
+			code = 1
+		}
+	}
+	uploaded.mu.Unlock()
+	os.Exit(code)
+}
+
+// TestIntegrationVagrantInterruptDuringUp is Ctrl-C twice while `vagrant up`
+// is still waiting for the guest: the run's context ends, vagrant up is
+// killed as a group, and the domain it had created is destroyed anyway.
+func TestIntegrationVagrantInterruptDuringUp(t *testing.T) {
+	testutil.Integration(t)
+	testutil.RequiresRoot(t)
+	testutil.RequiresBinary(t, "vagrant", "virsh", "libvirtd", "virtlogd", "mmdebstrap", "qemu-img", "ssh")
+	startLibvirt(t)
+	spec, err := matrix.Parse("one-cell.yaml", []byte(oneCell))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells, err := spec.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := images.New(testCache())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Provider{Cache: cache, Env: []string{"VAGRANT_HOME=" + filepath.Join(testCache(), "vagrant-home")}, ScratchMiB: 1024}
+	doms0, vols0, nets0 := libvirtObjects(t, p)
+	out := filepath.Join(t.TempDir(), "results")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// Cancel as soon as a domain of ours runs (vagrant up is then
+		// waiting for the guest's ssh).
+		for ctx.Err() == nil {
+			if o, err := p.virsh(ctx, "list", "--name"); err == nil && strings.Contains(o, "matrixctl-") {
+				t.Logf("domain running: %s; interrupting", strings.TrimSpace(o))
+				cancel()
+				return
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}()
+	_, err = runner.Run(ctx, cells, runner.Options{
+		Provider: p, Prober: runner.ProbesProber{Workdir: filepath.Join(testCache(), "probes")},
+		Console: runner.ConsoleAnalyzer(), Out: out, Parallel: 1, Retries: -1,
+	})
+	if !errors.Is(err, runner.ErrInterrupted) {
+		t.Errorf("Run: %v, want interrupted", err)
+	}
+	recordUploadedBoxes(t, p, vols0)
+	doms, vols, nets := libvirtObjects(t, p)
+	if !slices.Equal(doms, doms0) || !slices.Equal(withoutBoxes(vols), withoutBoxes(vols0)) || !slices.Equal(nets, nets0) {
+		t.Errorf("left behind: domains %v -> %v, volumes %v -> %v, networks %v -> %v", doms0, doms, vols0, vols, nets0, nets)
+	}
+	testutil.NoProcessesLeft(t, out)
+	testutil.NoProcessesLeft(t, "/usr/bin/vagrant")
 }

@@ -164,8 +164,6 @@ type SSHer interface {
 	SSH(ctx context.Context, command string) (string, error)
 }
 
-var unsupportedExit = 3 // provision.sh: the box cannot do what the cell asks
-
 // WaitDocker provisions the guest (Docker on the scratch disk), forwards the
 // guest's docker.sock to a port on 127.0.0.1 over SSH and pings it.
 func (m *machine) WaitDocker(ctx context.Context) (string, error) {
@@ -176,8 +174,6 @@ func (m *machine) WaitDocker(ctx context.Context) (string, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, m.p.dockerTimeout())
 	defer cancel()
-	stop := context.AfterFunc(dctx, func() {})
-	defer stop()
 	go func() {
 		select {
 		case <-m.exited:
@@ -425,9 +421,13 @@ func (m *machine) Close() error {
 	return nil
 }
 
+// killGroup SIGKILLs a child started by vagrant.Command and its group; its
+// waiter goroutine reaps it.
 func killGroup(c *exec.Cmd) error {
-	_ = c.Cancel()
-	return nil
+	if c == nil || c.Process == nil {
+		return nil
+	}
+	return c.Cancel()
 }
 
 // tail copies a growing file (the serial console virtlogd writes) to w

@@ -147,6 +147,21 @@ func (p *Provider) Prepare(ctx context.Context, req runner.Request) error {
 		if req.Cell.Kernel.Box == "" && req.Cell.Kernel.Suite != "" {
 			kernel = req.Cell.Kernel
 		}
+		if len(req.Cell.Pending) > 0 {
+			// The box's kernel is ours: decide the cell's kernel checks
+			// before building a box it could not use.
+			k, err := p.Cache.Kernel(ctx, kernel)
+			if err != nil {
+				return runner.Infra("kernel", err)
+			}
+			config, err := k.ConfigMap()
+			if err != nil {
+				return runner.Infra("kernel config", err)
+			}
+			if ok, reason := matrix.EvalKernelChecks(req.Cell.Pending, config, k.HasModule); !ok {
+				return &runner.UnsupportedError{Reason: fmt.Sprintf("kernel %s: %s", k.Release, reason)}
+			}
+		}
 		distro := req.Cell.Distro
 		distro.Suite = e.Build.Suite
 		box, err := vagrant.BuildBox(ctx, p.Cache, vagrant.BoxSpec{Distro: distro, Kernel: kernel, Docker: req.Cell.Docker}, logf)
