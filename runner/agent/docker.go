@@ -129,9 +129,13 @@ func (a *agent) prepareScratch(d *preparedDriver) error {
 		}
 		return nil // raw: the driver takes the device
 	}
-	argv := append(slices.Clone(mk.argv), dev)
-	if out, err := a.runCmd(120*time.Second, argv...); err != nil {
-		return fmt.Errorf("make %s on scratch disk: %w (%s)", d.scratchFS, err, out)
+	if a.cfg.ReuseScratch {
+		a.logf("reusing the %s filesystem on scratch disk %s", d.scratchFS, dev)
+	} else {
+		argv := append(slices.Clone(mk.argv), dev)
+		if out, err := a.runCmd(120*time.Second, argv...); err != nil {
+			return fmt.Errorf("make %s on scratch disk: %w (%s)", d.scratchFS, err, out)
+		}
 	}
 	if err := unix.Mount(dev, dockerRoot, d.scratchFS, 0, mk.opts); err != nil {
 		return fmt.Errorf("mount scratch %s (%s) on %s: %w", dev, d.scratchFS, dockerRoot, err)

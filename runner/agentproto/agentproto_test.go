@@ -61,6 +61,7 @@ func TestCommandValidate(t *testing.T) {
 		{Op: OpShutdown}, {Op: OpSysrq, Arg: "c"}, {Op: OpFreeze, Arg: "/var/lib/docker"},
 		{Op: OpThaw, Arg: "/var/lib/docker"}, {Op: OpKillDockerd},
 		{Op: OpSysctl, Arg: "kernel.hung_task_timeout_secs", Value: "2"}, {Op: OpWriteLoop, Arg: "/var/lib/docker/w"},
+		{Op: OpWriteLoop, Arg: "/var/lib/docker/w", Value: "17"},
 	}
 	for _, c := range ok {
 		c.V, c.ID = Version, 1
@@ -74,7 +75,8 @@ func TestCommandValidate(t *testing.T) {
 		{Op: "exec", Arg: "/bin/sh"}, {Op: OpSysrq, Arg: "cc"}, {Op: OpSysrq, Arg: ";"},
 		{Op: OpFreeze, Arg: "relative"}, {Op: OpSysctl, Arg: "../../etc/passwd", Value: "x"},
 		{Op: OpSysctl, Arg: "kernel/panic", Value: "1"}, {Op: OpSysctl, Arg: "kernel.panic", Value: "1\n2"},
-		{Op: OpWriteLoop, Arg: ""},
+		{Op: OpWriteLoop, Arg: ""}, {Op: OpWriteLoop, Arg: "/w", Value: "0"}, {Op: OpWriteLoop, Arg: "/w", Value: "1s"},
+		{Op: OpWriteLoop, Arg: "/w", Value: "99999999"},
 	}
 	for _, c := range bad {
 		c.V, c.ID = Version, 1
@@ -88,7 +90,7 @@ func TestCommandValidate(t *testing.T) {
 }
 
 func TestBootConfigRoundTrip(t *testing.T) {
-	c := BootConfig{Driver: "overlay2", ScratchFS: "xfs", Channel: "/dev/ttyS1", DockerdTimeoutS: 300, DockerdDebug: true}
+	c := BootConfig{Driver: "overlay2", ScratchFS: "xfs", Channel: "/dev/ttyS1", DockerdTimeoutS: 300, DockerdDebug: true, ReuseScratch: true}
 	p, err := c.Params()
 	if err != nil {
 		t.Fatal(err)

@@ -38,6 +38,9 @@ type BootConfig struct {
 	DockerdTimeoutS int
 	// DockerdDebug adds --debug to dockerd.
 	DockerdDebug bool
+	// ReuseScratch mounts the scratch disk's existing filesystem instead of
+	// making a new one (a second boot after a power cut).
+	ReuseScratch bool
 }
 
 var bootKeys = []struct {
@@ -68,6 +71,12 @@ var bootKeys = []struct {
 		}
 		return ""
 	}, func(c *BootConfig, v string) error { c.DockerdDebug = v == "1"; return nil }, func(string) error { return nil }},
+	{"reuse_scratch", func(c *BootConfig) string {
+		if c.ReuseScratch {
+			return "1"
+		}
+		return ""
+	}, func(c *BootConfig, v string) error { c.ReuseScratch = v == "1"; return nil }, func(string) error { return nil }},
 }
 
 func token(v string) error {

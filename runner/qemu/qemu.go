@@ -80,6 +80,10 @@ type Config struct {
 	ScratchBlkdebug string
 	// KeepScratch keeps scratch.img after Close (for fsck and verification).
 	KeepScratch bool
+	// ReuseScratch boots on the scratch.img already in Dir (kept by an
+	// earlier VM, e.g. one whose power was cut): the guest mounts its
+	// filesystem instead of making a new one.
+	ReuseScratch bool
 
 	// Dir is the cell's artifact directory (created if needed). Required.
 	Dir string
@@ -408,7 +412,7 @@ func freePort() (int, error) {
 
 func (v *VM) args(initrd string) ([]string, error) {
 	c := v.cfg
-	boot := agentproto.BootConfig{Driver: c.Driver, ScratchFS: c.ScratchFS, Channel: "/dev/ttyS1", DockerdDebug: c.DockerdDebug,
+	boot := agentproto.BootConfig{Driver: c.Driver, ScratchFS: c.ScratchFS, Channel: "/dev/ttyS1", DockerdDebug: c.DockerdDebug, ReuseScratch: c.ReuseScratch,
 		DockerdTimeoutS: int(c.DockerTimeout / time.Second)}
 	params, err := boot.Params()
 	if err != nil {
@@ -467,11 +471,17 @@ func launchOnce(ctx context.Context, cfg Config, initrd string, accel Accel, con
 	}
 	cleanups = append(cleanups, func() { v.ln.Close() })
 	v.scratch = filepath.Join(cfg.Dir, "scratch.img")
-	os.Remove(v.scratch)
-	if err := createSparse(v.scratch, int64(cfg.ScratchSizeMB)<<20); err != nil {
-		return nil, infraf("scratch disk", err, "")
+	if cfg.ReuseScratch {
+		if _, err := os.Stat(v.scratch); err != nil {
+			return nil, infraf("reuse scratch disk", err, "")
+		}
+	} else {
+		os.Remove(v.scratch)
+		if err := createSparse(v.scratch, int64(cfg.ScratchSizeMB)<<20); err != nil {
+			return nil, infraf("scratch disk", err, "")
+		}
+		cleanups = append(cleanups, func() { os.Remove(v.scratch) })
 	}
-	cleanups = append(cleanups, func() { os.Remove(v.scratch) })
 	if v.port, err = freePort(); err != nil {
 		return nil, infraf("pick forwarded port", err, "")
 	}
