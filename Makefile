@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Static binaries: the guest agent runs as init inside VMs, the probe runs FROM scratch.
 STATIC := CGO_ENABLED=0
 
-.PHONY: all build test test-short test-faults bench fuzz lint vet fmt clean
+.PHONY: all build box test test-short test-faults bench fuzz lint vet fmt clean
 
 all: build
 
@@ -15,6 +15,12 @@ build:
 	$(STATIC) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/matrixctl ./cmd/matrixctl
 	$(STATIC) $(GO) build -trimpath -o bin/matrixctl-agent ./runner/agent
 	$(STATIC) $(GO) build -trimpath -o bin/matrixctl-probe ./probes/cmd/matrixctl-probe
+
+# The project's own Vagrant boxes (as root): one per runnable cell of BOX_SPEC
+# whose kernel names a project-built box in vagrant/boxes.yaml; -add registers them.
+BOX_SPEC ?= vagrant/box-matrix.yaml
+box:
+	$(GO) run ./vagrant/cmd/matrixctl-box -f $(BOX_SPEC) -add
 
 # The full suite: unit tests plus the integration tests against real QEMU
 # VMs, real Debian kernels and a real dockerd (run as root; see .ci/run).

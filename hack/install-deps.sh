@@ -34,3 +34,11 @@ if ! docker info >/dev/null 2>&1; then
 	done
 	docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/matrixctl-dockerd.log" >&2; exit 1; }
 fi
+
+# libvirtd for the vagrant provider (no systemd on these machines). Not fatal:
+# only --provider vagrant needs it, and it says so clearly when it is missing.
+if ! virsh -c qemu:///system version >/dev/null 2>&1; then
+	echo "starting virtlogd and libvirtd" >&2
+	virtlogd -d || echo "warning: virtlogd did not start" >&2
+	libvirtd -d || echo "warning: libvirtd did not start" >&2
+fi

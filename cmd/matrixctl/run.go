@@ -23,6 +23,7 @@ import (
 	"github.com/matrixctl/matrixctl/runner/local"
 	"github.com/matrixctl/matrixctl/runner/qemu"
 	"github.com/matrixctl/matrixctl/runner/results"
+	vagrantprov "github.com/matrixctl/matrixctl/runner/vagrant"
 )
 
 type runFlags struct {
@@ -87,7 +88,7 @@ Exit codes: 0 every runnable cell passed, 1 some cell failed, 2 usage or spec er
 	}
 	f.sel.addFlags(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&f.provider, "provider", "qemu", "where cells run: qemu (a VM per cell) or local (this host's dockerd)")
+	fl.StringVar(&f.provider, "provider", "qemu", "where cells run: qemu (a VM per cell), vagrant (a Vagrant + libvirt box per cell) or local (this host's dockerd)")
 	fl.IntVar(&f.repeat, "repeat", 0, "runs per cell (default: the spec's repeats)")
 	fl.IntVar(&f.parallel, "parallel", 0, "cells at once (default: as many as the host's cores and memory fit, given each cell's CPUs and memory)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "per-run timeout; a run that exceeds it is a hang (default: the spec's timeout)")
@@ -100,7 +101,7 @@ Exit codes: 0 every runnable cell passed, 1 some cell failed, 2 usage or spec er
 	fl.IntVar(&f.intensity, "intensity", 0, "probe intensity 1-10 (default 1)")
 	fl.StringVar(&f.history, "history", "", "history database to append results to (default <cache>/history.db; none to disable)")
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (bars on a terminal, lines otherwise), bars, lines or none")
-	_ = cmd.RegisterFlagCompletionFunc("provider", cobra.FixedCompletions([]string{"qemu", "local"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("provider", cobra.FixedCompletions([]string{"qemu", "vagrant", "local"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("accel", cobra.FixedCompletions([]string{"auto", "kvm", "tcg"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -169,7 +170,7 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 			cells = []matrix.Cell{c}
 			opts.Spec = "local host"
 		}
-	case "qemu":
+	case "qemu", "vagrant":
 		if len(f.probes) > 0 {
 			return usageErrorf("--probes applies to --provider local; the spec selects a cell's probes")
 		}
@@ -177,7 +178,11 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 		if err != nil {
 			return withExit(ExitInfra, fmt.Errorf("cache %s: %w", g.Cache, err))
 		}
-		opts.Provider = &runner.QEMUProvider{Cache: cache, CacheDir: g.Cache, Accel: accel}
+		if f.provider == "qemu" {
+			opts.Provider = &runner.QEMUProvider{Cache: cache, CacheDir: g.Cache, Accel: accel}
+		} else if opts.Provider, err = vagrantProvider(ctx, cache, streams, f.resume); err != nil {
+			return err
+		}
 		if f.resume == "" {
 			if cells, err = f.sel.load(g.File); err != nil {
 				return err
@@ -188,7 +193,7 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 			}
 		}
 	default:
-		return usageErrorf("--provider %q: want qemu or local", f.provider)
+		return usageErrorf("--provider %q: want qemu, vagrant or local", f.provider)
 	}
 	if f.resume != "" && f.sel.any() {
 		return usageErrorf("--resume continues the recorded plan: filters do not apply")
@@ -333,4 +338,23 @@ func appendHistory(ctx context.Context, g *globalFlags, f *runFlags, errOut io.W
 	if _, err := store.Append(ctx, file); err != nil {
 		fmt.Fprintf(errOut, "matrixctl: history %s: %v\n", path, err)
 	}
+}
+
+// vagrantProvider checks that vagrant, its libvirt plugin and libvirtd are
+// there and, when resuming, destroys the domains the interrupted run left.
+func vagrantProvider(ctx context.Context, cache *images.Cache, streams Streams, resume string) (runner.Provider, error) {
+	vp := &vagrantprov.Provider{Cache: cache}
+	if err := vp.CheckTools(ctx); err != nil {
+		return nil, withExit(ExitInfra, err)
+	}
+	if resume != "" {
+		removed, err := vp.DestroyLeftovers(ctx, resume)
+		if err != nil {
+			return nil, withExit(ExitInfra, fmt.Errorf("--resume %s: destroying vagrant domains left behind: %w", resume, err))
+		}
+		if len(removed) > 0 {
+			fmt.Fprintf(streams.ErrOut, "matrixctl: destroyed %d vagrant domain(s) the interrupted run left: %s\n", len(removed), strings.Join(removed, ", "))
+		}
+	}
+	return vp, nil
 }
