@@ -91,7 +91,7 @@ func build(ctx context.Context, p Program, dir string) (string, error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return "", &BuildError{Program: p.Name, Output: strings.TrimSpace(out.String()), Err: err}
+		return "", &BuildError{Program: p.Name, Env: p.Env, Output: strings.TrimSpace(out.String()), Err: err}
 	}
 	final := filepath.Join(dir, p.Name)
 	if err := os.Rename(tmp.Name(), final); err != nil {
@@ -103,12 +103,14 @@ func build(ctx context.Context, p Program, dir string) (string, error) {
 // BuildError carries the Go toolchain's output.
 type BuildError struct {
 	Program string
+	Env     string
 	Output  string
 	Err     error
 }
 
 func (e *BuildError) Error() string {
-	return fmt.Sprintf("build %s: %v: %s", e.Program, e.Err, e.Output)
+	return fmt.Sprintf("%s is not beside matrixctl and %s is unset, and building it from source failed "+
+		"(run `make build`, which puts it in bin/ beside matrixctl): %v: %s", e.Program, e.Env, e.Err, e.Output)
 }
 
 func (e *BuildError) Unwrap() error { return e.Err }
