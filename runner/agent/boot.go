@@ -147,8 +147,12 @@ func (a *agent) setupSystem() error {
 	if err != nil {
 		return err
 	}
-	if err := mountCgroupV1(); err != nil {
+	skipped, err := mountCgroupV1()
+	if err != nil {
 		return err
+	}
+	if len(skipped) > 0 {
+		a.logf("cgroup v1: this kernel has no v1 interface for %s; left unmounted", strings.Join(skipped, ", "))
 	}
 	os.Symlink("/proc/self/fd", "/dev/fd")
 	os.Symlink("/proc/self/fd/0", "/dev/stdin")
@@ -172,11 +176,14 @@ func (a *agent) setupSystem() error {
 	return nil
 }
 
-// mountCgroupV1 mounts every enabled v1 controller in its own hierarchy.
-func mountCgroupV1() error {
+// mountCgroupV1 mounts every enabled v1 controller in its own hierarchy and
+// returns the controllers the kernel lists but cannot mount as v1: newer
+// kernels build some v1 interfaces out (Debian's 6.12 has no v1 cpuset, and
+// the mount fails with EINVAL), which runc tolerates on v1 hosts.
+func mountCgroupV1() (skipped []string, err error) {
 	b, err := os.ReadFile("/proc/cgroups")
 	if err != nil {
-		return fmt.Errorf("cgroups: %w", err)
+		return nil, fmt.Errorf("cgroups: %w", err)
 	}
 	var errs []error
 	for _, line := range strings.Split(string(b), "\n") {
@@ -189,11 +196,16 @@ func mountCgroupV1() error {
 			errs = append(errs, err)
 			continue
 		}
-		if err := unix.Mount("cgroup", dir, "cgroup", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, f[0]); err != nil {
+		err := unix.Mount("cgroup", dir, "cgroup", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, f[0])
+		switch {
+		case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENODEV):
+			os.Remove(dir)
+			skipped = append(skipped, f[0])
+		case err != nil:
 			errs = append(errs, fmt.Errorf("mount cgroup %s: %w", f[0], err))
 		}
 	}
-	return errors.Join(errs...)
+	return skipped, errors.Join(errs...)
 }
 
 // network configures QEMU user networking's fixed addresses.
