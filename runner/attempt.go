@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/runner/results"
 )
 
@@ -115,7 +116,10 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 
 	// prepare
 	i := clock.start(PhasePrepare)
-	err := r.opts.Provider.Prepare(cellCtx, req)
+	err := checkSettings(jb.cell.Settings)
+	if err == nil {
+		err = r.opts.Provider.Prepare(cellCtx, req)
+	}
 	clock.end(i, err)
 	if err != nil {
 		if isInterrupted() {
@@ -410,4 +414,14 @@ func addArtifact(m map[string]string, name, path string) map[string]string {
 	}
 	m[name] = path
 	return m
+}
+
+// checkSettings refuses what a cell asks for that the runner cannot do yet,
+// so that the cell comes out unsupported with the reason instead of passing
+// without the check it asked for.
+func checkSettings(s matrix.Settings) error {
+	if s.CrashCheck {
+		return &UnsupportedError{Reason: "crash_check (power cut during writes, reboot, re-verification of fsynced data) is not implemented by the runner yet"}
+	}
+	return nil
 }

@@ -305,3 +305,23 @@ func (c *countingProvider) Prepare(ctx context.Context, req Request) error {
 	*c.prepares++
 	return c.fakeProvider.Prepare(ctx, req)
 }
+
+// TestCrashCheckIsUnsupportedNotSilentlySkipped: a cell that asks for the
+// crash-consistency check, which the runner cannot do yet, must not pass
+// without it: it is unsupported with the reason and never booted.
+func TestCrashCheckIsUnsupportedNotSilentlySkipped(t *testing.T) {
+	cell := testCell("crash-check")
+	cell.Settings.CrashCheck = true
+	fake := newFake(nil)
+	out := t.TempDir()
+	f, err := Run(context.Background(), []matrix.Cell{cell}, Options{Provider: fake, Prober: fakeProber{fake}, Out: out, Parallel: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Runs) != 1 || f.Runs[0].Verdict != results.Unsupported || !strings.Contains(f.Runs[0].Reason, "crash_check") {
+		t.Fatalf("runs %+v, want one unsupported run naming crash_check", f.Runs)
+	}
+	if fake.boots != 0 {
+		t.Errorf("booted %d times, want 0", fake.boots)
+	}
+}
