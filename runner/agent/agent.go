@@ -32,10 +32,16 @@ type agent struct {
 	containerd *started // nil when dockerd manages its own
 
 	scratchMount string
+
+	// stopWriters is closed by shutdown; write-loops stop and close their
+	// files (writers tracks them) before the scratch fs is unmounted.
+	stopWriters chan struct{}
+	stopOnce    sync.Once // shutdown may be asked for more than once
+	writers     sync.WaitGroup
 }
 
 func newAgent() *agent {
-	return &agent{start: time.Now(), state: agentproto.StateBooted}
+	return &agent{start: time.Now(), state: agentproto.StateBooted, stopWriters: make(chan struct{})}
 }
 
 // errUnsupported marks a step that failed because the kernel or rootfs

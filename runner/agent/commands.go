@@ -68,14 +68,21 @@ func (a *agent) cmdWriteLoop(c agentproto.Command) error {
 		}
 		until = time.Now().Add(time.Duration(n) * time.Second)
 	}
+	a.writers.Add(1)
 	go func() {
+		defer a.writers.Done()
 		defer f.Close()
 		buf := make([]byte, 4096)
 		for i := 0; until.IsZero() || time.Now().Before(until); i++ {
 			buf[0] = byte(i)
 			f.WriteAt(buf, int64(i%256)*4096)
 			f.Sync()
-			time.Sleep(10 * time.Millisecond)
+			select {
+			case <-a.stopWriters:
+				a.logf("write-loop on %s stopped for shutdown", c.Arg)
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
 		}
 		a.logf("write-loop on %s ended", c.Arg)
 	}()
@@ -84,6 +91,18 @@ func (a *agent) cmdWriteLoop(c agentproto.Command) error {
 
 func (a *agent) cmdShutdown(agentproto.Command) error {
 	a.send(agentproto.Message{Type: agentproto.TypeShutdown})
+	// Stop the fault-injection writers first: one still writing while the
+	// machine powers off fails its in-flight writes with I/O errors, which
+	// would be judged as damage of the cell. A writer blocked on a frozen fs
+	// cannot stop; the wait is bounded.
+	a.stopOnce.Do(func() { close(a.stopWriters) })
+	done := make(chan struct{})
+	go func() { a.writers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		a.logf("shutdown: a write-loop did not stop within 5s")
+	}
 	a.dockerMu.Lock()
 	d, cd := a.dockerd, a.containerd
 	a.dockerMu.Unlock()
