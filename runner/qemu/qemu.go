@@ -10,8 +10,9 @@
 // agent to power off (bounded, then SIGKILL); Kill is a power cut; Freeze/Thaw
 // stop and continue QEMU. Wait reports how QEMU ended (Exit.Reason). Close is
 // idempotent and releases everything: the QEMU process group (killed and
-// reaped), the agent socket, the scratch image (unless KeepScratch) and with
-// QEMU the forwarded port. The serial console is written to <Dir>/console.log
+// reaped), the agent and QMP sockets, the scratch image (unless KeepScratch)
+// and with QEMU the forwarded port. InjectIOErrors makes the scratch drive
+// fail the guest's I/O from then on, through QEMU's QMP socket (ioerrors.go). The serial console is written to <Dir>/console.log
 // from its first byte and streamed to Config.Console while the VM runs; it is
 // drained before QEMU is reaped.
 //
@@ -76,7 +77,9 @@ type Config struct {
 	Driver        string // Docker storage driver; default overlay2
 	ScratchFS     string // scratch filesystem; default the driver's
 	ScratchSizeMB int    // sparse scratch disk size; default 10240
-	// ScratchBlkdebug is a QEMU blkdebug rules file applied to the scratch drive (fault injection).
+	// ScratchBlkdebug is a QEMU blkdebug rules file applied to the scratch
+	// drive from QEMU's start: its rules see mkfs and boot too. To make the
+	// guest's I/O fail once it runs, use VM.InjectIOErrors.
 	ScratchBlkdebug string
 	// KeepScratch keeps scratch.img after Close (for fsck and verification).
 	KeepScratch bool
@@ -267,6 +270,8 @@ type VM struct {
 	shutdownAsked bool
 	nextID        uint64
 	replies       map[uint64]chan agentproto.Message
+	ioErrors      *IOErrors  // armed by InjectIOErrors
+	qmpMu         sync.Mutex // one QMP session at a time
 	changed       chan struct{}
 	hello         chan struct{}
 	exit          Exit
@@ -420,11 +425,7 @@ func (v *VM) args(initrd string) ([]string, error) {
 	}
 	appendLine := append([]string{"console=ttyS0,115200", "panic=-1", "8250.nr_uarts=2", "edd=off"}, c.ExtraAppend...)
 	appendLine = append(appendLine, params...)
-	scratch := "file=" + qemuEscape(v.scratch)
-	if c.ScratchBlkdebug != "" {
-		scratch = "file=blkdebug:" + qemuEscape(c.ScratchBlkdebug) + ":" + qemuEscape(v.scratch)
-	}
-	return []string{
+	return append([]string{
 		"-name", "guest=matrixctl-" + qemuEscape(filepath.Base(c.Dir)),
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		"-machine", "pc", "-accel", string(v.accel), "-cpu", c.CPUModel,
@@ -433,15 +434,14 @@ func (v *VM) args(initrd string) ([]string, error) {
 		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
 		"-chardev", "socket,id=agent,path=" + qemuEscape(filepath.Join(v.sockDir, "agent.sock")), "-serial", "chardev:agent",
 		"-monitor", "none",
+		"-qmp", "unix:" + qemuEscape(filepath.Join(v.sockDir, qmpSocket)) + ",server=on,wait=off",
 		"-drive", "file=" + qemuEscape(c.Rootfs.Image) + ",if=none,id=root,format=raw,snapshot=on",
 		"-device", "virtio-blk-pci,drive=root,serial=" + agentproto.SerialRoot,
 		"-drive", "file=" + qemuEscape(c.Kernel.ModulesImage) + ",if=none,id=modules,format=raw,readonly=on",
 		"-device", "virtio-blk-pci,drive=modules,serial=" + agentproto.SerialModules,
-		"-drive", scratch + ",if=none,id=scratch,format=raw,werror=report,rerror=report",
-		"-device", "virtio-blk-pci,drive=scratch,serial=" + agentproto.SerialScratch,
 		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:2375", v.port),
 		"-device", "virtio-net-pci,netdev=net0,romfile=",
-	}, nil
+	}, v.scratchArgs()...), nil
 }
 
 // qemuEscape doubles commas, QEMU's escape inside option values.
