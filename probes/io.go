@@ -2,12 +2,15 @@ package probes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 )
 
@@ -111,6 +114,13 @@ func VerifyIO(ctx context.Context, cli client.APIClient, opts VerifyOptions) (*P
 	}
 	defer s.close()
 	r := &ProbeResult{Name: IO + "-verify", Metrics: map[string]float64{}}
+	if opts.Container == "" && opts.Volume == "" {
+		c, v, err := KeptIO(ctx, cli, opts.RunID)
+		if err != nil {
+			return r, err
+		}
+		opts.Container, opts.Volume = c, v
+	}
 	id := opts.Container
 	if id == "" {
 		id, err = s.create(ctx, IO, containerSpec{
@@ -131,6 +141,38 @@ func VerifyIO(ctx context.Context, cli client.APIClient, opts VerifyOptions) (*P
 	r.OK = err == nil
 	r.Err = err
 	return r, err
+}
+
+// ErrKeptGone says the IO probe that Options.Keep left in place is no longer
+// known to the daemon (neither its container nor its volume), e.g. because
+// the daemon's own state did not survive a power cut.
+var ErrKeptGone = errors.New("kept IO probe gone")
+
+// KeptIO finds the container and volume of run runID's kept IO probe by
+// their labels. The container is "" when only the volume is left; when
+// neither is, the error wraps ErrKeptGone and ErrDataLoss: the volume held
+// the probe's promise journal.
+func KeptIO(ctx context.Context, cli client.APIClient, runID string) (ctr, vol string, err error) {
+	f := runFilter(runID)
+	f.Add("label", LabelRole+"=io")
+	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return "", "", classify(IO, "list kept containers", err)
+	}
+	vs, err := cli.VolumeList(ctx, volume.ListOptions{Filters: f})
+	if err != nil {
+		return "", "", classify(IO, "list kept volumes", err)
+	}
+	if len(cs) > 0 {
+		ctr = cs[0].ID
+	}
+	if len(vs.Volumes) > 0 {
+		vol = vs.Volumes[0].Name
+	}
+	if ctr == "" && vol == "" {
+		return "", "", &ProbeError{Probe: IO, Kind: ErrDataLoss, Detail: "run " + runID + ": neither the IO container nor its volume (with the promise journal) is known to dockerd any more", Err: ErrKeptGone}
+	}
+	return ctr, vol, nil
 }
 
 func lastLine(s string) string {

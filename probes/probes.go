@@ -136,6 +136,10 @@ type Options struct {
 	Keep bool
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// Started, when set, is called each time a probe container starts
+	// (with the probe's name), e.g. to cut a VM's power while the IO probe
+	// writes. It must not block.
+	Started func(probe string)
 }
 
 // Result summarises a Run.

@@ -246,6 +246,9 @@ func (s *session) runToExit(ctx context.Context, probe, id string, timeout time.
 	if err := s.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return outcome{}, classify(probe, "start container", err)
 	}
+	if s.opts.Started != nil {
+		s.opts.Started(probe)
+	}
 	logs, err := s.cli.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true})
 	if err != nil {
 		return outcome{}, classify(probe, "container logs", err)
