@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,7 +115,7 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 
 	// prepare
 	i := clock.start(PhasePrepare)
-	err := checkSettings(jb.cell.Settings)
+	err := r.checkSettings(jb.cell.Settings)
 	if err == nil {
 		err = r.opts.Provider.Prepare(cellCtx, req)
 	}
@@ -135,35 +134,24 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 	if c, ok := r.opts.Provider.(ConsoleLogWriter); ok && c.WritesConsoleLog() {
 		ownsLog = true
 	}
-	var sinks []io.Writer
-	var consoleFile *artifactFile
-	if !ownsLog {
-		f, err := createArtifact(filepath.Join(dir, "console.log"))
-		if err != nil {
-			ev.Err, ev.Phase = Infra("console log", err), PhaseBoot
-			return finalize(), true
-		}
-		consoleFile = f
-		sinks = append(sinks, f)
+	con, err := r.openConsole(dir, ownsLog, end)
+	if err != nil {
+		ev.Err, ev.Phase = err, PhaseBoot
+		return finalize(), true
 	}
-	var scanner ConsoleScanner
-	if r.opts.Console != nil {
-		scanner = r.opts.Console(func(f results.Finding) {
-			if f.Severity == "fatal" || classify(f) == classCrash {
-				end.fire("console: " + f.Title)
-			}
-		})
-		sinks = append(sinks, scanner)
-	}
-	consoleW := io.MultiWriter(sinks...)
-	req.Console = &lockedWriter{w: consoleW}
+	req.Console = con
+	// consoles: the machine's, then the rebooted machine's of a crash check.
+	consoles := []*consoleSink{con}
 	closeConsole := func() {
-		if scanner != nil {
-			ev.Console = scanner.Close()
-			scanner = nil
-		}
-		if consoleFile != nil {
-			_ = consoleFile.Finish()
+		for i, c := range consoles {
+			if !c.open() {
+				continue
+			}
+			found := c.close()
+			if i > 0 {
+				found = afterPowerCut(found)
+			}
+			ev.Console = append(ev.Console, found...)
 		}
 	}
 	defer closeConsole()
@@ -201,13 +189,7 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 			return finalize(), true
 		}
 	}
-	go func() {
-		select {
-		case <-m.Exited():
-			end.fire("machine stopped: " + string(m.Exit().Reason))
-		case <-runCtx.Done():
-		}
-	}()
+	go watchExit(runCtx, m, end)
 	info := m.Info()
 	ev.NoConsole = info.NoConsole
 
@@ -291,6 +273,30 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 		}
 	}
 
+	// crash-consistency check: cut the power, boot again on the same
+	// scratch disk, re-verify; the rebooted machine is shut down and checked.
+	artifactDir, artifactKey := rel, ""
+	if wantsCrashCheck(jb.cell.Settings) && err == nil && !endedEarly() && !isInterrupted() && !timedOut() && ev.Err == nil {
+		cc := r.crashCheck(ctx, cellCtx, crashAttempt{jb: jb, try: try, dir: dir, rel: rel, host: host, ownsLog: ownsLog, clock: clock, ev: &ev, run: &run,
+			closeConsole: closeConsole, isInterrupted: isInterrupted, timedOut: timedOut}, m)
+		if cc.next != nil {
+			mu.Lock()
+			m = cc.next // the deferred teardown and Close now apply to it
+			mu.Unlock()
+			artifactDir, artifactKey = filepath.Join(rel, crashDir), crashKeyPrefix
+			consoles = append(consoles, cc.console)
+		}
+		if cc.interrupted {
+			return run, false
+		}
+		if cc.next == nil {
+			if cc.orphanScratch != "" && !r.opts.Retain {
+				_ = os.Remove(cc.orphanScratch)
+			}
+			return finalize(), true
+		}
+	}
+
 	// shutdown
 	exitedByItself := false
 	select {
@@ -324,13 +330,10 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 	closeConsole()
 	info = m.Info()
 	run.KernelRelease, run.DockerServer = info.KernelRelease, info.DockerServer
-	if !info.NoConsole && !ownsLog {
-		run.Artifacts = addArtifact(run.Artifacts, "console", filepath.Join(rel, "console.log"))
-	} else if info.NoConsole {
-		_ = os.Remove(filepath.Join(dir, "console.log"))
-	}
-	for name, file := range m.Artifacts() {
-		run.Artifacts = addArtifact(run.Artifacts, name, filepath.Join(rel, file))
+	if artifactKey == "" {
+		r.machineArtifacts(&run, m, rel, "", ownsLog)
+	} else {
+		r.machineArtifacts(&run, m, artifactDir, artifactKey, ownsLog)
 	}
 
 	// check
@@ -365,6 +368,30 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 		_ = os.Remove(scratch.Path)
 	}
 	return out, true
+}
+
+// watchExit fires end when m stops (by itself or because it was stopped).
+func watchExit(ctx context.Context, m Machine, end *earlyEnd) {
+	select {
+	case <-m.Exited():
+		end.fire("machine stopped: " + string(m.Exit().Reason))
+	case <-ctx.Done():
+	}
+}
+
+// machineArtifacts records m's artifacts, which live in the run directory's
+// subdirectory rel, under their names prefixed with key.
+func (r *run) machineArtifacts(run *results.Run, m Machine, rel, key string, ownsLog bool) {
+	dir := filepath.Join(r.opts.Out, rel)
+	info := m.Info()
+	if !info.NoConsole && !ownsLog {
+		run.Artifacts = addArtifact(run.Artifacts, key+"console", filepath.Join(rel, "console.log"))
+	} else if info.NoConsole {
+		_ = os.Remove(filepath.Join(dir, "console.log"))
+	}
+	for name, file := range m.Artifacts() {
+		run.Artifacts = addArtifact(run.Artifacts, key+name, filepath.Join(rel, file))
+	}
 }
 
 // shutdown stops m cleanly within the shutdown timeout, killing it if that fails.
@@ -419,9 +446,16 @@ func addArtifact(m map[string]string, name, path string) map[string]string {
 // checkSettings refuses what a cell asks for that the runner cannot do yet,
 // so that the cell comes out unsupported with the reason instead of passing
 // without the check it asked for.
-func checkSettings(s matrix.Settings) error {
-	if s.CrashCheck {
-		return &UnsupportedError{Reason: "crash_check (power cut during writes, reboot, re-verification of fsynced data) is not implemented by the runner yet"}
+func (r *run) checkSettings(s matrix.Settings) error {
+	if !wantsCrashCheck(s) {
+		return nil
+	}
+	what := "crash_check (power cut during writes, reboot, re-verification of fsynced data)"
+	if _, ok := r.opts.Provider.(Rebooter); !ok {
+		return &UnsupportedError{Reason: fmt.Sprintf("%s: the %s provider cannot boot a machine again on the same scratch disk", what, r.opts.Provider.Name())}
+	}
+	if _, ok := r.opts.Prober.(CrashVerifier); !ok {
+		return &UnsupportedError{Reason: what + ": the prober cannot re-verify the IO probe's promises"}
 	}
 	return nil
 }

@@ -23,6 +23,27 @@ type ProbeRequest struct {
 	// records (probes.jsonl), appended and flushed per record so that what a
 	// killed run wrote can be read back.
 	RecordsPath string
+	// KeepIO leaves the IO probe's container and volume in place, named by
+	// RunID, for a verification after a power cut (CrashVerifier).
+	KeepIO bool
+	RunID  string
+	// Started, when set, is called as each probe's container starts.
+	Started func(probe string)
+}
+
+// CrashVerifier is a Prober that can re-verify, on a machine booted again
+// after a power cut, what a kept IO probe had promised (ProbeRequest.KeepIO).
+type CrashVerifier interface {
+	VerifyAfterCrash(ctx context.Context, req VerifyRequest) (ProbeReport, error)
+}
+
+// VerifyRequest names the kept IO probe to re-verify and where.
+type VerifyRequest struct {
+	DockerHost string
+	// RunID is ProbeRequest.RunID of the run that kept the probe.
+	RunID string
+	// RecordsPath receives the verification's records.
+	RecordsPath string
 }
 
 // ProbeReport is what the probes proved.

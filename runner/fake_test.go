@@ -31,6 +31,10 @@ type script struct {
 	noConsole        bool
 	// spawn starts a real process standing in for the VM (for orphan tests).
 	spawn []string
+	// verify is the crash check's verification; rebootConsole is written
+	// to the console of the machine booted after the power cut.
+	verify        ProbeReport
+	rebootConsole string
 }
 
 type fakeProvider struct {

@@ -37,6 +37,10 @@ import (
 //	flip-bytes    fs-corruption after a clean shutdown, random bytes over the first block of
 //	                            the ext4 inode table (root inode included); the host
 //	                            checker (e2fsck) finds the damage
+//	power-cut     pass          the crash-consistency check (crashcheck.go): SIGKILL of
+//	                            QEMU while the IO probe writes, a boot on the same scratch
+//	                            disk, every fsync-promised block verified, the checker
+//	                            clean; data-loss if a promised block is lost
 
 // FaultTarget is what a machine offers for fault injection. The QEMU
 // machine implements it; a machine without it cannot run faulted cells.
@@ -56,6 +60,9 @@ const (
 	// afterShutdown: on the scratch image after a clean shutdown, before
 	// the host checker runs (corrupt).
 	afterShutdown
+	// asCrashCheck: the fault is the crash-consistency check itself (the
+	// power cut, crashcheck.go), which runs after the probes.
+	asCrashCheck
 )
 
 // faultSpec is one row of faultTable.
@@ -111,7 +118,8 @@ var faultTable = map[string]faultSpec{
 		defer cancel()
 		return t.GuestCommand(tctx, agentproto.Command{Op: agentproto.OpThaw, Arg: guestScratch})
 	}},
-	"flip-bytes": {at: afterShutdown, corrupt: flipInodeTable},
+	"flip-bytes":  {at: afterShutdown, corrupt: flipInodeTable},
+	powerCutFault: {at: asCrashCheck},
 }
 
 // ImplementedFaults lists the faults the runner can inject, sorted.

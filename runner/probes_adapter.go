@@ -26,20 +26,15 @@ type ProbesProber struct {
 // else (the image could not be loaded, the connection broke) is an
 // *InfraError.
 func (p ProbesProber) RunProbes(ctx context.Context, req ProbeRequest) (ProbeReport, error) {
-	opts := []client.Opt{client.WithAPIVersionNegotiation()}
-	if req.DockerHost != "" {
-		opts = append(opts, client.WithHost(req.DockerHost))
-	} else {
-		opts = append(opts, client.FromEnv)
-	}
-	cli, err := client.NewClientWithOpts(opts...)
+	cli, err := dockerClient(req.DockerHost)
 	if err != nil {
-		return ProbeReport{}, Infra("docker client", err)
+		return ProbeReport{}, err
 	}
 	defer cli.Close()
 	res, err := probes.Run(ctx, cli, probes.Options{
 		Probes: req.Probes, Duration: req.Duration, Intensity: p.Intensity,
 		RecordsPath: req.RecordsPath, Workdir: p.Workdir, Log: p.Log,
+		Keep: req.KeepIO, RunID: req.RunID, Started: req.Started,
 	})
 	if res == nil {
 		if err == nil {
@@ -48,6 +43,43 @@ func (p ProbesProber) RunProbes(ctx context.Context, req ProbeRequest) (ProbeRep
 		return ProbeReport{}, Infra("probes", err)
 	}
 	return probeReport(res, err)
+}
+
+var _ CrashVerifier = ProbesProber{}
+
+// VerifyAfterCrash implements CrashVerifier with probes.VerifyIO: the kept
+// IO container is started again and checks every block its journal
+// promised. A promise that did not survive is in Lost (data-loss).
+func (p ProbesProber) VerifyAfterCrash(ctx context.Context, req VerifyRequest) (ProbeReport, error) {
+	cli, err := dockerClient(req.DockerHost)
+	if err != nil {
+		return ProbeReport{}, err
+	}
+	defer cli.Close()
+	r, err := probes.VerifyIO(ctx, cli, probes.VerifyOptions{RunID: req.RunID, RecordsPath: req.RecordsPath, Workdir: p.Workdir, Log: p.Log})
+	if r == nil {
+		if err == nil {
+			err = errors.New("no result")
+		}
+		return ProbeReport{}, Infra("verify after power cut", err)
+	}
+	r.Err = err
+	return probeReport(&probes.Result{RunID: req.RunID, Probes: []probes.ProbeResult{*r}}, err)
+}
+
+// dockerClient talks to host ("" = the environment's DOCKER_HOST).
+func dockerClient(host string) (*client.Client, error) {
+	opts := []client.Opt{client.WithAPIVersionNegotiation()}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	} else {
+		opts = append(opts, client.FromEnv)
+	}
+	cli, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, Infra("docker client", err)
+	}
+	return cli, nil
 }
 
 // probeReport sorts a probes.Result into evidence.

@@ -35,6 +35,16 @@ type Provider interface {
 	Boot(ctx context.Context, req Request) (Machine, error)
 }
 
+// Rebooter is a Provider that can boot a cell again on the scratch disk of
+// a machine of the same run whose power was cut (the crash-consistency
+// check): the new machine mounts the filesystem it finds there instead of
+// making a new one.
+type Rebooter interface {
+	// Reboot boots a machine for req (a new artifact directory) on prev's
+	// scratch disk. prev has stopped; Reboot takes its scratch disk over.
+	Reboot(ctx context.Context, req Request, prev Machine) (Machine, error)
+}
+
 // Request describes one run of a cell.
 type Request struct {
 	Cell   matrix.Cell
@@ -167,6 +177,12 @@ const (
 	PhaseProbes  = "probes"
 	PhaseStop    = "shutdown"
 	PhaseCheck   = "check"
+	// The crash-consistency check: the power cut while the IO probe
+	// writes, the boot on the same scratch disk up to dockerd, and the
+	// re-verification of what the probe had promised.
+	PhasePowerCut = "power-cut"
+	PhaseReboot   = "reboot"
+	PhaseVerify   = "verify"
 )
 
 // defaultShutdownTimeout bounds a clean shutdown before the machine is killed.

@@ -149,6 +149,31 @@ func (p *QEMUProvider) Boot(ctx context.Context, req Request) (Machine, error) {
 	if !ok {
 		return nil, Infra("boot", errors.New("cell was not prepared"))
 	}
+	return p.start(ctx, req, img, false)
+}
+
+var _ Rebooter = (*QEMUProvider)(nil)
+
+// Reboot implements Rebooter: prev's scratch.img moves into req.Dir and a
+// new VM boots on it (qemu.Config.ReuseScratch).
+func (p *QEMUProvider) Reboot(ctx context.Context, req Request, prev Machine) (Machine, error) {
+	pm, ok := prev.(*qemuMachine)
+	if !ok {
+		return nil, Infra("reboot", fmt.Errorf("machine %T is not a QEMU machine", prev))
+	}
+	select {
+	case <-pm.Exited():
+	default:
+		return nil, Infra("reboot", errors.New("the previous machine is still running"))
+	}
+	if err := os.Rename(pm.vm.ScratchImage(), filepath.Join(req.Dir, "scratch.img")); err != nil {
+		return nil, Infra("reboot: take over the scratch disk", err)
+	}
+	return p.start(ctx, req, pm.img, true)
+}
+
+// start boots a VM for req; reuse boots on the scratch.img already in req.Dir.
+func (p *QEMUProvider) start(ctx context.Context, req Request, img qemuImages, reuse bool) (Machine, error) {
 	s := req.Cell.Settings
 	scratchFS := s.ScratchFS
 	if scratchFS == "" {
@@ -160,7 +185,7 @@ func (p *QEMUProvider) Boot(ctx context.Context, req Request) (Machine, error) {
 	stopWatch := context.AfterFunc(ctx, cancel)
 	vm, err := qemu.Start(vmCtx, qemu.Config{
 		QEMU: p.QEMU, Accel: p.Accel, CPUs: s.CPUs, MemoryMB: s.MemoryMB, Kernel: img.kernel, Rootfs: img.rootfs,
-		CacheDir: p.CacheDir, Driver: req.Cell.Driver, ScratchFS: scratchFS, KeepScratch: true,
+		CacheDir: p.CacheDir, Driver: req.Cell.Driver, ScratchFS: scratchFS, KeepScratch: true, ReuseScratch: reuse,
 		Dir: req.Dir, Console: req.Console, Watchdog: p.Watchdog, BootTimeout: p.BootTimeout,
 		DockerTimeout: p.DockerTimeout, ShutdownTimeout: p.ShutdownTimeout,
 	})
@@ -169,7 +194,7 @@ func (p *QEMUProvider) Boot(ctx context.Context, req Request) (Machine, error) {
 		cancel()
 		return nil, qemuError(err)
 	}
-	return &qemuMachine{vm: vm, cancel: cancel, scratchFS: scratchFS, dir: req.Dir}, nil
+	return &qemuMachine{vm: vm, cancel: cancel, scratchFS: scratchFS, dir: req.Dir, img: img}, nil
 }
 
 // qemuError maps runner/qemu's typed errors onto the runner's.
@@ -190,6 +215,7 @@ type qemuMachine struct {
 	cancel    context.CancelFunc
 	scratchFS string
 	dir       string
+	img       qemuImages // for a Reboot on the same scratch disk
 
 	mu    sync.Mutex
 	ready qemu.Ready

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -43,6 +42,9 @@ type Options struct {
 	Repeat  int
 	Timeout time.Duration
 	Soak    time.Duration
+	// PowerCutAfter is how long the IO probe writes at least before the
+	// crash-consistency check cuts the power (0: 5s; see crashcheck.go).
+	PowerCutAfter time.Duration
 	// Parallel caps the number of cells running at once; 0 derives it from
 	// the host's cores and memory and each cell's CPUs and memory.
 	Parallel int
@@ -386,18 +388,6 @@ func newRunID() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
-}
-
-// lockedWriter serialises writes from the provider's goroutines.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // pool is the parallelism budget: a count limit plus the host's CPUs and

@@ -306,10 +306,10 @@ func (c *countingProvider) Prepare(ctx context.Context, req Request) error {
 	return c.fakeProvider.Prepare(ctx, req)
 }
 
-// TestCrashCheckIsUnsupportedNotSilentlySkipped: a cell that asks for the
-// crash-consistency check, which the runner cannot do yet, must not pass
-// without it: it is unsupported with the reason and never booted.
-func TestCrashCheckIsUnsupportedNotSilentlySkipped(t *testing.T) {
+// TestCrashCheckNeedsARebooter: a cell that asks for the crash-consistency
+// check on a provider that cannot boot again on the same scratch disk must
+// not pass without it: it is unsupported with the reason and never booted.
+func TestCrashCheckNeedsARebooter(t *testing.T) {
 	cell := testCell("crash-check")
 	cell.Settings.CrashCheck = true
 	fake := newFake(nil)
@@ -318,8 +318,8 @@ func TestCrashCheckIsUnsupportedNotSilentlySkipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(f.Runs) != 1 || f.Runs[0].Verdict != results.Unsupported || !strings.Contains(f.Runs[0].Reason, "crash_check") {
-		t.Fatalf("runs %+v, want one unsupported run naming crash_check", f.Runs)
+	if len(f.Runs) != 1 || f.Runs[0].Verdict != results.Unsupported || !strings.Contains(f.Runs[0].Reason, "cannot boot a machine again") {
+		t.Fatalf("runs %+v, want one unsupported run saying the provider cannot reboot", f.Runs)
 	}
 	if fake.boots != 0 {
 		t.Errorf("booted %d times, want 0", fake.boots)

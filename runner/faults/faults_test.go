@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"text/tabwriter"
@@ -108,6 +109,27 @@ var suite = []expectation{
 			return "", fmt.Errorf("the checker did not find the damage: %+v", r.Checker)
 		}
 		return fmt.Sprintf("%s; %s exit %d", where, r.Checker.Tool, r.Checker.ExitCode), nil
+	}},
+	{"power-cut", results.Pass, func(r results.Run) (string, error) {
+		var phases []string
+		for _, p := range r.Phases {
+			phases = append(phases, p.Name)
+		}
+		if !slices.Contains(phases, runner.PhaseReboot) || !slices.Contains(phases, runner.PhaseVerify) {
+			return "", fmt.Errorf("phases %v: no reboot and verification after the power cut", phases)
+		}
+		if r.Checker == nil || !r.Checker.Clean {
+			return "", fmt.Errorf("checker after the reboot not clean: %+v", r.Checker)
+		}
+		for _, f := range r.Findings {
+			if f.Category == "crash-check" {
+				if !strings.Contains(f.Title, "verified intact") || strings.Contains(f.Title, " 0 promised file") {
+					return "", fmt.Errorf("crash check did not verify promised data intact: %s", f.Title)
+				}
+				return f.Title + "; " + r.Checker.Tool + " clean", nil
+			}
+		}
+		return "", fmt.Errorf("no crash-check finding")
 	}},
 }
 
