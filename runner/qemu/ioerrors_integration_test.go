@@ -104,9 +104,11 @@ func TestIntegrationIOErrors(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
+	shown := 0
 	for _, line := range strings.Split(string(log), "\n") {
-		if ioErr.MatchString(line) || fsErr.MatchString(line) || strings.Contains(line, "Buffer I/O error") {
+		if (ioErr.MatchString(line) || fsErr.MatchString(line) || strings.Contains(line, "Buffer I/O error")) && shown < 12 {
 			t.Logf("console: %s", strings.TrimSpace(line))
+			shown++
 		}
 	}
 	if !ioErr.Match(log) {

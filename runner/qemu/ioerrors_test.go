@@ -129,7 +129,14 @@ func TestScratchArgs(t *testing.T) {
 // not accept the node chain or the reopen, in seconds.
 func TestIntegrationQMPArmWithoutGuest(t *testing.T) {
 	testutil.Integration(t)
-	testutil.RequiresBinary(t, "qemu-system-x86_64")
+	testutil.RequiresBinary(t, "qemu-system-x86_64", "stdbuf")
+	t.Run("plain", func(t *testing.T) { armWithoutGuest(t, false) })
+	// With a rules file from the start (Config.ScratchBlkdebug) the armed
+	// node goes over the rules node.
+	t.Run("rules-file", func(t *testing.T) { armWithoutGuest(t, true) })
+}
+
+func armWithoutGuest(t *testing.T, rulesFile bool) {
 	dir := t.TempDir()
 	sockDir, err := os.MkdirTemp("", "mxq-")
 	if err != nil {
@@ -141,11 +148,21 @@ func TestIntegrationQMPArmWithoutGuest(t *testing.T) {
 	if err := createSparse(v.scratch, 64<<20); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"-nodefaults", "-no-user-config", "-display", "none", "-S", "-machine", "pc", "-accel", "tcg",
+	if rulesFile {
+		v.cfg.ScratchBlkdebug = filepath.Join(dir, "rules.conf")
+		rules := "[inject-error]\nevent = \"pwritev_rmw_head\"\nerrno = \"28\"\n"
+		if err := os.WriteFile(v.cfg.ScratchBlkdebug, []byte(rules), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// stdbuf: QEMU's stdout is a pipe, line-buffered so that qemu-io's
+	// results arrive as they are printed.
+	args := append([]string{"-oL", "qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none", "-S", "-machine", "pc", "-accel", "tcg",
 		"-qmp", "unix:" + filepath.Join(sockDir, qmpSocket) + ",server=on,wait=off"}, v.scratchArgs()...)
-	cmd := exec.Command("qemu-system-x86_64", args...)
+	cmd := exec.Command("stdbuf", args...)
 	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	var stdout syncBuffer // HMP qemu-io prints its results on QEMU's stdout
+	cmd.Stderr, cmd.Stdout = &stderr, &stdout
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -164,20 +181,63 @@ func TestIntegrationQMPArmWithoutGuest(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// io runs a qemu-io command on the scratch device's own block backend
+	// (the path of the guest's requests) and returns what it printed.
+	io := func(c string) string {
+		t.Helper()
+		before := len(stdout.String())
+		r, err := v.qmpRun(ctx, qmpCommand{Execute: "human-monitor-command",
+			Arguments: map[string]any{"command-line": "qemu-io -d /machine/peripheral/scratch/virtio-backend \"" + c + `"`}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reply := string(r[0]); reply != `{"return": ""}` {
+			return reply
+		}
+		// A result is "<op> failed: <error>" or two lines ending "... ops/sec)".
+		for i := 0; i < 250; i++ {
+			if out := stdout.String()[before:]; strings.Contains(out, "failed: ") || strings.Contains(out, "ops/sec)") {
+				t.Logf("qemu-io %s: %s", c, strings.SplitN(out, "\n", 2)[0])
+				return out
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return stdout.String()[before:]
+	}
+	if out := io("read 0 4k"); !strings.HasPrefix(out, "read 4096/4096") {
+		t.Fatalf("read before arming: %q", out)
+	}
 	armed, err := v.InjectIOErrors(ctx)
 	if err != nil {
 		t.Fatalf("%v (qemu stderr: %s)", err, stderr.String())
 	}
+	for _, c := range []string{"read 0 4k", "write 4096 4k"} {
+		if out := io(c); !strings.Contains(out, "failed: Input/output error") {
+			t.Errorf("%s after arming: %q, want EIO", c, out)
+		}
+	}
 	t.Logf("armed: %s; drive %s", armed, armed.Drive)
+	if rulesFile && !strings.Contains(armed.Drive, `"config"`) {
+		t.Errorf("the armed node does not sit on the rules node: %s", armed.Drive)
+	}
 	if len(armed.Ops) != 2 {
 		t.Errorf("default ops %v, want read and write", armed.Ops)
 	}
 	if err := v.ClearIOErrors(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if out := io("write 4096 4k"); !strings.HasPrefix(out, "wrote 4096/4096") {
+		t.Errorf("write after clearing: %q", out)
+	}
 	// Arming again after clearing works (the node name is free again).
 	if _, err := v.InjectIOErrors(ctx, IOWrite); err != nil {
 		t.Fatal(err)
+	}
+	if out := io("read 0 4k"); !strings.HasPrefix(out, "read 4096/4096") {
+		t.Errorf("read with only write errors armed: %q", out)
+	}
+	if out := io("write 0 4k"); !strings.Contains(out, "write failed: Input/output error") {
+		t.Errorf("write with write errors armed: %q", out)
 	}
 	// QEMU's refusal comes back as an *InfraError carrying its message.
 	_, err = v.qmpRun(ctx, qmpCommand{Execute: "blockdev-del", Arguments: map[string]any{"node-name": "no-such-node"}})
