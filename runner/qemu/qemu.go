@@ -11,10 +11,13 @@
 // stop and continue QEMU. Wait reports how QEMU ended (Exit.Reason). Close is
 // idempotent and releases everything: the QEMU process group (killed and
 // reaped), the agent and QMP sockets, the scratch image (unless KeepScratch)
-// and with QEMU the forwarded port. InjectIOErrors makes the scratch drive
-// fail the guest's I/O from then on, through QEMU's QMP socket (ioerrors.go). The serial console is written to <Dir>/console.log
-// from its first byte and streamed to Config.Console while the VM runs; it is
-// drained before QEMU is reaped.
+// and with QEMU the forwarded port. The serial console is written to
+// <Dir>/console.log from its first byte and streamed to Config.Console while
+// the VM runs; it is drained before QEMU is reaped.
+//
+// Fault injection: InjectIOErrors makes the scratch drive fail the guest's
+// reads and writes with EIO from then on, through QEMU's QMP socket
+// (ioerrors.go); ClearIOErrors undoes it.
 //
 // Acceleration: AccelAuto tries KVM when /dev/kvm opens read-write, but a KVM
 // guest that does not say hello within KVMHelloTimeout is killed and the cell
