@@ -35,6 +35,10 @@ type Params struct {
 	// Driver is Docker's storage driver; ScratchFS the scratch disk's filesystem.
 	Driver, ScratchFS string
 	MkfsArgs          string
+	// ManagementNetwork is the existing libvirt network the management
+	// interface joins, ManagementNetworkAddress its CIDR (empty: let
+	// vagrant-libvirt create and remove its own "vagrant-libvirt" network).
+	ManagementNetwork, ManagementNetworkAddress string
 	// Kernel, Initrd, Cmdline boot a project-built box directly (empty: the box's boot loader).
 	Kernel, Initrd, Cmdline string
 	BootTimeoutSeconds      int
@@ -48,6 +52,9 @@ func Render(p Params) ([]byte, error) {
 	}
 	if p.Box == "" {
 		return nil, fmt.Errorf("vagrantfile for %s: no box", p.Cell)
+	}
+	if (p.ManagementNetwork == "") != (p.ManagementNetworkAddress == "") {
+		return nil, fmt.Errorf("vagrantfile for %s: management network %q needs its address (got %q)", p.Cell, p.ManagementNetwork, p.ManagementNetworkAddress)
 	}
 	if p.BootTimeoutSeconds <= 0 {
 		p.BootTimeoutSeconds = 300

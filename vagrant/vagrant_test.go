@@ -11,7 +11,8 @@ func TestRenderQuotesEveryValue(t *testing.T) {
 	p := Params{Cell: "k6.1-debian12\nsystem('x')", Box: `b'ox\`, URI: "qemu:///system", LibvirtDriver: "qemu",
 		Prefix: "matrixctl-x-", CPUs: 2, MemoryMB: 1024, ScratchMiB: 2048, ConsoleFile: "/r/serial.log",
 		DockerVersion: "20.10.24", DockerPackage: "docker.io", Driver: "overlay2", ScratchFS: "ext4",
-		MkfsArgs: "#{`id`}", Kernel: "/c/vmlinuz", Initrd: "/c/initrd.img", Cmdline: KernelCmdline}
+		MkfsArgs: "#{`id`}", Kernel: "/c/vmlinuz", Initrd: "/c/initrd.img", Cmdline: KernelCmdline,
+		ManagementNetwork: "default", ManagementNetworkAddress: "192.168.122.0/24"}
 	b, err := Render(p)
 	if err != nil {
 		t.Fatal(err)
@@ -26,6 +27,9 @@ func TestRenderQuotesEveryValue(t *testing.T) {
 		`"MATRIXCTL_MKFS_ARGS" => '#{` + "`id`" + `}'`,
 		`libvirt.qemuargs :value => "-no-reboot"`,
 		`libvirt.cpus = 2`, `libvirt.memory = 1024`,
+		`libvirt.management_network_name = 'default'`,
+		`libvirt.management_network_address = '192.168.122.0/24'`,
+		`libvirt.management_network_keep = true`,
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("Vagrantfile lacks %q:\n%s", want, s)
@@ -55,6 +59,7 @@ func TestRenderRejects(t *testing.T) {
 		{Cell: "c", Box: "b", CPUs: 0, MemoryMB: 1, ScratchMiB: 1},
 		{Cell: "c", Box: "b", CPUs: 1, MemoryMB: 0, ScratchMiB: 1},
 		{Cell: "c", Box: "", CPUs: 1, MemoryMB: 1, ScratchMiB: 1},
+		{Cell: "c", Box: "b", CPUs: 1, MemoryMB: 1, ScratchMiB: 1, ManagementNetwork: "default"},
 	} {
 		if _, err := Render(p); err == nil || !strings.Contains(err.Error(), "vagrantfile for c") {
 			t.Errorf("%+v: err %v", p, err)

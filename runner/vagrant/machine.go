@@ -59,6 +59,28 @@ func (m *machine) domState(ctx context.Context) string {
 	return strings.TrimSpace(out)
 }
 
+// stoppedStates are the `virsh domstate --reason` answers of a domain that
+// stopped without us, and what each means. Only a stop the guest asked for
+// (shut off (shutdown): with panic=-1 a panic reboots, -no-reboot makes
+// QEMU report the reboot as a shutdown, and libvirt then ends QEMU) is the
+// guest's doing; the others are the host's: QEMU failed to start (say, it
+// could not read the kernel), QEMU died, or someone else destroyed it.
+var stoppedStates = map[string]runner.ExitReason{
+	"shut off (shutdown)":      runner.ExitCrashed,
+	"crashed (panicked)":       runner.ExitCrashed,
+	"paused (crashed)":         runner.ExitCrashed,
+	"shut off (failed)":        runner.ExitInfra,
+	"shut off (crashed)":       runner.ExitInfra,
+	"shut off (destroyed)":     runner.ExitInfra,
+	"shut off (daemon)":        runner.ExitInfra,
+	"shut off (saved)":         runner.ExitInfra,
+	"paused (I/O error)":       runner.ExitInfra,
+	"paused (shutting down)":   "", // still on its way to shut off
+	"paused (starting up)":     "", // libvirt has not resumed it yet
+	"shut off (unknown)":       "", // defined, not started yet
+	"shut off (from snapshot)": runner.ExitInfra,
+}
+
 // watch polls the domain until it stops and records how.
 func (m *machine) watch(ctx context.Context, started chan<- struct{}) {
 	seen := false
@@ -67,24 +89,36 @@ func (m *machine) watch(ctx context.Context, started chan<- struct{}) {
 		if ctx.Err() != nil {
 			return
 		}
+		r, known := stoppedStates[s]
 		switch {
-		case strings.HasPrefix(s, "running") || strings.HasPrefix(s, "paused"):
+		case !known && (strings.HasPrefix(s, "running") || strings.HasPrefix(s, "paused")):
 			if !seen {
 				seen = true
 				if started != nil {
 					close(started)
 				}
 			}
-		case seen:
+		case r == runner.ExitInfra && (seen || s == "shut off (failed)"),
+			seen && (r != "" || !known):
+			// Stopped (or gone) after it ran, or failed to start at all.
 			m.mu.Lock()
-			r := m.stopping
+			if m.stopping != "" {
+				r = m.stopping
+			}
 			m.mu.Unlock()
 			if r == "" {
-				r = runner.ExitCrashed
+				// Gone or in a state libvirt added later: not the guest's doing
+				// as far as we can tell.
+				r = runner.ExitInfra
 			}
 			detail := "domain " + m.st.Domain + ": " + orDefault(s, "gone")
-			if r == runner.ExitCrashed {
+			switch r {
+			case runner.ExitCrashed:
 				detail += " (the guest stopped by itself: with panic=-1 and -no-reboot only a panic or a reboot does that)"
+			case runner.ExitInfra:
+				if tail := qemuLogTail(m.st.Domain); tail != "" {
+					detail += "; libvirt's QEMU log ends: " + tail
+				}
 			}
 			m.setExit(runner.Exit{Reason: r, Detail: detail})
 			return
@@ -356,7 +390,7 @@ func (m *machine) Process() runner.Process {
 var machineArtifacts = map[string]string{
 	"serial": "serial.log", "vagrant-up": "vagrant-up.log", "provision": "provision.log",
 	"vagrant-destroy": "vagrant-destroy.log", "vagrantfile": "vagrant/Vagrantfile", "prepare": "prepare.log",
-	"ssh-forward": "ssh-forward.log",
+	"ssh-forward": "ssh-forward.log", "libvirt-qemu": "libvirt-qemu.log",
 }
 
 func (m *machine) Artifacts() map[string]string {
@@ -407,6 +441,8 @@ func (m *machine) Close() error {
 	if m.p.domainExists(ctx, m.st.Domain) {
 		errs = append(errs, m.p.destroy(ctx, m.st))
 	}
+	m.p.removeStaged(m.st)
+	keepQemuLog(m.st.Domain, m.dir)
 	m.setExit(runner.Exit{Reason: runner.ExitKilled, Detail: "destroyed"})
 	m.mu.Lock()
 	stop := m.watchStop
@@ -419,6 +455,19 @@ func (m *machine) Close() error {
 		return fmt.Errorf("domain %s still exists after destroy: %w", m.st.Domain, errors.Join(errs...))
 	}
 	return nil
+}
+
+// keepQemuLog moves libvirt's QEMU log of a stopped domain into its run
+// directory (evidence when QEMU itself failed; nothing is left in /var/log).
+func keepQemuLog(domain, runDir string) {
+	src := qemuLogPath(domain)
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return
+	}
+	if err := os.WriteFile(filepath.Join(runDir, "libvirt-qemu.log"), b, 0o644); err == nil {
+		_ = os.Remove(src)
+	}
 }
 
 // killGroup SIGKILLs a child started by vagrant.Command and its group; its

@@ -18,8 +18,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -53,6 +55,15 @@ type Provider struct {
 	Env []string
 	// ScratchMiB is the scratch disk's size (0: 4096).
 	ScratchMiB int
+	// Network is the existing libvirt network the domains' management
+	// interface joins (empty: "default", the NAT network libvirt's packages
+	// define). The provider never creates or removes a network.
+	Network string
+	// BootDir is where a project-built box's kernel and initrd are copied
+	// for each run, so that QEMU, which libvirt runs as its own user, can
+	// read them wherever the cache is (a mktemp -d cache is mode 0700).
+	// Empty: /var/lib/libvirt/boot for qemu:///system, none otherwise.
+	BootDir string
 	// BootTimeout bounds `vagrant up`; DockerTimeout provisioning and the first ping (0: 10 min each).
 	BootTimeout, DockerTimeout time.Duration
 
@@ -63,6 +74,8 @@ type Provider struct {
 type prepared struct {
 	entry *vagrant.Entry
 	box   *vagrant.Box // nil for a downloaded box
+	// netName and netCIDR are the management network and its address.
+	netName, netCIDR string
 }
 
 var _ runner.Provider = (*Provider)(nil)
@@ -136,7 +149,10 @@ func (p *Provider) Prepare(ctx context.Context, req runner.Request) error {
 	if err != nil {
 		return &runner.UnsupportedError{Reason: err.Error()}
 	}
-	pr := prepared{entry: e}
+	pr := prepared{entry: e, netName: p.network()}
+	if pr.netCIDR, err = p.networkCIDR(ctx, pr.netName); err != nil {
+		return runner.Infra("libvirt network", err)
+	}
 	if e.Build != nil {
 		logf, err := os.Create(filepath.Join(req.Dir, "prepare.log"))
 		if err != nil {
@@ -221,6 +237,73 @@ func (p *Provider) RemoveBox(ctx context.Context, name string) error {
 	return errors.Join(errs...)
 }
 
+func (p *Provider) network() string { return orDefault(p.Network, "default") }
+
+// networkCIDR returns the IPv4 address (CIDR) of libvirt network name.
+func (p *Provider) networkCIDR(ctx context.Context, name string) (string, error) {
+	out, err := p.virsh(ctx, "net-dumpxml", name)
+	if err != nil {
+		return "", &MissingToolError{Tool: "libvirt network " + name,
+			Hint: "define it (`virsh net-define /usr/share/libvirt/networks/default.xml`) or name another one", Err: err}
+	}
+	cidr, err := parseNetworkCIDR(out)
+	if err != nil {
+		return "", fmt.Errorf("libvirt network %s: %w", name, err)
+	}
+	return cidr, nil
+}
+
+// parseNetworkCIDR reads the first IPv4 <ip> of a libvirt network's XML
+// and returns its network address in CIDR form (192.168.122.0/24).
+func parseNetworkCIDR(doc string) (string, error) {
+	var n struct {
+		IPs []struct {
+			Family  string `xml:"family,attr"`
+			Address string `xml:"address,attr"`
+			Netmask string `xml:"netmask,attr"`
+			Prefix  string `xml:"prefix,attr"`
+		} `xml:"ip"`
+	}
+	if err := xml.Unmarshal([]byte(doc), &n); err != nil {
+		return "", fmt.Errorf("network xml: %w", err)
+	}
+	for _, ip := range n.IPs {
+		if ip.Family != "" && ip.Family != "ipv4" {
+			continue
+		}
+		addr := net.ParseIP(ip.Address).To4()
+		if addr == nil {
+			return "", fmt.Errorf("network xml: ip address %q is not IPv4", ip.Address)
+		}
+		var mask net.IPMask
+		switch {
+		case ip.Netmask != "":
+			if m := net.ParseIP(ip.Netmask).To4(); m != nil {
+				mask = net.IPMask(m)
+			}
+		case ip.Prefix != "":
+			if bits, err := strconv.Atoi(ip.Prefix); err == nil && bits >= 0 && bits <= 32 {
+				mask = net.CIDRMask(bits, 32)
+			}
+		}
+		if ones, bits := mask.Size(); bits != 32 || ones == 0 {
+			return "", fmt.Errorf("network xml: ip %s has no usable netmask (netmask %q, prefix %q)", ip.Address, ip.Netmask, ip.Prefix)
+		}
+		return (&net.IPNet{IP: addr.Mask(mask), Mask: mask}).String(), nil
+	}
+	return "", errors.New("network xml: no IPv4 address (the management network needs DHCP on IPv4)")
+}
+
+func (p *Provider) bootDir() string {
+	if p.BootDir != "" {
+		return p.BootDir
+	}
+	if p.uri() == "qemu:///system" {
+		return "/var/lib/libvirt/boot"
+	}
+	return ""
+}
+
 func (p *Provider) virsh(ctx context.Context, args ...string) (string, error) {
 	return vagrant.Run(ctx, vagrant.Cmd{Argv: append([]string{"virsh", "-c", p.uri()}, args...)})
 }
@@ -231,6 +314,8 @@ type state struct {
 	Domain string `json:"domain"`
 	URI    string `json:"uri"`
 	Dir    string `json:"dir"`
+	// Staged are the kernel and initrd copied into the provider's BootDir.
+	Staged []string `json:"staged,omitempty"`
 }
 
 const stateFile = "matrixctl-state.json"
@@ -272,19 +357,37 @@ func (p *Provider) Boot(ctx context.Context, req runner.Request) (runner.Machine
 		ScratchMiB: scratch, ConsoleFile: console, DockerVersion: req.Cell.Docker.Version,
 		DockerPackage: orDefault(req.Cell.Docker.Package, "docker.io"), Driver: req.Cell.Driver, ScratchFS: scratchFS,
 		MkfsArgs: strings.Join(req.Cell.ScratchMkfsArgs, " "), BootTimeoutSeconds: int(p.bootTimeout().Seconds())}
+	params.ManagementNetwork, params.ManagementNetworkAddress = pr.netName, pr.netCIDR
+	st := state{Domain: prefix + "default", URI: p.uri(), Dir: vdir}
 	if pr.box != nil {
 		params.Box = pr.box.Name
 		params.Kernel, params.Initrd, params.Cmdline = pr.box.Kernel, pr.box.Initrd, pr.box.Cmdline
+		if d := p.bootDir(); d != "" {
+			params.Kernel, params.Initrd = filepath.Join(d, prefix+"vmlinuz"), filepath.Join(d, prefix+"initrd.img")
+			st.Staged = []string{params.Kernel, params.Initrd}
+		}
 	}
 	vf, err := vagrant.Render(params)
 	if err != nil {
 		return nil, runner.Infra("render Vagrantfile", err)
 	}
-	st := state{Domain: prefix + "default", URI: p.uri(), Dir: vdir}
+	// The state file comes first: a controller killed from here on leaves
+	// what DestroyLeftovers needs to find the domain and the staged files.
 	sb, _ := json.Marshal(st)
-	for name, data := range map[string][]byte{"Vagrantfile": vf, "provision.sh": vagrant.ProvisionScript, stateFile: sb} {
+	for name, data := range map[string][]byte{stateFile: sb, "Vagrantfile": vf, "provision.sh": vagrant.ProvisionScript} {
 		if err := runner.WriteFileAtomic(filepath.Join(vdir, name), data, 0o644); err != nil {
 			return nil, runner.Infra("write "+name, err)
+		}
+	}
+	if len(st.Staged) > 0 {
+		if err := os.MkdirAll(filepath.Dir(st.Staged[0]), 0o711); err != nil {
+			return nil, runner.Infra("stage kernel for libvirt", err)
+		}
+		for i, src := range []string{pr.box.Kernel, pr.box.Initrd} {
+			if err := copyFile(src, st.Staged[i]); err != nil {
+				p.removeStaged(st)
+				return nil, runner.Infra("stage kernel for libvirt", err)
+			}
 		}
 	}
 	m := &machine{p: p, st: st, dir: req.Dir, vdir: vdir, scratchFS: scratchFS, exited: make(chan struct{}),
@@ -292,14 +395,71 @@ func (p *Provider) Boot(ctx context.Context, req runner.Request) (runner.Machine
 	if err := m.up(ctx); err != nil {
 		select {
 		case <-m.exited:
-			// The guest stopped by itself while booting: evidence, not an error.
-			return m, nil
+			if m.Exit().Reason != runner.ExitInfra {
+				// The guest stopped by itself while booting: evidence, not an error.
+				return m, nil
+			}
+			err = runner.Infra("vagrant up", errors.New(m.Exit().Detail))
 		default:
+			if tail := qemuLogTail(m.st.Domain); tail != "" && ctx.Err() == nil {
+				err = fmt.Errorf("%w\nlibvirt's QEMU log ends: %s", err, tail)
+			}
 		}
 		_ = m.Close()
 		return nil, err
 	}
 	return m, nil
+}
+
+// copyFile copies src to dst (mode 0644, readable by libvirt's QEMU user).
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	return out.Close()
+}
+
+// removeStaged deletes a run's staged kernel and initrd; only files named
+// by this provider in its BootDir are touched (the state file is data).
+func (p *Provider) removeStaged(st state) {
+	d := p.bootDir()
+	for _, f := range st.Staged {
+		if d != "" && filepath.Dir(f) == filepath.Clean(d) && strings.HasPrefix(filepath.Base(f), "matrixctl-") {
+			_ = os.Remove(f)
+		}
+	}
+}
+
+// qemuLogPath is the log libvirt keeps of a local domain's QEMU (its
+// command line and what QEMU said before it died).
+func qemuLogPath(domain string) string { return "/var/log/libvirt/qemu/" + domain + ".log" }
+
+// qemuLogTail is the last lines of a domain's QEMU log ("" if there is none).
+func qemuLogTail(domain string) string {
+	b, err := os.ReadFile(qemuLogPath(domain))
+	if err != nil {
+		return ""
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasSuffix(l, "\\") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > 3 {
+		lines = lines[len(lines)-3:]
+	}
+	return strings.Join(lines, " | ")
 }
 
 func orDefault(s, d string) string {
@@ -380,6 +540,7 @@ func (p *Provider) DestroyLeftovers(ctx context.Context, root string) ([]string,
 		}
 		st.Dir = filepath.Dir(f)
 		if !p.domainExists(ctx, st.Domain) {
+			p.removeStaged(st)
 			continue
 		}
 		if err := p.destroy(ctx, st); err != nil {
@@ -399,6 +560,12 @@ func (p *Provider) domainExists(ctx context.Context, name string) bool {
 // destroy removes a run's domain and its volumes: vagrant first, virsh as
 // the fallback when vagrant lost track of it (killed mid-`up`).
 func (p *Provider) destroy(ctx context.Context, st state) error {
+	defer func() {
+		p.removeStaged(st)
+		if !p.domainExists(ctx, st.Domain) {
+			keepQemuLog(st.Domain, filepath.Dir(st.Dir))
+		}
+	}()
 	_, verr := vagrant.Run(ctx, vagrant.Cmd{Argv: []string{"vagrant", "destroy", "-f"}, Dir: st.Dir, Env: p.Env})
 	if !p.domainExists(ctx, st.Domain) {
 		return nil
