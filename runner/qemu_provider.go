@@ -250,6 +250,11 @@ func (m *qemuMachine) Ping(ctx context.Context) error {
 
 func (m *qemuMachine) Exited() <-chan struct{} { return m.vm.Exited() }
 
+var _ ArtifactWriter = (*qemuMachine)(nil)
+
+// ArtifactErr implements ArtifactWriter.
+func (m *qemuMachine) ArtifactErr() error { return m.vm.ArtifactErr() }
+
 var _ FaultTarget = (*qemuMachine)(nil)
 
 // GuestCommand implements FaultTarget.
@@ -268,6 +273,7 @@ var qemuExits = map[qemu.ExitReason]ExitReason{
 	qemu.ExitCanceled:    ExitKilled,
 	qemu.ExitWatchdog:    ExitHang,
 	qemu.ExitKVMFallback: ExitInfra,
+	qemu.ExitHostIOError: ExitInfra,
 }
 
 func (m *qemuMachine) Exit() Exit {

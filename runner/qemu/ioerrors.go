@@ -13,7 +13,7 @@ import (
 // The scratch drive is a chain of named block nodes so that QMP can change it
 // while the guest runs:
 //
-//	virtio-blk (serial agentproto.SerialScratch, werror/rerror=report)
+//	virtio-blk (serial agentproto.SerialScratch, werror=enospc, rerror=report)
 //	  └ scratchFormat (raw)
 //	      └ [scratchInject (blkdebug, armed by InjectIOErrors)]
 //	          └ [scratchRules (blkdebug, Config.ScratchBlkdebug)]
@@ -28,7 +28,9 @@ const (
 // scratchArgs defines the scratch drive with -blockdev (the rootfs and module
 // drives keep -drive: nothing changes them at run time). The device keeps
 // what -drive gave it: the serial the agent finds the disk by, errors
-// reported to the guest (not stopping the VM), write cache on.
+// reported to the guest, write cache on; except that a write failing with
+// ENOSPC on the host pauses the guest (werror=enospc, see hostio.go): a
+// full results disk is not the cell's fault.
 func (v *VM) scratchArgs() []string {
 	args := []string{"-blockdev", "driver=file,node-name=" + scratchFile + ",filename=" + qemuEscape(v.scratch)}
 	if v.cfg.ScratchBlkdebug != "" {
@@ -38,7 +40,7 @@ func (v *VM) scratchArgs() []string {
 	return append(args,
 		"-blockdev", "driver=raw,node-name="+scratchFormat+",file="+v.scratchBase(),
 		"-device", "virtio-blk-pci,id=scratch,drive="+scratchFormat+",serial="+agentproto.SerialScratch+
-			",werror=report,rerror=report,write-cache=on")
+			",werror=enospc,rerror=report,write-cache=on")
 }
 
 // scratchBase is the node under the raw format node when no errors are armed.

@@ -104,7 +104,7 @@ func TestScratchArgs(t *testing.T) {
 	for _, want := range []string{
 		"driver=file,node-name=scratch-file,filename=/d,,x/scratch.img",
 		"driver=raw,node-name=scratch-fmt,file=scratch-file",
-		"drive=scratch-fmt,serial=", "werror=report,rerror=report,write-cache=on",
+		"drive=scratch-fmt,serial=", "werror=enospc,rerror=report,write-cache=on",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("args %q lack %q", got, want)

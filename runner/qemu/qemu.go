@@ -198,6 +198,9 @@ const (
 	ExitBootTimeout ExitReason = "boot-timeout"
 	// ExitKVMFallback: the KVM attempt of AccelAuto made no progress (internal).
 	ExitKVMFallback ExitReason = "kvm-no-progress"
+	// ExitHostIOError: QEMU paused the guest on a host I/O error writing a
+	// disk image (the host filesystem is full); see hostio.go.
+	ExitHostIOError ExitReason = "host-io-error"
 )
 
 // Exit is how QEMU ended.
@@ -209,10 +212,16 @@ type Exit struct {
 	Uptime time.Duration
 	// Silence is how long console and agent had been quiet when it ended.
 	Silence time.Duration
+	// Detail says more about Reason when the harness knows more (ExitHostIOError).
+	Detail string
 }
 
 func (e Exit) String() string {
-	return fmt.Sprintf("%s, %s after %s", e.Reason, e.Status, e.Uptime.Round(time.Millisecond))
+	s := fmt.Sprintf("%s, %s after %s", e.Reason, e.Status, e.Uptime.Round(time.Millisecond))
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
 }
 
 // Ready is a guest whose dockerd answers.
@@ -254,11 +263,14 @@ type VM struct {
 	connected   chan struct{}
 	consoleDone chan struct{}
 
-	files   []*os.File
-	logMu   sync.Mutex
-	agentW  *os.File
-	dockerW *os.File
-	tail    *ring
+	files []*os.File
+	logMu sync.Mutex
+	// artifactMu guards artifactErr, the first failed artifact write.
+	artifactMu  sync.Mutex
+	artifactErr error
+	agentW      *os.File
+	dockerW     *os.File
+	tail        *ring
 
 	progress atomic.Int64 // unix nanos of the last console byte or agent message
 
@@ -270,6 +282,7 @@ type VM struct {
 	readyAt       time.Time
 	final         error
 	reason        ExitReason
+	reasonDetail  string
 	shutdownAsked bool
 	nextID        uint64
 	replies       map[uint64]chan agentproto.Message
@@ -377,8 +390,30 @@ func (v *VM) agentLog(format string, args ...any) {
 	v.logMu.Lock()
 	defer v.logMu.Unlock()
 	if v.agentW != nil {
-		fmt.Fprintf(v.agentW, "[host %s] %s\n", time.Now().UTC().Format(time.RFC3339Nano), fmt.Sprintf(format, args...))
+		_, err := fmt.Fprintf(v.agentW, "[host %s] %s\n", time.Now().UTC().Format(time.RFC3339Nano), fmt.Sprintf(format, args...))
+		v.noteWrite(v.agentW, err)
 	}
+}
+
+// noteWrite keeps the first failed write of an artifact file (a full
+// results disk) for ArtifactErr.
+func (v *VM) noteWrite(f *os.File, err error) {
+	if err == nil {
+		return
+	}
+	v.artifactMu.Lock()
+	defer v.artifactMu.Unlock()
+	if v.artifactErr == nil {
+		v.artifactErr = fmt.Errorf("%s: %w", filepath.Base(f.Name()), err)
+	}
+}
+
+// ArtifactErr is the first write of console.log, agent.log or dockerd.log
+// that failed: the run's evidence is incomplete.
+func (v *VM) ArtifactErr() error {
+	v.artifactMu.Lock()
+	defer v.artifactMu.Unlock()
+	return v.artifactErr
 }
 
 func kvmUsable() error {
@@ -605,7 +640,8 @@ func (v *VM) readConsole(r *os.File, file *os.File, live io.Writer) {
 		n, err := r.Read(buf)
 		if n > 0 {
 			v.touch()
-			file.Write(buf[:n])
+			_, werr := file.Write(buf[:n])
+			v.noteWrite(file, werr)
 			v.tail.Write(buf[:n])
 			if live != nil {
 				live.Write(buf[:n])
@@ -635,16 +671,19 @@ func (v *VM) waitExit() {
 	}
 	now := time.Now()
 	v.exit = Exit{Reason: reason, Status: status, Uptime: now.Sub(v.launched),
-		Silence: now.Sub(time.Unix(0, v.progress.Load()))}
+		Silence: now.Sub(time.Unix(0, v.progress.Load())), Detail: v.reasonDetail}
 	close(v.exited)
 	v.notify()
 	v.mu.Unlock()
 }
 
-func (v *VM) killWith(reason ExitReason) {
+func (v *VM) killWith(reason ExitReason) { v.killWithDetail(reason, "") }
+
+// killWithDetail kills QEMU; the first reason given is the exit's reason.
+func (v *VM) killWithDetail(reason ExitReason, detail string) {
 	v.mu.Lock()
 	if v.reason == "" {
-		v.reason = reason
+		v.reason, v.reasonDetail = reason, detail
 	}
 	v.mu.Unlock()
 	select {
@@ -679,6 +718,11 @@ func (v *VM) watch(ctx context.Context) {
 				continue
 			}
 			if v.cfg.Watchdog > 0 && time.Since(time.Unix(0, v.progress.Load())) > v.cfg.Watchdog {
+				if why := v.pausedOnHostIOError(); why != "" {
+					v.Logf("watchdog: %s: killing qemu", why)
+					v.killWithDetail(ExitHostIOError, why)
+					return
+				}
 				v.Logf("watchdog: no console output and no agent message for %s: killing qemu", v.cfg.Watchdog)
 				v.killWith(ExitWatchdog)
 				return
@@ -747,7 +791,10 @@ func (v *VM) handle(m agentproto.Message) {
 		if m.Source == agentproto.SourceDockerd {
 			w = v.dockerW
 		}
-		fmt.Fprintf(w, "[%9.3f] %s\n", float64(m.UptimeMS)/1000, strings.TrimRight(m.Line, "\r\n"))
+		if w != nil {
+			_, err := fmt.Fprintf(w, "[%9.3f] %s\n", float64(m.UptimeMS)/1000, strings.TrimRight(m.Line, "\r\n"))
+			v.noteWrite(w, err)
+		}
 		v.logMu.Unlock()
 	case agentproto.TypeState, agentproto.TypeHello, agentproto.TypeShutdown:
 		v.agentLog("agent %s %s %s%s", m.Type, m.State, m.Reason, m.Release)
