@@ -230,6 +230,9 @@ func Run(ctx context.Context, cli client.APIClient, opts Options) (*Result, erro
 		}
 	}
 	s.cleanup(opts.Keep)
+	if err := s.sink.writeErr(); err != nil {
+		errs = append(errs, err)
+	}
 	res.Leaked = s.leaks(opts.Keep)
 	if len(res.Leaked) > 0 {
 		errs = append(errs, &ProbeError{Probe: "cleanup", Kind: ErrDaemon, Detail: fmt.Sprintf("left behind: %v", res.Leaked)})

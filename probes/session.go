@@ -51,6 +51,9 @@ type session struct {
 type sink struct {
 	mu sync.Mutex
 	f  *os.File
+	// err is the first failed write: the records file is evidence, so a
+	// run that could not keep it (a full results disk) says so.
+	err error
 }
 
 func (k *sink) Write(b []byte) (int, error) {
@@ -59,7 +62,18 @@ func (k *sink) Write(b []byte) (int, error) {
 	if k.f == nil {
 		return len(b), nil
 	}
-	return k.f.Write(b)
+	n, err := k.f.Write(b)
+	if err != nil && k.err == nil {
+		k.err = fmt.Errorf("probes: records file: %w", err)
+	}
+	return n, err
+}
+
+// writeErr is the first failed write of the records file.
+func (k *sink) writeErr() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.err
 }
 
 func (k *sink) Sync() error {

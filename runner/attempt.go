@@ -168,7 +168,8 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 		ev.Err, ev.Phase, ev.TimedOut = classifyHarness(err), PhaseBoot, timedOut()
 		return finalize(), true
 	}
-	var mu sync.Mutex // guards stopped
+	machines := []Machine{m} // every machine of this attempt, for their artifact errors
+	var mu sync.Mutex        // guards stopped
 	stopped := false
 	teardown := func() {
 		mu.Lock()
@@ -280,6 +281,7 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 		cc := r.crashCheck(ctx, cellCtx, crashAttempt{jb: jb, try: try, dir: dir, rel: rel, host: host, ownsLog: ownsLog, clock: clock, ev: &ev, run: &run,
 			closeConsole: closeConsole, isInterrupted: isInterrupted, timedOut: timedOut}, m)
 		if cc.next != nil {
+			machines = append(machines, cc.next)
 			mu.Lock()
 			m = cc.next // the deferred teardown and Close now apply to it
 			mu.Unlock()
@@ -337,6 +339,7 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 	}
 
 	// check
+	var artifactErrs []error // evidence that could not be kept
 	scratch := m.Scratch()
 	if scratch.Path != "" && ev.Exit.Reason == ExitShutdown && ev.ShutdownErr == nil {
 		injected, err := corruptScratch(jb.cell.Settings.Faults, scratch)
@@ -358,10 +361,27 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 			run.Checker = res
 			var b strings.Builder
 			fmt.Fprintf(&b, "$ %s %s\nexit %d (clean: %v)\n\n%s", res.Tool, strings.Join(res.Args, " "), res.ExitCode, res.Clean, res.Output)
-			if err := WriteFileAtomic(filepath.Join(dir, "checker.txt"), []byte(b.String()), 0o644); err == nil {
+			if err := WriteFileAtomic(filepath.Join(dir, "checker.txt"), []byte(b.String()), 0o644); err != nil {
+				artifactErrs = append(artifactErrs, fmt.Errorf("checker.txt: %w", err))
+			} else {
 				run.Artifacts = addArtifact(run.Artifacts, "checker", filepath.Join(rel, "checker.txt"))
 			}
 		}
+	}
+	for _, c := range consoles {
+		if err := c.writeErr(); err != nil {
+			artifactErrs = append(artifactErrs, err)
+		}
+	}
+	for _, mm := range machines {
+		if aw, ok := mm.(ArtifactWriter); ok {
+			if err := aw.ArtifactErr(); err != nil {
+				artifactErrs = append(artifactErrs, err)
+			}
+		}
+	}
+	if len(artifactErrs) > 0 && ev.Err == nil {
+		ev.Err, ev.Phase = Infra("write artifacts", errors.Join(artifactErrs...)), "results"
 	}
 	out := finalize()
 	if scratch.Path != "" && !(r.opts.Retain && out.Verdict != results.Pass) {

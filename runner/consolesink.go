@@ -1,7 +1,7 @@
 package runner
 
 import (
-	"io"
+	"fmt"
 	"path/filepath"
 	"sync"
 
@@ -13,10 +13,10 @@ import (
 // scanner. Writes are serialised: providers write from their own goroutines.
 type consoleSink struct {
 	mu      sync.Mutex
-	w       []io.Writer
 	scanner ConsoleScanner
 	file    *artifactFile
 	closed  bool
+	err     error // the first failed write or finish of console.log
 }
 
 // openConsole makes the console sink of a machine whose artifacts go to
@@ -29,7 +29,6 @@ func (r *run) openConsole(dir string, ownsLog bool, end *earlyEnd) (*consoleSink
 			return nil, Infra("console log", err)
 		}
 		c.file = f
-		c.w = append(c.w, f)
 	}
 	if r.opts.Console != nil {
 		c.scanner = r.opts.Console(func(f results.Finding) {
@@ -37,22 +36,26 @@ func (r *run) openConsole(dir string, ownsLog bool, end *earlyEnd) (*consoleSink
 				end.fire("console: " + f.Title)
 			}
 		})
-		c.w = append(c.w, c.scanner)
 	}
 	return c, nil
 }
 
-// Write implements io.Writer; after close it drops the bytes.
+// Write implements io.Writer; after close it drops the bytes. A failed
+// write of console.log (a full results disk) is kept for close and does
+// not stop the analysis: the machine's console must never block.
 func (c *consoleSink) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return len(p), nil
 	}
-	for _, w := range c.w {
-		if _, err := w.Write(p); err != nil {
-			return 0, err
+	if c.file != nil && c.err == nil {
+		if _, err := c.file.Write(p); err != nil {
+			c.err = fmt.Errorf("console.log: %w", err)
 		}
+	}
+	if c.scanner != nil {
+		_, _ = c.scanner.Write(p)
 	}
 	return len(p), nil
 }
@@ -76,7 +79,16 @@ func (c *consoleSink) close() []results.Finding {
 		out = c.scanner.Close()
 	}
 	if c.file != nil {
-		_ = c.file.Finish()
+		if err := c.file.Finish(); err != nil && c.err == nil {
+			c.err = err
+		}
 	}
 	return out
+}
+
+// writeErr is the first failure to write console.log, valid after close.
+func (c *consoleSink) writeErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
 }

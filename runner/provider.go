@@ -87,6 +87,14 @@ type Machine interface {
 	Close() error
 }
 
+// ArtifactWriter is a Machine that writes artifacts into the run directory
+// itself (console, agent and dockerd logs) and reports the first write that
+// failed, e.g. on a full results disk: a run whose evidence could not be
+// kept is an infra-error, retried, not a verdict on partial evidence.
+type ArtifactWriter interface {
+	ArtifactErr() error
+}
+
 // Scratch names a scratch disk image.
 type Scratch struct {
 	Path string // image file

@@ -348,11 +348,13 @@ func (r *run) runWithRetries(ctx context.Context, jb job, prog Progress) (result
 		return run, true
 	}
 	var last results.Run
+	var retried []results.Retry
 	for attempt := 1; attempt <= retries+1; attempt++ {
 		run, ok := r.attempt(ctx, jb, attempt, prog)
 		if !ok {
 			return run, false
 		}
+		run.Retried = retried
 		last = run
 		if run.Verdict == results.Unsupported {
 			r.mu.Lock()
@@ -365,6 +367,7 @@ func (r *run) runWithRetries(ctx context.Context, jb job, prog Progress) (result
 		if run.Verdict != results.InfraError {
 			break
 		}
+		retried = append(retried, results.Retry{Attempt: attempt, Reason: run.Reason})
 	}
 	return last, true
 }

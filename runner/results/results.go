@@ -60,6 +60,9 @@ type Run struct {
 	Driver  string `json:"driver"`
 	Repeat  int    `json:"repeat"`
 	Attempt int    `json:"attempt"`
+	// Retried lists the earlier attempts of this run that ended in an
+	// infra-error and were retried, with their reasons (never counted).
+	Retried []Retry `json:"retried,omitempty"`
 	// KernelRelease is what the booted kernel reported (uname -r), when it booted.
 	KernelRelease string `json:"kernel_release,omitempty"`
 	// DockerServer is the version the daemon reported through the API.
@@ -77,6 +80,12 @@ type Run struct {
 	Artifacts map[string]string `json:"artifacts,omitempty"`
 	Started   time.Time         `json:"started"`
 	Finished  time.Time         `json:"finished"`
+}
+
+// Retry is an attempt that ended in an infra-error and was retried.
+type Retry struct {
+	Attempt int    `json:"attempt"`
+	Reason  string `json:"reason"`
 }
 
 // Finding is one piece of evidence: from the console, a probe, the checker or the runner.

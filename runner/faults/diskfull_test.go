@@ -1,0 +1,159 @@
+package faults_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/reports"
+	"github.com/matrixctl/matrixctl/runner"
+	"github.com/matrixctl/matrixctl/runner/images"
+	"github.com/matrixctl/matrixctl/runner/results"
+)
+
+// resultsDiskFull runs a cell with its results directory on a small tmpfs
+// that fills up (a ballast file written until ENOSPC) as the first attempt
+// waits for dockerd, while the guest's logs stream into it and the guest
+// writes its scratch disk (scratch.img lives in the run directory): QEMU
+// pauses the guest on ENOSPC instead of failing its writes, and the
+// watchdog, asking QEMU why the guest fell silent, ends the attempt as an
+// infra-error. The ballast goes as the retry starts, and the retry passes.
+// What was written before is intact: the journal still holds the first
+// attempt, results.json parses, and the report counts only the passing
+// attempt.
+func resultsDiskFull(t *testing.T, c matrix.Cell, cache *images.Cache) row {
+	name := "results disk full (host)"
+	out := tmpfs(t, "512m") // a whole run fits: mkfs writes the 64 MiB ext4 journal alone
+	ballast := filepath.Join(out, "ballast")
+	hook := &phaseHook{on: func(attempt int, phase string) {
+		switch {
+		case attempt == 1 && phase == runner.PhaseDocker:
+			if err := fill(ballast); err != nil {
+				t.Errorf("fill the results disk: %v", err)
+			}
+		case attempt == 2 && phase == runner.PhasePrepare:
+			if err := os.Remove(ballast); err != nil {
+				t.Errorf("empty the results disk: %v", err)
+			}
+		}
+	}}
+	f, err := runner.Run(context.Background(), []matrix.Cell{c}, runner.Options{
+		Provider: &runner.QEMUProvider{Cache: cache, CacheDir: testCache(), Watchdog: watchdog},
+		Prober:   runner.ProbesProber{Workdir: filepath.Join(testCache(), "probes")},
+		Console:  runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
+		Out: out, Parallel: 1, Retries: 1, Progress: hook,
+	})
+	if err != nil {
+		j, _ := os.ReadFile(filepath.Join(out, runner.JournalName))
+		t.Errorf("Run (results disk full): %v\njournal:\n%s", err, j)
+		return row{name, string(results.Pass), "-", "FAIL", err.Error()}
+	}
+	if len(f.Runs) != 1 {
+		t.Errorf("results disk full: %d runs", len(f.Runs))
+		return row{name, string(results.Pass), "-", "FAIL", "no run"}
+	}
+	return check(t, name, results.Pass, f.Runs[0], func(r results.Run) (string, error) {
+		if r.Attempt != 2 || len(r.Retried) != 1 {
+			return "", fmt.Errorf("attempt %d, retried %+v: want the first attempt retried", r.Attempt, r.Retried)
+		}
+		first := r.Retried[0].Reason
+		if !strings.Contains(first, "no space left on device") {
+			return "", fmt.Errorf("first attempt's reason %q does not name the full disk", first)
+		}
+		if err := journalHasAttempt(out, r.Cell, 1); err != nil {
+			return "", err
+		}
+		b, err := os.ReadFile(filepath.Join(out, runner.ResultsName))
+		if err != nil {
+			return "", err
+		}
+		var onDisk results.File
+		if err := json.Unmarshal(b, &onDisk); err != nil || len(onDisk.Runs) != 1 {
+			return "", fmt.Errorf("results.json after the full disk: %v, %d runs", err, len(onDisk.Runs))
+		}
+		rep, err := reports.Build(context.Background(), f, reports.Options{Dir: out})
+		if err != nil {
+			return "", err
+		}
+		if rep.Summary.Counted != 1 || rep.Summary.Passed != 1 {
+			return "", fmt.Errorf("report counts %d run(s), %d passed; want the retry only", rep.Summary.Counted, rep.Summary.Passed)
+		}
+		return fmt.Sprintf("attempt 1 infra-error (%s), retried: attempt 2 pass, counted once", first), nil
+	})
+}
+
+// phaseHook is a runner.Progress that calls on for every phase of every attempt.
+type phaseHook struct {
+	mu sync.Mutex
+	on func(attempt int, phase string)
+}
+
+func (h *phaseHook) Planned(int, int) {}
+func (h *phaseHook) Phase(_ string, _, attempt int, phase string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.on(attempt, phase)
+}
+func (h *phaseHook) Done(results.Run) {}
+func (h *phaseHook) Close()           {}
+
+// tmpfs mounts a tmpfs of the given size on a new directory and unmounts
+// it at cleanup, checking that the mount is gone.
+func tmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "matrixctl-test", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+		if b, err := os.ReadFile("/proc/self/mounts"); err == nil && strings.Contains(string(b), " "+dir+" ") {
+			t.Errorf("tmpfs %s still mounted", dir)
+		}
+	})
+	return dir
+}
+
+// fill writes zeros to path until the filesystem is full.
+func fill(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// journalHasAttempt checks that the journal recorded the start of attempt n.
+func journalHasAttempt(out, cell string, n int) error {
+	b, err := os.ReadFile(filepath.Join(out, runner.JournalName))
+	if err != nil {
+		return err
+	}
+	want := fmt.Sprintf(`"attempt":%d`, n)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, `"cell":"`+cell+`"`) && strings.Contains(line, want) {
+			return nil
+		}
+	}
+	return fmt.Errorf("journal lost attempt %d of %s:\n%s", n, cell, b)
+}
