@@ -37,6 +37,12 @@ import (
 //	flip-bytes    fs-corruption after a clean shutdown, random bytes over the first block of
 //	                            the ext4 inode table (root inode included); the host
 //	                            checker (e2fsck) finds the damage
+//	blkdebug-eio  fs-corruption QEMU blkdebug on the scratch drive, armed through QMP a few
+//	                            seconds into the probes (qemu.VM.InjectIOErrors): every read
+//	                            and write fails with EIO; the kernel's I/O errors are io-error
+//	                            findings, ext4's reaction (journal aborted, remounted
+//	                            read-only) fs findings, and the probe's failing operation is
+//	                            recorded
 //	power-cut     pass          the crash-consistency check (crashcheck.go): SIGKILL of
 //	                            QEMU while the IO probe writes, a boot on the same scratch
 //	                            disk, every fsync-promised block verified, the checker
@@ -49,6 +55,9 @@ type FaultTarget interface {
 	GuestCommand(ctx context.Context, c agentproto.Command) error
 	// Freeze stops the machine's host process (SIGSTOP): a silent machine.
 	Freeze() error
+	// InjectIOErrors makes every later read and write of the scratch
+	// drive fail with EIO and says what it armed.
+	InjectIOErrors(ctx context.Context) (string, error)
 }
 
 // faultMoment is when the runner injects a fault.
@@ -69,6 +78,8 @@ const (
 type faultSpec struct {
 	at     faultMoment
 	inject func(ctx context.Context, t FaultTarget) error
+	// describe is inject for faults that say what they did.
+	describe func(ctx context.Context, t FaultTarget) (string, error)
 	// corrupt damages a stopped machine's scratch image and says where.
 	corrupt func(s Scratch) (string, error)
 }
@@ -97,6 +108,7 @@ var faultTable = map[string]faultSpec{
 	"sysrq-panic":  {at: duringProbes, inject: guest(agentproto.OpSysrq, "c", "")},
 	"kill-dockerd": {at: duringProbes, inject: guest(agentproto.OpKillDockerd, "", "")},
 	"sigstop":      {at: duringProbes, inject: func(_ context.Context, t FaultTarget) error { return t.Freeze() }},
+	"blkdebug-eio": {at: duringProbes, describe: func(ctx context.Context, t FaultTarget) (string, error) { return t.InjectIOErrors(ctx) }},
 	"hung-task": {at: duringProbes, inject: func(ctx context.Context, t FaultTarget) error {
 		writer := guestScratch + "/matrixctl-fault-writer"
 		steps := []agentproto.Command{
@@ -171,11 +183,20 @@ func startFaults(ctx context.Context, m Machine, names []string) *faultRun {
 				return
 			}
 			start := time.Now()
-			err := spec.inject(ctx, t)
+			var what string
+			var err error
+			if spec.describe != nil {
+				what, err = spec.describe(ctx, t)
+			} else {
+				err = spec.inject(ctx, t)
+			}
 			fr.record(name, err)
 			if err == nil {
+				if what != "" {
+					what = ": " + what
+				}
 				fr.mu.Lock()
-				fr.findings[len(fr.findings)-1].Title += fmt.Sprintf(" (%s into the probes, took %s)", faultDelay, time.Since(start).Round(time.Millisecond))
+				fr.findings[len(fr.findings)-1].Title += fmt.Sprintf("%s (%s into the probes, took %s)", what, faultDelay, time.Since(start).Round(time.Millisecond))
 				fr.mu.Unlock()
 			}
 		}()

@@ -18,7 +18,7 @@ import (
 // implemented by the runner or listed here as not implemented yet, so a
 // cell naming it becomes unsupported with that reason instead of passing.
 func TestFaultTableCoversMatrixFaults(t *testing.T) {
-	notYet := map[string]bool{"blkdebug-eio": true}
+	notYet := map[string]bool{}
 	for _, name := range matrix.Faults() {
 		_, ok := faultTable[name]
 		if ok == notYet[name] {

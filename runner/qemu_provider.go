@@ -262,6 +262,15 @@ func (m *qemuMachine) GuestCommand(ctx context.Context, c agentproto.Command) er
 	return m.vm.Command(ctx, c)
 }
 
+// InjectIOErrors implements FaultTarget: QEMU blkdebug armed through QMP.
+func (m *qemuMachine) InjectIOErrors(ctx context.Context) (string, error) {
+	e, err := m.vm.InjectIOErrors(ctx)
+	if err != nil {
+		return "", err
+	}
+	return e.String(), nil
+}
+
 // Freeze implements FaultTarget: SIGSTOP to QEMU.
 func (m *qemuMachine) Freeze() error { return m.vm.Freeze() }
 

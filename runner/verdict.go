@@ -98,15 +98,22 @@ func classify(f results.Finding) consoleClass {
 	return classNone
 }
 
-// firstConsole returns the first console finding of class c.
+// firstConsole returns the first of the most severe console findings of
+// class c: a verdict's reason names "EXT4-fs error ... aborted journal",
+// not the warning that came a line before it.
 func (e *Evidence) firstConsole(c consoleClass) (results.Finding, bool) {
+	var best results.Finding
+	found := false
 	for _, f := range e.Console {
-		if classify(f) == c {
-			return f, true
+		if classify(f) == c && (!found || severityRank[f.Severity] > severityRank[best.Severity]) {
+			best, found = f, true
 		}
 	}
-	return results.Finding{}, false
+	return best, found
 }
+
+// severityRank orders finding severities.
+var severityRank = map[string]int{"info": 1, "warning": 2, "error": 3, "fatal": 4}
 
 // rule decides one verdict if its evidence is present.
 type rule struct {

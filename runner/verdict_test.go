@@ -124,3 +124,17 @@ func TestRealConsoleScannerDecides(t *testing.T) {
 		}
 	}
 }
+
+// TestReasonNamesTheMostSevereFinding: the reason quotes the first of the
+// most severe findings of the deciding class, not an earlier warning.
+func TestReasonNamesTheMostSevereFinding(t *testing.T) {
+	j := Judge(Evidence{Console: []results.Finding{
+		{Source: "console", Category: "io-error", Severity: "error", Title: "I/O error on dev vdc (WRITE)"},
+		{Source: "console", Category: "ext4-error", Severity: "warning", Title: "EXT4-fs warning in ext4_end_bio: I/O error 10"},
+		{Source: "console", Category: "jbd2-abort", Severity: "error", Title: "JBD2: aborting journal"},
+		{Source: "console", Category: "ext4-error", Severity: "error", Title: "EXT4-fs error: Detected aborted journal"},
+	}})
+	if j.Verdict != results.FSCorruption || j.Reason != "console: JBD2: aborting journal" {
+		t.Errorf("got %s %q, want fs-corruption naming the journal abort", j.Verdict, j.Reason)
+	}
+}

@@ -110,6 +110,28 @@ var suite = []expectation{
 		}
 		return fmt.Sprintf("%s; %s exit %d", where, r.Checker.Tool, r.Checker.ExitCode), nil
 	}},
+	{"blkdebug-eio", results.FSCorruption, func(r results.Run) (string, error) {
+		var io, fs string
+		for _, f := range r.Findings {
+			switch {
+			case f.Source == "console" && f.Category == "io-error" && io == "":
+				io = f.Title
+			case f.Source == "console" && f.Title == strings.TrimPrefix(r.Reason, "console: "):
+				fs = f.Title
+			}
+		}
+		if io == "" || fs == "" {
+			return "", fmt.Errorf("want an io-error and the deciding filesystem finding on the console (io %q, fs %q)", io, fs)
+		}
+		ev := fmt.Sprintf("%q, then %q", io, fs)
+		for _, f := range r.Findings {
+			if f.Source == "probe" && f.Category == "failed-op" {
+				ev += "; failed: " + f.Title
+				break
+			}
+		}
+		return ev, nil
+	}},
 	{"power-cut", results.Pass, func(r results.Run) (string, error) {
 		var phases []string
 		for _, p := range r.Phases {
