@@ -34,7 +34,7 @@ func ScratchFilesystems() []string { return []string{"ext4", "xfs", "btrfs"} }
 // Faults are the fault injections the runner implements (DESIGN.md, "Real
 // fault injection that works without extra kernel features").
 func Faults() []string {
-	return []string{"sysrq-panic", "hung-task", "blkdebug-eio", "flip-bytes", "power-cut", "sigstop", "kill-dockerd"}
+	return []string{"sysrq-panic", "hung-task", "blkdebug-eio", "flip-bytes", "flip-data", "power-cut", "sigstop", "kill-dockerd"}
 }
 
 // debianRelease is one row of the built-in distro table.

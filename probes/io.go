@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -141,6 +142,21 @@ func VerifyIO(ctx context.Context, cli client.APIClient, opts VerifyOptions) (*P
 	r.OK = err == nil
 	r.Err = err
 	return r, err
+}
+
+// IOJournal is where the kept IO probe's promise journal is, relative to
+// the Docker root (/var/lib/docker) of the machine that ran it.
+func IOJournal(runID string) string { return IODockerPath(runID, ioJournal) }
+
+// IODockerPath maps a path the IO probe named inside its volume (as its
+// journal and mismatches do: /data/vol/...) to the path relative to the
+// Docker root; paths outside the volume (the container's layer) map to "".
+func IODockerPath(runID, p string) string {
+	rest, ok := strings.CutPrefix(p, ioVolumeMount+"/")
+	if !ok {
+		return ""
+	}
+	return "/volumes/mxp-" + runID + "-io/_data/" + rest
 }
 
 // ErrKeptGone says the IO probe that Options.Keep left in place is no longer

@@ -97,3 +97,16 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// TestIODockerPath: the volume path the host reads in a scratch image is
+// where the session really puts the IO probe's volume.
+func TestIODockerPath(t *testing.T) {
+	s := &session{runID: "cut1abc"}
+	vol := s.name("io")
+	if got, want := IOJournal("cut1abc"), "/volumes/"+vol+"/_data/journal.jsonl"; got != want {
+		t.Errorf("IOJournal = %q, want %q", got, want)
+	}
+	if got := IODockerPath("cut1abc", "/data/layer/f1"); got != "" {
+		t.Errorf("layer path mapped to %q", got)
+	}
+}

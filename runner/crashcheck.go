@@ -52,10 +52,14 @@ const (
 // powerCutFault is the fault name that asks for the crash-consistency check.
 const powerCutFault = "power-cut"
 
-// wantsCrashCheck reports whether a cell asks for the crash-consistency check.
+// wantsCrashCheck reports whether a cell asks for the crash-consistency
+// check, or for the flip-data fault, which runs the same way with a clean
+// shutdown and a corrupted promised block in place of the power cut.
 func wantsCrashCheck(s matrix.Settings) bool {
-	return s.CrashCheck || slices.Contains(s.Faults, powerCutFault)
+	return s.CrashCheck || slices.Contains(s.Faults, powerCutFault) || flipsData(s)
 }
+
+func flipsData(s matrix.Settings) bool { return slices.Contains(s.Faults, flipDataFault) }
 
 // crashAttempt is what the crash check shares with its attempt.
 type crashAttempt struct {
@@ -94,8 +98,10 @@ type crashOutcome struct {
 // ctx is the hard stop, cellCtx the cell's deadline.
 func (r *run) crashCheck(ctx, cellCtx context.Context, a crashAttempt, m Machine) crashOutcome {
 	ev := a.ev
-	rb := r.opts.Provider.(Rebooter)          // checkSettings made sure
-	verifier := r.opts.Prober.(CrashVerifier) // checkSettings made sure
+
+	if flipsData(a.jb.cell.Settings) {
+		return r.flipAndReboot(ctx, cellCtx, a, m)
+	}
 
 	// power-cut
 	i := a.clock.start(PhasePowerCut)
@@ -133,9 +139,19 @@ func (r *run) crashCheck(ctx, cellCtx context.Context, a crashAttempt, m Machine
 		return crashOutcome{orphanScratch: m.Scratch().Path}
 	}
 	before := ioProgress(cutRecords)
+	return r.rebootAndVerify(cellCtx, a, m, runID, func(rep ProbeReport) string { return crashSummary(cut.after, before, rep) })
+}
+
+// rebootAndVerify boots the cell again on stopped machine m's scratch disk,
+// re-verifies what run runID's kept IO probe promised, and records a
+// finding with summary's text.
+func (r *run) rebootAndVerify(cellCtx context.Context, a crashAttempt, m Machine, runID string, summary func(ProbeReport) string) crashOutcome {
+	ev := a.ev
+	rb := r.opts.Provider.(Rebooter)          // checkSettings made sure
+	verifier := r.opts.Prober.(CrashVerifier) // checkSettings made sure
 
 	// reboot
-	i = a.clock.start(PhaseReboot)
+	i := a.clock.start(PhaseReboot)
 	dir2 := filepath.Join(a.dir, crashDir)
 	if err := os.MkdirAll(dir2, 0o755); err != nil {
 		a.clock.end(i, err)
@@ -222,8 +238,67 @@ func (r *run) crashCheck(ctx, cellCtx context.Context, a crashAttempt, m Machine
 		ev.Err, ev.Phase = verr, PhaseVerify
 	}
 	ev.Faults = append(ev.Faults, results.Finding{Source: "runner", Category: "crash-check", Severity: "info",
-		Title: crashSummary(cut.after, before, rep)})
+		Title: summary(rep)})
 	return out
+}
+
+// flipAndReboot is the flip-data fault: the IO probe writes and promises
+// for a few seconds, keeping its container and volume; the machine shuts
+// down cleanly; a promised block in the volume is corrupted on the
+// stopped scratch image; then the cell boots again on it and the
+// re-verification must catch the damage (data-loss, file and offset).
+func (r *run) flipAndReboot(ctx, cellCtx context.Context, a crashAttempt, m Machine) crashOutcome {
+	ev := a.ev
+	i := a.clock.start(PhaseCorrupt)
+	runID := fmt.Sprintf("flip%d%06x", a.try, time.Now().UnixNano()&0xffffff)
+	rep, err := r.opts.Prober.RunProbes(cellCtx, ProbeRequest{
+		DockerHost: a.host, Probes: []string{"io"}, Duration: crashCut,
+		RecordsPath: filepath.Join(a.dir, "probes-flip-data.jsonl"), KeepIO: true, RunID: runID,
+	})
+	a.run.Artifacts = addArtifact(a.run.Artifacts, "probes-flip-data", filepath.Join(a.rel, "probes-flip-data.jsonl"))
+	if err == nil {
+		err = r.shutdown(ctx, m)
+		if err != nil {
+			ev.ShutdownErr = err
+		}
+	}
+	var where string
+	if err == nil {
+		where, err = flipPromisedBlock(cellCtx, m.Scratch(), runID)
+	}
+	a.clock.end(i, err)
+	_ = m.Close()
+	a.closeConsole()
+	r.machineArtifacts(a.run, m, a.rel, "", a.ownsLog)
+	info := m.Info()
+	a.run.KernelRelease, a.run.DockerServer = info.KernelRelease, info.DockerServer
+	switch {
+	case a.isInterrupted():
+		return crashOutcome{interrupted: true}
+	case a.timedOut():
+		ev.TimedOut, ev.Phase = true, PhaseCorrupt
+		return crashOutcome{orphanScratch: m.Scratch().Path}
+	case err != nil:
+		ev.Probes = mergeReports(ev.Probes, rep)
+		if ev.ShutdownErr == nil && ev.Err == nil {
+			ev.Err, ev.Phase = classifyHarness(err), PhaseCorrupt
+		}
+		return crashOutcome{orphanScratch: m.Scratch().Path}
+	}
+	ev.Faults = append(ev.Faults, results.Finding{Source: "runner", Category: "fault-injected", Severity: "info",
+		Title: "injected fault " + flipDataFault + ": " + where})
+	return r.rebootAndVerify(cellCtx, a, m, runID, verifySummary)
+}
+
+// verifySummary says what the re-verification after the reboot found.
+func verifySummary(rep ProbeReport) string {
+	for _, p := range rep.Probes {
+		if p.Name == "io-verify" {
+			return fmt.Sprintf("after the reboot %.0f promised file(s), %s verified, %d promised block(s) lost or wrong",
+				p.Metrics["promised_files"], mib(p.Metrics["bytes_verified"]), len(rep.Lost))
+		}
+	}
+	return "after the reboot: no verification result"
 }
 
 // cutResult is what happened to the IO probe whose power was cut.

@@ -43,6 +43,11 @@ import (
 //	                            findings, ext4's reaction (journal aborted, remounted
 //	                            read-only) fs findings, and the probe's failing operation is
 //	                            recorded
+//	flip-data     data-loss     after the probes the IO probe writes and promises again, keeping
+//	                            its volume; clean shutdown; 16 bytes inverted in block 0 of
+//	                            the last file it promised, found with debugfs in the stopped
+//	                            ext4 image; a boot on the same disk; the re-verification
+//	                            names the file and offset (flipdata.go, crashcheck.go)
 //	power-cut     pass          the crash-consistency check (crashcheck.go): SIGKILL of
 //	                            QEMU while the IO probe writes, a boot on the same scratch
 //	                            disk, every fsync-promised block verified, the checker
@@ -132,6 +137,7 @@ var faultTable = map[string]faultSpec{
 	}},
 	"flip-bytes":  {at: afterShutdown, corrupt: flipInodeTable},
 	powerCutFault: {at: asCrashCheck},
+	flipDataFault: {at: asCrashCheck},
 }
 
 // ImplementedFaults lists the faults the runner can inject, sorted.

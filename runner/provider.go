@@ -189,8 +189,11 @@ const (
 	// writes, the boot on the same scratch disk up to dockerd, and the
 	// re-verification of what the probe had promised.
 	PhasePowerCut = "power-cut"
-	PhaseReboot   = "reboot"
-	PhaseVerify   = "verify"
+	// PhaseCorrupt: the flip-data fault's writes, clean shutdown and the
+	// corruption of a promised block on the stopped scratch image.
+	PhaseCorrupt = "corrupt"
+	PhaseReboot  = "reboot"
+	PhaseVerify  = "verify"
 )
 
 // defaultShutdownTimeout bounds a clean shutdown before the machine is killed.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -129,4 +130,20 @@ func FuzzReadJournal(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestPromised(t *testing.T) {
+	j := `{"p":"/data/vol/io/a","id":1,"seed":2,"runs":[[0,3,1]]}
+{"p":"/data/vol/io/b","id":3,"seed":2,"runs":[[0,1,1],[1,1,2]]}
+{"p":"/data/vol/io/a","w":true}
+{"p":"/data/vol/io/c","id":4,"seed":2}
+{"p":"/data/vol/io/d","id":5,"seed":2,"runs":[[0,1,1]]`
+	got, err := Promised(strings.NewReader(j))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Promise{{Path: "/data/vol/io/b", Blocks: 2}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Promised = %+v, want %+v (withdrawn, empty and torn entries dropped)", got, want)
+	}
 }

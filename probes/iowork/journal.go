@@ -121,3 +121,34 @@ func readJournal(r io.Reader) (map[string]entry, []string, error) {
 		state[e.Path] = e
 	}
 }
+
+// Promise is a file the state journal promises, with its block count.
+type Promise struct {
+	Path   string
+	Blocks uint64
+}
+
+// Promised reads a state journal (outside input: a scratch image's copy,
+// read from the host) and returns the files it still promises, non-empty
+// and not withdrawn, in the order they were first promised.
+func Promised(r io.Reader) ([]Promise, error) {
+	state, order, err := readJournal(r)
+	if err != nil {
+		return nil, err
+	}
+	var out []Promise
+	for _, p := range order {
+		e := state[p]
+		if e.Withdraw {
+			continue
+		}
+		var n uint64
+		for _, run := range e.Runs {
+			n += run[1]
+		}
+		if n > 0 {
+			out = append(out, Promise{Path: p, Blocks: n})
+		}
+	}
+	return out, nil
+}

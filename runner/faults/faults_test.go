@@ -132,6 +132,22 @@ var suite = []expectation{
 		}
 		return ev, nil
 	}},
+	{"flip-data", results.DataLoss, func(r results.Run) (string, error) {
+		where := ""
+		for _, f := range r.Findings {
+			if f.Category == "fault-injected" && strings.HasPrefix(f.Title, "injected fault flip-data: ") {
+				where = strings.TrimPrefix(f.Title, "injected fault flip-data: ")
+			}
+		}
+		file, _, ok := strings.Cut(strings.TrimPrefix(where, fmt.Sprintf("%d bytes inverted in ", 16)), " at offset")
+		if where == "" || !ok {
+			return "", fmt.Errorf("no finding names the flipped file: %q", where)
+		}
+		if !strings.Contains(r.Reason, file+" at offset 0") {
+			return "", fmt.Errorf("reason %q does not name %s at offset 0", r.Reason, file)
+		}
+		return r.Reason, nil
+	}},
 	{"power-cut", results.Pass, func(r results.Run) (string, error) {
 		var phases []string
 		for _, p := range r.Phases {
