@@ -32,7 +32,7 @@ axes:
   driver: [overlay2]
 probes: [io]
 soak: 10s
-timeout: 8m
+timeout: 15m
 vm:
   cpus: 1
   memory: 1024
