@@ -221,8 +221,9 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 	case err == nil:
 	case isInterrupted():
 		return run, false
-	case endedEarly():
-		// the console or the machine's exit tells what happened
+	case endedEarly(), stoppedByItself(m):
+		// the console or the machine's exit tells what happened (a
+		// machine that stopped is not a dockerd that failed)
 	case timedOut():
 		ev.TimedOut, ev.Phase = true, PhaseDocker
 	default:
@@ -388,6 +389,17 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 		_ = os.Remove(scratch.Path)
 	}
 	return out, true
+}
+
+// stoppedByItself reports whether m has stopped (WaitDocker can return
+// before watchExit has fired the early end).
+func stoppedByItself(m Machine) bool {
+	select {
+	case <-m.Exited():
+		return true
+	default:
+		return false
+	}
 }
 
 // watchExit fires end when m stops (by itself or because it was stopped).

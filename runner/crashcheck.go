@@ -203,7 +203,7 @@ func (r *run) rebootAndVerify(cellCtx context.Context, a crashAttempt, m Machine
 		switch {
 		case a.isInterrupted():
 			out.interrupted = true
-		case endedEarly(end):
+		case endedEarly(end), stoppedByItself(m2):
 			// the console or the machine's exit tells what happened
 		case a.timedOut():
 			ev.TimedOut, ev.Phase = true, PhaseReboot

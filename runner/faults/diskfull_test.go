@@ -20,6 +20,92 @@ import (
 	"github.com/matrixctl/matrixctl/runner/results"
 )
 
+// hostFaults runs one cell through two host-side failures and returns a
+// row for each: a corrupt cache entry (privateCache) and a full results
+// disk (resultsDiskFull). They share one run to spare CI a VM boot.
+func hostFaults(t *testing.T, c matrix.Cell, shared *images.Cache) []row {
+	cache, corrupted, log := privateCache(t, c, shared)
+	disk := resultsDiskFull(t, c, cache)
+	name := "cache entry corrupt (host)"
+	rebuilt := ""
+	for _, l := range strings.Split(log.String(), "\n") {
+		if strings.HasPrefix(l, "cache: rebuilding kernels/") {
+			rebuilt = l
+		}
+	}
+	mark, ev := "ok", ""
+	switch {
+	case rebuilt == "" || cache.Stats().Rebuilds < 1:
+		mark, ev = "FAIL", fmt.Sprintf("the corrupt entry (%s) was not detected and rebuilt: %d rebuilds; log:\n%s", corrupted, cache.Stats().Rebuilds, log)
+		t.Error(ev)
+	case disk.got != string(results.Pass):
+		mark, ev = "FAIL", "the cell did not pass on the rebuilt entry: "+disk.got
+		t.Error(ev)
+	default:
+		ev = rebuilt + " → rebuilt from the package; the run was not failed (see the next row)"
+	}
+	return []row{{name, "pass (rebuilt)", disk.got, mark, oneLine(ev)}, disk}
+}
+
+// privateCache makes a cache of hard links to the shared cache's kernels,
+// rootfs and apt entries and corrupts the cell's kernel entry in it (its
+// vmlinuz replaced by a truncated copy: a new file, so the shared entry is
+// untouched). Reusing the entry must detect the damage against the
+// manifest and rebuild it; the cache's progress lines go to the returned buffer.
+func privateCache(t *testing.T, c matrix.Cell, shared *images.Cache) (*images.Cache, string, *syncBuffer) {
+	t.Helper()
+	k, err := shared.Kernel(context.Background(), c.Kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, d := range []string{"kernels", "rootfs", "apt"} {
+		if out, err := exec.Command("cp", "-al", filepath.Join(testCache(), d), filepath.Join(dir, d)).CombinedOutput(); err != nil {
+			t.Fatalf("hard-link the cache's %s: %v: %s", d, err, out)
+		}
+	}
+	rel, err := filepath.Rel(testCache(), k.Vmlinuz)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		t.Fatalf("kernel %s is not in the cache %s", k.Vmlinuz, testCache())
+	}
+	victim := filepath.Join(dir, rel)
+	b, err := os.ReadFile(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := victim + ".corrupt"
+	if err := os.WriteFile(tmp, b[:len(b)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, victim); err != nil {
+		t.Fatal(err)
+	}
+	log := &syncBuffer{}
+	cache, err := images.New(dir, images.WithProgress(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cache, rel, log
+}
+
+// syncBuffer is a bytes.Buffer safe for the cache's concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // resultsDiskFull runs a cell with its results directory on a small tmpfs
 // that fills up (a ballast file written until ENOSPC) as the first attempt
 // waits for dockerd, while the guest's logs stream into it and the guest

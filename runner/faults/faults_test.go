@@ -264,7 +264,7 @@ func TestIntegrationFaults(t *testing.T) {
 	testutil.NoProcessesLeft(t, out)
 
 	rows = append(rows, qemuMissing(t, cs[0], cache))
-	rows = append(rows, resultsDiskFull(t, cs[0], cache))
+	rows = append(rows, hostFaults(t, cs[0], cache)...)
 }
 
 // qemuMissing runs a cell with a QEMU binary that does not exist: the run
