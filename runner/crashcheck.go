@@ -117,11 +117,7 @@ func (r *run) crashCheck(ctx, cellCtx context.Context, a crashAttempt, m Machine
 	})
 	a.clock.end(i, cutErr)
 	a.run.Artifacts = addArtifact(a.run.Artifacts, "probes-power-cut", filepath.Join(a.rel, "probes-power-cut.jsonl"))
-	_ = m.Close() // killed; its scratch disk stays for the reboot
-	a.closeConsole()
-	r.machineArtifacts(a.run, m, a.rel, "", a.ownsLog)
-	info := m.Info()
-	a.run.KernelRelease, a.run.DockerServer = info.KernelRelease, info.DockerServer
+	r.retire(a, m) // killed; its scratch disk stays for the reboot
 	switch {
 	case a.isInterrupted():
 		return crashOutcome{interrupted: true}
@@ -242,6 +238,16 @@ func (r *run) rebootAndVerify(cellCtx context.Context, a crashAttempt, m Machine
 	return out
 }
 
+// retire closes the machine a crash check stopped (its scratch disk
+// stays), closes its console and records its artifacts and versions.
+func (r *run) retire(a crashAttempt, m Machine) {
+	_ = m.Close()
+	a.closeConsole()
+	r.machineArtifacts(a.run, m, a.rel, "", a.ownsLog)
+	info := m.Info()
+	a.run.KernelRelease, a.run.DockerServer = info.KernelRelease, info.DockerServer
+}
+
 // flipAndReboot is the flip-data fault: the IO probe writes and promises
 // for a few seconds, keeping its container and volume; the machine shuts
 // down cleanly; a promised block in the volume is corrupted on the
@@ -267,11 +273,7 @@ func (r *run) flipAndReboot(ctx, cellCtx context.Context, a crashAttempt, m Mach
 		where, err = flipPromisedBlock(cellCtx, m.Scratch(), runID)
 	}
 	a.clock.end(i, err)
-	_ = m.Close()
-	a.closeConsole()
-	r.machineArtifacts(a.run, m, a.rel, "", a.ownsLog)
-	info := m.Info()
-	a.run.KernelRelease, a.run.DockerServer = info.KernelRelease, info.DockerServer
+	r.retire(a, m)
 	switch {
 	case a.isInterrupted():
 		return crashOutcome{interrupted: true}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -106,7 +104,7 @@ func TestIntegrationInterruptAndResume(t *testing.T) {
 	args := []string{"run", "--provider", "local", "--probes", "io", "--soak", "30s", "--out", out, "--cache", cache, "--history", "none", "--progress", "lines"}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperMain$", "-test.count=1")
 	cmd.Env = append(os.Environ(), mainHelperEnv+"="+strings.Join(args, "\x1f"))
-	stderr := &syncBuffer{}
+	stderr := &testutil.SyncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -133,22 +131,4 @@ func TestIntegrationInterruptAndResume(t *testing.T) {
 	if code != ExitOK || !strings.Contains(stdout, "1 pass") {
 		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, errOut)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe to read while a subprocess writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/matrixctl/matrixctl/runner"
 	"github.com/matrixctl/matrixctl/runner/images"
 	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/runner/testutil"
 )
 
 // hostFaults runs one cell through two host-side failures and returns a
@@ -52,7 +53,7 @@ func hostFaults(t *testing.T, c matrix.Cell, shared *images.Cache) []row {
 // vmlinuz replaced by a truncated copy: a new file, so the shared entry is
 // untouched). Reusing the entry must detect the damage against the
 // manifest and rebuild it; the cache's progress lines go to the returned buffer.
-func privateCache(t *testing.T, c matrix.Cell, shared *images.Cache) (*images.Cache, string, *syncBuffer) {
+func privateCache(t *testing.T, c matrix.Cell, shared *images.Cache) (*images.Cache, string, *testutil.SyncBuffer) {
 	t.Helper()
 	k, err := shared.Kernel(context.Background(), c.Kernel)
 	if err != nil {
@@ -80,30 +81,12 @@ func privateCache(t *testing.T, c matrix.Cell, shared *images.Cache) (*images.Ca
 	if err := os.Rename(tmp, victim); err != nil {
 		t.Fatal(err)
 	}
-	log := &syncBuffer{}
+	log := &testutil.SyncBuffer{}
 	cache, err := images.New(dir, images.WithProgress(log))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cache, rel, log
-}
-
-// syncBuffer is a bytes.Buffer safe for the cache's concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // resultsDiskFull runs a cell with its results directory on a small tmpfs

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -274,7 +273,7 @@ func TestIntegrationWatchdogUnsupported(t *testing.T) {
 	defer cancel()
 	cfg := f.config(t, dir)
 	cfg.Driver, cfg.MemoryMB, cfg.Watchdog = "aufs", 1024, 4*time.Second
-	var live syncBuffer
+	var live testutil.SyncBuffer
 	cfg.Console = &live
 	vm, err := Start(ctx, cfg)
 	if err != nil {
@@ -310,21 +309,4 @@ func TestIntegrationWatchdogUnsupported(t *testing.T) {
 	if !strings.Contains(string(agentLog), "watchdog") {
 		t.Errorf("agent.log does not note the watchdog:\n%s", agentLog)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -161,7 +161,7 @@ func armWithoutGuest(t *testing.T, rulesFile bool) {
 		"-qmp", "unix:" + filepath.Join(sockDir, qmpSocket) + ",server=on,wait=off"}, v.scratchArgs()...)
 	cmd := exec.Command("stdbuf", args...)
 	var stderr strings.Builder
-	var stdout syncBuffer // HMP qemu-io prints its results on QEMU's stdout
+	var stdout testutil.SyncBuffer // HMP qemu-io prints its results on QEMU's stdout
 	cmd.Stderr, cmd.Stdout = &stderr, &stdout
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
