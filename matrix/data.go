@@ -83,11 +83,14 @@ func debianSuites() []string {
 
 // DefaultScratchFS is the backing filesystem the runner uses for driver when
 // the cell does not set scratch_fs: the driver's own filesystem for btrfs and
-// zfs (STORAGE-DRIVERS.md: "btrfs only", "zfs only"), ext4 otherwise.
+// zfs (STORAGE-DRIVERS.md: "btrfs only", "zfs only"), the raw disk for
+// devicemapper (the guest agent builds its thin pool on it), ext4 otherwise.
 func DefaultScratchFS(driver string) string {
 	switch driver {
 	case "btrfs", "zfs":
 		return driver
+	case "devicemapper":
+		return "raw"
 	default:
 		return "ext4"
 	}

@@ -235,6 +235,11 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 		}
 	}
 
+	// The guest prepared its scratch disk once dockerd answered; before that
+	// the disk may hold no filesystem and checking it would report damage
+	// that is not there.
+	scratchReady := err == nil
+
 	// probes
 	if err == nil {
 		soak := r.opts.Soak
@@ -282,6 +287,7 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 		cc := r.crashCheck(ctx, cellCtx, crashAttempt{jb: jb, try: try, dir: dir, rel: rel, host: host, ownsLog: ownsLog, clock: clock, ev: &ev, run: &run,
 			closeConsole: closeConsole, isInterrupted: isInterrupted, timedOut: timedOut}, m)
 		if cc.next != nil {
+			scratchReady = true // the first machine prepared the disk the next one reuses
 			machines = append(machines, cc.next)
 			mu.Lock()
 			m = cc.next // the deferred teardown and Close now apply to it
@@ -342,14 +348,15 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 	// check
 	var artifactErrs []error // evidence that could not be kept
 	scratch := m.Scratch()
-	if scratch.Path != "" && ev.Exit.Reason == ExitShutdown && ev.ShutdownErr == nil {
+	checkable := scratch.Path != "" && scratchReady && ev.Exit.Reason == ExitShutdown && ev.ShutdownErr == nil
+	if checkable {
 		injected, err := corruptScratch(jb.cell.Settings.Faults, scratch)
 		ev.Faults = append(ev.Faults, injected...)
 		if err != nil && ev.Err == nil {
 			ev.Err, ev.Phase = Infra("inject fault", err), PhaseCheck
 		}
 	}
-	if scratch.Path != "" && r.opts.Checker != nil && ev.Exit.Reason == ExitShutdown && ev.ShutdownErr == nil {
+	if checkable && r.opts.Checker != nil {
 		i = clock.start(PhaseCheck)
 		res, err := r.opts.Checker.Check(ctx, scratch)
 		clock.end(i, err)

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -176,5 +177,22 @@ func TestCrashCheckLostPromise(t *testing.T) {
 	}
 	if r := by["panic"]; r.Verdict != results.KernelCrash || !strings.Contains(r.Reason, "after power cut: Kernel panic") {
 		t.Errorf("panic: %s (%s), want kernel-crash after the power cut", r.Verdict, r.Reason)
+	}
+}
+
+// TestNoCheckBeforeTheScratchDiskIsReady: a guest that never got dockerd up
+// may never have made its scratch filesystem; checking that disk would
+// report damage that is not there, so it is not checked.
+func TestNoCheckBeforeTheScratchDiskIsReady(t *testing.T) {
+	fake := newFake(map[string]*script{"early": {dockerErr: errors.New("boot failed after booting: agent: modprobe overlay failed"), scratchDirty: true}})
+	f, err := Run(context.Background(), []matrix.Cell{testCell("early")}, Options{
+		Provider: fake, Prober: fakeProber{fake}, Checker: CheckerFunc(fakeChecker), Out: t.TempDir(), Parallel: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.Runs[0]
+	if r.Verdict != results.DockerFailure || r.Checker != nil {
+		t.Errorf("got %s (%s), checker %+v; want docker-failure and no check", r.Verdict, r.Reason, r.Checker)
 	}
 }

@@ -194,7 +194,17 @@ func (p *QEMUProvider) start(ctx context.Context, req Request, img qemuImages, r
 		cancel()
 		return nil, qemuError(err)
 	}
-	return &qemuMachine{vm: vm, cancel: cancel, scratchFS: scratchFS, dir: req.Dir, img: img}, nil
+	return &qemuMachine{vm: vm, cancel: cancel, scratchFS: checkedFS(req.Cell.Driver, scratchFS), dir: req.Dir, img: img}, nil
+}
+
+// checkedFS is what the host checker finds on a scratch disk: the thin
+// pool's metadata for devicemapper's raw disk (thin_check), else the
+// filesystem itself.
+func checkedFS(driver, scratchFS string) string {
+	if driver == "devicemapper" && scratchFS == "raw" {
+		return "thin"
+	}
+	return scratchFS
 }
 
 // qemuError maps runner/qemu's typed errors onto the runner's.
