@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Static binaries: the guest agent runs as init inside VMs, the probe runs FROM scratch.
 STATIC := CGO_ENABLED=0
 
-.PHONY: all build box test test-short test-faults bench fuzz lint vet fmt clean
+.PHONY: all build box test test-short test-faults soak bench fuzz lint vet fmt clean
 
 all: build
 
@@ -31,6 +31,13 @@ test: lint
 # real guests, a table fault → expected → got → evidence; fails on a mismatch.
 test-faults:
 	$(GO) test -count=1 -timeout 30m -v -run 'TestIntegrationFaults$$' ./runner/faults
+
+# The clean soak of the example matrix (the false-positive check): every
+# runnable cell of matrix.yaml twice, no error finding, every checker clean.
+# ~50 min on a 2-core host, so not part of make test / CI; see
+# runner/faults/soak_test.go for the MATRIXCTL_SOAK_* knobs.
+soak:
+	$(GO) test -tags soak -count=1 -timeout 120m -v -run 'TestIntegrationSoakExample$$' ./runner/faults
 
 # Unit tests only: no VMs, no daemon.
 test-short:
