@@ -99,6 +99,25 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 		}
 	}
 
+	req := Request{Cell: jb.cell, Repeat: jb.repeat, Dir: dir}
+
+	// prepare: fetching and building images (shared, cached, possibly
+	// waiting for another cell's build of the same kernel) is not the
+	// cell's time; the cell timeout starts once they are ready.
+	i := clock.start(PhasePrepare)
+	err := r.checkSettings(jb.cell.Settings)
+	if err == nil {
+		err = r.opts.Provider.Prepare(runCtx, req)
+	}
+	clock.end(i, err)
+	if err != nil {
+		if isInterrupted() {
+			return run, false
+		}
+		ev.Err, ev.Phase = classifyHarness(err), PhasePrepare
+		return finalize(), true
+	}
+
 	timeout := r.opts.Timeout
 	if timeout == 0 {
 		timeout = jb.cell.Settings.Timeout
@@ -110,23 +129,6 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 		defer cancel()
 	}
 	timedOut := func() bool { return errors.Is(cellCtx.Err(), context.DeadlineExceeded) && !isInterrupted() }
-
-	req := Request{Cell: jb.cell, Repeat: jb.repeat, Dir: dir}
-
-	// prepare
-	i := clock.start(PhasePrepare)
-	err := r.checkSettings(jb.cell.Settings)
-	if err == nil {
-		err = r.opts.Provider.Prepare(cellCtx, req)
-	}
-	clock.end(i, err)
-	if err != nil {
-		if isInterrupted() {
-			return run, false
-		}
-		ev.Err, ev.Phase, ev.TimedOut = classifyHarness(err), PhasePrepare, timedOut()
-		return finalize(), true
-	}
 
 	// console
 	end := &earlyEnd{ch: make(chan struct{})}

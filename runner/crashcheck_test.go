@@ -196,3 +196,19 @@ func TestNoCheckBeforeTheScratchDiskIsReady(t *testing.T) {
 		t.Errorf("got %s (%s), checker %+v; want docker-failure and no check", r.Verdict, r.Reason, r.Checker)
 	}
 }
+
+// TestSlowPrepareIsNotTheCellsTime: building images on a cold, contended
+// cache can take longer than the cell timeout; the timeout counts from
+// boot, so the cell is not called a hang for the host's slowness.
+func TestSlowPrepareIsNotTheCellsTime(t *testing.T) {
+	fake := newFake(map[string]*script{"slow": {prepareDelay: 300 * time.Millisecond, probes: ProbeReport{Probes: []results.Probe{{Name: "io", OK: true}}}}})
+	f, err := Run(context.Background(), []matrix.Cell{testCell("slow")}, Options{
+		Provider: fake, Prober: fakeProber{fake}, Out: t.TempDir(), Parallel: 1, Timeout: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := f.Runs[0]; r.Verdict != results.Pass {
+		t.Errorf("got %s (%s), want pass: the cell timeout must not count the prepare phase", r.Verdict, r.Reason)
+	}
+}

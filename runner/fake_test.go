@@ -10,15 +10,17 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/matrixctl/matrixctl/runner/results"
 )
 
 // script is what a fake machine of one cell does.
 type script struct {
-	prepareErr error
-	bootErrs   []error // per attempt; nil entries boot
-	console    string  // written to the console after boot
+	prepareErr   error
+	prepareDelay time.Duration // Prepare sleeps this long (a cold, contended cache)
+	bootErrs     []error       // per attempt; nil entries boot
+	console      string        // written to the console after boot
 	// crashAfterConsole makes the machine exit by itself after the console text.
 	exitDuringProbes *Exit
 	dockerErr        error
@@ -59,7 +61,9 @@ func (p *fakeProvider) script(id string) *script {
 }
 
 func (p *fakeProvider) Prepare(_ context.Context, req Request) error {
-	return p.script(req.Cell.ID).prepareErr
+	s := p.script(req.Cell.ID)
+	time.Sleep(s.prepareDelay)
+	return s.prepareErr
 }
 
 func (p *fakeProvider) Boot(_ context.Context, req Request) (Machine, error) {
