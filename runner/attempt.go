@@ -48,6 +48,16 @@ func (e *earlyEnd) fire(why string) {
 	e.once.Do(func() { e.why = why; close(e.ch) })
 }
 
+// fired reports whether the run must end early.
+func (e *earlyEnd) fired() bool {
+	select {
+	case <-e.ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // attempt runs one attempt of one (cell, repeat). ok is false when the
 // attempt was interrupted (Stop or ctx) and must not be recorded.
 func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (results.Run, bool) {
@@ -206,14 +216,7 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 		case <-phaseCtx.Done():
 		}
 	}()
-	endedEarly := func() bool {
-		select {
-		case <-end.ch:
-			return true
-		default:
-			return false
-		}
-	}
+	endedEarly := func() bool { return end.fired() }
 
 	// docker-ready
 	i = clock.start(PhaseDocker)
@@ -341,11 +344,7 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 	closeConsole()
 	info = m.Info()
 	run.KernelRelease, run.DockerServer = info.KernelRelease, info.DockerServer
-	if artifactKey == "" {
-		r.machineArtifacts(&run, m, rel, "", ownsLog)
-	} else {
-		r.machineArtifacts(&run, m, artifactDir, artifactKey, ownsLog)
-	}
+	r.machineArtifacts(&run, m, artifactDir, artifactKey, ownsLog)
 
 	// check
 	var artifactErrs []error // evidence that could not be kept

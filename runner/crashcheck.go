@@ -199,7 +199,7 @@ func (r *run) rebootAndVerify(cellCtx context.Context, a crashAttempt, m Machine
 		switch {
 		case a.isInterrupted():
 			out.interrupted = true
-		case endedEarly(end), stoppedByItself(m2):
+		case end.fired(), stoppedByItself(m2):
 			// the console or the machine's exit tells what happened
 		case a.timedOut():
 			ev.TimedOut, ev.Phase = true, PhaseReboot
@@ -223,7 +223,7 @@ func (r *run) rebootAndVerify(cellCtx context.Context, a crashAttempt, m Machine
 	case a.isInterrupted():
 		out.interrupted = true
 		return out
-	case endedEarly(end):
+	case end.fired():
 		return out
 	case a.timedOut():
 		ev.TimedOut, ev.Phase = true, PhaseVerify
@@ -371,15 +371,6 @@ func errText(err error) string {
 		return "no error"
 	}
 	return err.Error()
-}
-
-func endedEarly(e *earlyEnd) bool {
-	select {
-	case <-e.ch:
-		return true
-	default:
-		return false
-	}
 }
 
 // afterPowerCut marks the rebooted machine's console findings.
