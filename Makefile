@@ -25,19 +25,29 @@ box:
 # The full suite: unit tests plus the integration tests against real QEMU
 # VMs, real Debian kernels and a real dockerd (run as root; see .ci/run).
 test: lint
-	$(GO) test -count=1 -timeout 40m ./...
+	$(GO) test -count=1 -timeout 60m ./...
 
 # The fault-injection suite alone (also part of make test): real faults in
-# real guests, a table fault → expected → got → evidence; fails on a mismatch.
+# real guests, a table fault → expected → got → evidence, then the clean soak
+# of the example matrix (every runnable cell of matrix.yaml twice, the
+# false-positive check) and its table; fails on any mismatch.
 test-faults:
-	$(GO) test -count=1 -timeout 30m -v -run 'TestIntegrationFaults$$' ./runner/faults
+	$(GO) test -count=1 -timeout 60m -v -run 'TestIntegrationFaults$$|TestIntegrationSoakExample$$' ./runner/faults
 
-# The clean soak of the example matrix (the false-positive check): every
-# runnable cell of matrix.yaml twice, no error finding, every checker clean.
-# ~50 min on a 2-core host, so not part of make test / CI; see
-# runner/faults/soak_test.go for the MATRIXCTL_SOAK_* knobs.
+# The long clean soak, by hand: the example's own probes (io, net, churn), VM
+# and soak duration, every runnable cell twice (well over an hour on a 2-core
+# host without KVM). make test runs a shorter one. Knobs: SOAK_REPEATS,
+# SOAK_DURATION (a Go duration or spec), SOAK_PROBES (io,churn or spec),
+# SOAK_VM (spec or empty for 1 vCPU / 1 GiB), SOAK_OUT (keep the results
+# there for matrixctl report).
+SOAK_REPEATS ?= 2
+SOAK_DURATION ?= spec
+SOAK_PROBES ?= spec
+SOAK_VM ?= spec
 soak:
-	$(GO) test -tags soak -count=1 -timeout 120m -v -run 'TestIntegrationSoakExample$$' ./runner/faults
+	MATRIXCTL_SOAK_REPEATS=$(SOAK_REPEATS) MATRIXCTL_SOAK_DURATION=$(SOAK_DURATION) \
+	MATRIXCTL_SOAK_PROBES=$(SOAK_PROBES) MATRIXCTL_SOAK_VM=$(SOAK_VM) MATRIXCTL_SOAK_OUT=$(SOAK_OUT) \
+	$(GO) test -count=1 -timeout 240m -v -run 'TestIntegrationSoakExample$$' ./runner/faults
 
 # Unit tests only: no VMs, no daemon.
 test-short:

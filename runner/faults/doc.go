@@ -3,9 +3,11 @@
 // frozen filesystem under a writer, ...) run as the faulted cells of one
 // matrix run through the whole pipeline, and the verdict and evidence of
 // each are checked against what the taxonomy promises. A clean cell runs
-// beside them as the false-positive check.
+// beside them, and the clean soak of the example matrix after them, as the
+// false-positive check.
 //
 // The faults themselves are injected by the runner (runner/faults.go,
 // Settings.Faults of a cell); this package holds only the suite
-// (TestIntegrationFaults, make test-faults).
+// (TestIntegrationFaults and TestIntegrationSoakExample, make test-faults;
+// make soak for the long soak).
 package faults
