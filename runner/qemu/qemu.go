@@ -210,7 +210,9 @@ type Exit struct {
 	Status string
 	// Uptime is the time from launch to exit.
 	Uptime time.Duration
-	// Silence is how long console and agent had been quiet when it ended.
+	// Silence is how long console and agent had been quiet when it ended:
+	// when the harness killed it (for the watchdog, the silence it judged),
+	// or when it exited by itself.
 	Silence time.Duration
 	// Detail says more about Reason when the harness knows more (ExitHostIOError).
 	Detail string
@@ -283,6 +285,7 @@ type VM struct {
 	final         error
 	reason        ExitReason
 	reasonDetail  string
+	quietAtKill   time.Duration // the silence when reason was set
 	shutdownAsked bool
 	nextID        uint64
 	replies       map[uint64]chan agentproto.Message
@@ -670,8 +673,14 @@ func (v *VM) waitExit() {
 		}
 	}
 	now := time.Now()
+	silence := now.Sub(time.Unix(0, v.progress.Load()))
+	if v.reason != "" {
+		// Killed: the silence that decided it. What QEMU's end flushes
+		// (a partial agent line read at EOF) is not the guest's progress.
+		silence = v.quietAtKill
+	}
 	v.exit = Exit{Reason: reason, Status: status, Uptime: now.Sub(v.launched),
-		Silence: now.Sub(time.Unix(0, v.progress.Load())), Detail: v.reasonDetail}
+		Silence: silence, Detail: v.reasonDetail}
 	close(v.exited)
 	v.notify()
 	v.mu.Unlock()
@@ -684,6 +693,7 @@ func (v *VM) killWithDetail(reason ExitReason, detail string) {
 	v.mu.Lock()
 	if v.reason == "" {
 		v.reason, v.reasonDetail = reason, detail
+		v.quietAtKill = time.Since(time.Unix(0, v.progress.Load()))
 	}
 	v.mu.Unlock()
 	select {

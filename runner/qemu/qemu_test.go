@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/matrixctl/matrixctl/runner/images"
 )
@@ -66,5 +68,55 @@ func TestGateWriter(t *testing.T) {
 	g.Write([]byte("late"))
 	if sb.String() != "early late" {
 		t.Errorf("got %q", sb.String())
+	}
+}
+
+// startedVM is a VM around a real child process (sleep) with no QEMU, no
+// console and no agent: enough for kill, exit and silence bookkeeping.
+func startedVM(t *testing.T, quiet time.Duration) *VM {
+	t.Helper()
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	v := &VM{cmd: cmd, exited: make(chan struct{}), consoleDone: make(chan struct{}), changed: make(chan struct{})}
+	v.launched = time.Now().Add(-2 * quiet)
+	v.progress.Store(time.Now().Add(-quiet).UnixNano())
+	go v.waitExit()
+	return v
+}
+
+// TestKillKeepsTheSilenceThatDecidedIt: after the watchdog kills a frozen
+// VM, the agent reader can still hand over a partial line at EOF (seen in
+// CI: "silence 0s" after a 4 s watchdog). The exit reports the silence the
+// kill was decided on, not the time since that late read.
+func TestKillKeepsTheSilenceThatDecidedIt(t *testing.T) {
+	v := startedVM(t, 5*time.Second)
+	v.killWith(ExitWatchdog)
+	v.touch() // the partial agent line read at EOF
+	close(v.consoleDone)
+	exit := v.Wait()
+	if exit.Reason != ExitWatchdog || exit.Status != "signal: killed" {
+		t.Fatalf("exit %+v, want a watchdog kill", exit)
+	}
+	if exit.Silence < 5*time.Second || exit.Silence > 10*time.Second {
+		t.Errorf("silence %s, want the 5s the watchdog saw", exit.Silence)
+	}
+}
+
+// TestSelfExitSilence: a VM that ends by itself reports the silence up to
+// its end.
+func TestSelfExitSilence(t *testing.T) {
+	v := startedVM(t, 3*time.Second)
+	syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL) // not through killWith: no reason
+	close(v.consoleDone)
+	exit := v.Wait()
+	if exit.Reason != ExitSelf {
+		t.Fatalf("exit %+v, want %s", exit, ExitSelf)
+	}
+	if exit.Silence < 3*time.Second {
+		t.Errorf("silence %s, want at least 3s", exit.Silence)
 	}
 }
