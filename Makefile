@@ -35,8 +35,8 @@ test-faults:
 	$(GO) test -count=1 -timeout 60m -v -run 'TestIntegrationFaults$$|TestIntegrationSoakExample$$' ./runner/faults
 
 # The long clean soak, by hand: the example's own probes (io, net, churn), VM
-# and soak duration, every runnable cell twice (well over an hour on a 2-core
-# host without KVM). make test runs a shorter one. Knobs: SOAK_REPEATS,
+# and soak duration, every runnable cell twice (an hour or more on a 2-core
+# host without KVM, estimated from the phase times). make test runs a shorter one. Knobs: SOAK_REPEATS,
 # SOAK_DURATION (a Go duration or spec), SOAK_PROBES (io,churn or spec),
 # SOAK_VM (spec or empty for 1 vCPU / 1 GiB), SOAK_OUT (keep the results
 # there for matrixctl report).

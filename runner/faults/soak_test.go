@@ -37,23 +37,25 @@ type soakSettings struct {
 
 // ciSoak is the clean soak make test (and so CI) runs: every runnable
 // cell of the example, twice, each in a fresh VM, with the io probe, a 3 s
-// soak and a 1-vCPU, 1 GiB VM, two VMs at once. On a quiet 2-core host
-// without KVM a run costs ~50 s of TCG time whatever the vCPU count (a
-// 2-vCPU guest gets its two threads from the same two cores), so 28 runs
-// take ~13 min; churn would add ~20 s a run and net ~100 s, which CI's
-// time limit cannot take beside the rest of make test. One vCPU also keeps
-// the guest off cross-CPU code patching, where a 6.12 guest under TCG
-// once oopsed before the agent started. make soak runs the example's own
-// probes, VM and soak.
+// soak and a 1-vCPU, 1 GiB VM, two VMs at once. On a 2-core host without
+// KVM a run costs ~45 s of CPU under TCG with one vCPU or two (measured
+// alone: 49 s wall with one, 38 s with two), so two 1-vCPU VMs at once
+// use both cores; the 28 runs took 11m44s on a quiet host with a warm
+// cache. Churn would add ~20 s a run and net ~100 s, which CI's time limit
+// cannot take beside the rest of make test. One vCPU also keeps the guest
+// off cross-CPU code patching, where a 6.12 guest under TCG once oopsed
+// before the agent started. make soak runs the example's own probes, VM
+// and soak.
 func ciSoak() soakSettings {
 	return soakSettings{repeats: 2, soak: 3 * time.Second, cpus: 1, memoryMB: 1024, probes: []string{"io"}, parallel: 2}
 }
 
 // soakFromEnv overrides ciSoak with MATRIXCTL_SOAK_REPEATS (runs per
 // cell), MATRIXCTL_SOAK_DURATION (a Go duration; "spec" keeps the
-// example's), MATRIXCTL_SOAK_VM ("spec" keeps the example's VM size), MATRIXCTL_SOAK_PROBES (a comma
-// list; "spec" keeps the example's) and MATRIXCTL_SOAK_OUT (a new results
-// directory that is kept, with every run's evidence, for matrixctl report).
+// example's), MATRIXCTL_SOAK_VM ("spec" keeps the example's VM size),
+// MATRIXCTL_SOAK_PROBES (a comma list; "spec" keeps the example's) and
+// MATRIXCTL_SOAK_OUT (a new results directory that is kept, with every
+// run's evidence, for matrixctl report).
 func soakFromEnv(t *testing.T, s soakSettings) soakSettings {
 	t.Helper()
 	if v := os.Getenv("MATRIXCTL_SOAK_REPEATS"); v != "" {
