@@ -36,10 +36,10 @@ test-faults:
 
 # The long clean soak, by hand: the example's own probes (io, net, churn), VM
 # and soak duration, every runnable cell twice (an hour or more on a 2-core
-# host without KVM, estimated from the phase times). make test runs a shorter one. Knobs: SOAK_REPEATS,
-# SOAK_DURATION (a Go duration or spec), SOAK_PROBES (io,churn or spec),
-# SOAK_VM (spec or empty for 1 vCPU / 1 GiB), SOAK_OUT (keep the results
-# there for matrixctl report).
+# host without KVM, estimated from the phase times). make test runs a shorter
+# one. Knobs: SOAK_REPEATS, SOAK_DURATION (a Go duration or spec),
+# SOAK_PROBES (io,churn or spec), SOAK_VM (spec or empty for 1 vCPU / 1 GiB),
+# SOAK_OUT (keep the results there for matrixctl report).
 SOAK_REPEATS ?= 2
 SOAK_DURATION ?= spec
 SOAK_PROBES ?= spec

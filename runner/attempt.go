@@ -216,7 +216,6 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 		case <-phaseCtx.Done():
 		}
 	}()
-	endedEarly := func() bool { return end.fired() }
 
 	// docker-ready
 	i = clock.start(PhaseDocker)
@@ -226,7 +225,7 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 	case err == nil:
 	case isInterrupted():
 		return run, false
-	case endedEarly(), stoppedByItself(m):
+	case end.fired(), stoppedByItself(m):
 		// the console or the machine's exit tells what happened (a
 		// machine that stopped is not a dockerd that failed)
 	case timedOut():
@@ -266,7 +265,7 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 			switch {
 			case isInterrupted():
 				return run, false
-			case endedEarly():
+			case end.fired():
 			case timedOut():
 				ev.TimedOut, ev.Phase = true, PhaseProbes
 			default:
@@ -274,7 +273,7 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 				pingErr := m.Ping(pingCtx)
 				cancel()
 				switch {
-				case pingErr != nil && !endedEarly():
+				case pingErr != nil && !end.fired():
 					ev.DockerErr, ev.Phase = fmt.Errorf("after probes: %w", pingErr), PhaseProbes
 				case perr != nil && IsInfra(perr):
 					ev.Err, ev.Phase = perr, PhaseProbes
@@ -288,7 +287,7 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 	// crash-consistency check: cut the power, boot again on the same
 	// scratch disk, re-verify; the rebooted machine is shut down and checked.
 	artifactDir, artifactKey := rel, ""
-	if wantsCrashCheck(jb.cell.Settings) && err == nil && !endedEarly() && !isInterrupted() && !timedOut() && ev.Err == nil {
+	if wantsCrashCheck(jb.cell.Settings) && err == nil && !end.fired() && !isInterrupted() && !timedOut() && ev.Err == nil {
 		cc := r.crashCheck(ctx, cellCtx, crashAttempt{jb: jb, try: try, dir: dir, rel: rel, host: host, ownsLog: ownsLog, clock: clock, ev: &ev, run: &run,
 			closeConsole: closeConsole, isInterrupted: isInterrupted, timedOut: timedOut}, m)
 		if cc.next != nil {

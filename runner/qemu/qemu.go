@@ -630,6 +630,9 @@ func shellQuote(argv []string) string {
 
 func (v *VM) touch() { v.progress.Store(time.Now().UnixNano()) }
 
+// quiet is how long console and agent have been silent at now.
+func (v *VM) quiet(now time.Time) time.Duration { return now.Sub(time.Unix(0, v.progress.Load())) }
+
 func (v *VM) notify() {
 	close(v.changed)
 	v.changed = make(chan struct{})
@@ -673,7 +676,7 @@ func (v *VM) waitExit() {
 		}
 	}
 	now := time.Now()
-	silence := now.Sub(time.Unix(0, v.progress.Load()))
+	silence := v.quiet(now)
 	if v.reason != "" {
 		// Killed: the silence that decided it. What QEMU's end flushes
 		// (a partial agent line read at EOF) is not the guest's progress.
@@ -693,7 +696,7 @@ func (v *VM) killWithDetail(reason ExitReason, detail string) {
 	v.mu.Lock()
 	if v.reason == "" {
 		v.reason, v.reasonDetail = reason, detail
-		v.quietAtKill = time.Since(time.Unix(0, v.progress.Load()))
+		v.quietAtKill = v.quiet(time.Now())
 	}
 	v.mu.Unlock()
 	select {
@@ -727,7 +730,7 @@ func (v *VM) watch(ctx context.Context) {
 				}
 				continue
 			}
-			if v.cfg.Watchdog > 0 && time.Since(time.Unix(0, v.progress.Load())) > v.cfg.Watchdog {
+			if v.cfg.Watchdog > 0 && v.quiet(time.Now()) > v.cfg.Watchdog {
 				if why := v.pausedOnHostIOError(); why != "" {
 					v.Logf("watchdog: %s: killing qemu", why)
 					v.killWithDetail(ExitHostIOError, why)
