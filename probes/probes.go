@@ -14,7 +14,7 @@
 //	errors.Is(err, ErrProbe)         the workload failed: connection errors, leaks, watchdog (probe-failure)
 //	any other error                  inconclusive: the harness or the client connection broke (infra-error)
 //
-// Use Verdict to map an error onto runner/results' taxonomy.
+// Use Verdict to map an error onto results' taxonomy.
 //
 // Every container, volume, network and churn image carries the labels
 // LabelProbe=1 and LabelRun=<run id>; Cleanup removes them by label.
@@ -39,7 +39,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/matrixctl/matrixctl/probes/record"
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // Labels set on everything the probes create.
@@ -127,7 +127,7 @@ type Options struct {
 	RecordsPath string
 	// Workdir holds build output (the probe binary when it must be built).
 	Workdir string
-	// ProbeBinary is the static probe binary; empty finds or builds it with runner/selfbuild.
+	// ProbeBinary is the static probe binary; empty finds or builds it with internal/selfbuild.
 	ProbeBinary string
 	// RunID names this run in labels and resource names; empty picks a random one.
 	RunID string

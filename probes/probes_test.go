@@ -11,7 +11,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/matrixctl/matrixctl/probes/record"
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 func TestVerdict(t *testing.T) {

@@ -23,8 +23,8 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
 
+	"github.com/matrixctl/matrixctl/internal/selfbuild"
 	"github.com/matrixctl/matrixctl/probes/record"
-	"github.com/matrixctl/matrixctl/runner/selfbuild"
 )
 
 // cleanupTimeout bounds each removal; cleanup uses a fresh context so it
@@ -122,7 +122,7 @@ func (s *session) labels(role string) map[string]string {
 func (s *session) name(role string) string { return "mxp-" + s.runID + "-" + role }
 
 // EnsureImage makes sure the probe image for the static binary at bin
-// (found or built with runner/selfbuild when empty) is present in the daemon,
+// (found or built with internal/selfbuild when empty) is present in the daemon,
 // loading it when it is not, and returns its tag. The tag is derived from the
 // image content, so an up-to-date image is never loaded twice.
 func EnsureImage(ctx context.Context, cli client.APIClient, bin, workdir string) (string, error) {

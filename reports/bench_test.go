@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/matrixctl/matrixctl/reports/history"
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // writeBigResults writes a results dir of cells × repeats runs: 25 kernels ×

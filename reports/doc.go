@@ -1,5 +1,5 @@
 // Package reports turns a results directory (results.json plus per-run
-// artifacts, see runner/results) into a ranked compatibility report: a
+// artifacts, see results) into a ranked compatibility report: a
 // self-contained HTML page for ops, versioned JSON, JUnit XML for CI and a
 // Markdown summary for chat or a PR comment. It also merges the results of
 // shards run on different machines (Merge).

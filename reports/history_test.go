@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/matrixctl/matrixctl/reports/history"
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 func TestRegressionsAndFixesFromHistory(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 //go:embed templates/*.tmpl templates/report.css templates/report.js

@@ -12,7 +12,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // ResultsFile is the name of the results file inside a results directory.

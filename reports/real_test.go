@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // TestRealRunnerResults reads a results directory written by `matrixctl run`

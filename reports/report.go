@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/matrixctl/matrixctl/reports/history"
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // ReportSchema is written to Report.Schema. Removing or renaming a field of

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // Scoring and ranking.

@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // WriteJSON writes the report in its versioned JSON schema (ReportSchema).

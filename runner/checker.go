@@ -3,8 +3,8 @@ package runner
 import (
 	"context"
 
+	"github.com/matrixctl/matrixctl/results"
 	"github.com/matrixctl/matrixctl/runner/fscheck"
-	"github.com/matrixctl/matrixctl/runner/results"
 )
 
 // FSChecker is the Checker that runs the filesystem's own checker through

@@ -1,8 +1,8 @@
 package runner
 
 import (
+	"github.com/matrixctl/matrixctl/results"
 	"github.com/matrixctl/matrixctl/runner/console"
-	"github.com/matrixctl/matrixctl/runner/results"
 )
 
 // ConsoleAnalyzer adapts runner/console's streaming scanner to NewConsoleScanner.

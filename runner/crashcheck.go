@@ -12,7 +12,7 @@ import (
 
 	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/probes/record"
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // The crash-consistency check (a cell's crash_check, or its power-cut

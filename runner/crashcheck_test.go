@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // rebootingFake is the fake provider plus Reboot: the new machine takes the

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // script is what a fake machine of one cell does.

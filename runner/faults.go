@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matrixctl/matrixctl/results"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
-	"github.com/matrixctl/matrixctl/runner/results"
 )
 
 // Fault injection (matrix Settings.Faults, the fault-injection suite): a

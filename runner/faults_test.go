@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/runner/testutil"
 )
 
 // TestFaultTableCoversMatrixFaults: every fault the spec accepts is either

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/runner/fscheck"
-	"github.com/matrixctl/matrixctl/runner/testutil"
 )
 
 // TestFlipPromisedBlock builds a real ext4 image holding a Docker volume

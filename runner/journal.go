@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // JournalName is the journal's file name in the results directory.

@@ -1,6 +1,6 @@
 package runner
 
-import "github.com/matrixctl/matrixctl/runner/results"
+import "github.com/matrixctl/matrixctl/results"
 
 // Progress receives progress events from Run. Implementations must be safe
 // for concurrent use (cells run in parallel).

@@ -198,3 +198,9 @@ const (
 
 // defaultShutdownTimeout bounds a clean shutdown before the machine is killed.
 const defaultShutdownTimeout = 60 * time.Second
+
+// ConsoleLogWriter is implemented by providers that write console.log into
+// the run directory themselves; the runner then only analyses the stream.
+type ConsoleLogWriter interface {
+	WritesConsoleLog() bool
+}

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // ResultsName is results.json's file name in the results directory.

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 func testCell(id string) matrix.Cell {

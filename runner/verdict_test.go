@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 func TestJudge(t *testing.T) {

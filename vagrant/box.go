@@ -16,8 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/images"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/runner/images"
 )
 
 // BoxPackages are installed into every project-built box besides docker.io:

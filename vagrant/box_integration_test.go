@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/runner/images"
-	"github.com/matrixctl/matrixctl/runner/testutil"
 )
 
 // TestCacheDir is MATRIXCTL_CACHE when set, else a reusable dir under os.TempDir().

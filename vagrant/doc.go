@@ -4,9 +4,9 @@
 // project's own libvirt boxes.
 //
 // A project-built box is made from a Debian minbase rootfs (mmdebstrap from
-// the host's apt mirrors, found through runner/images) with systemd,
+// the host's apt mirrors, found through internal/images) with systemd,
 // openssh-server, sudo, ifupdown + DHCP, the requested docker.io and the
-// kernel runner/images imported (its module tree copied in, an initramfs
+// kernel internal/images imported (its module tree copied in, an initramfs
 // made with mkinitramfs). The box is a tar of metadata.json, Vagrantfile and
 // box.img (qcow2); the kernel and initrd stay beside it in the cache entry and
 // are booted directly (libvirt.kernel / initrd / cmd_line), since the image

@@ -10,7 +10,7 @@ import (
 
 	"github.com/matrixctl/matrixctl/reports"
 	"github.com/matrixctl/matrixctl/reports/history"
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 const fixture = "../../reports/testdata/basic"

@@ -16,13 +16,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/matrixctl/matrixctl/internal/images"
 	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/reports/history"
+	"github.com/matrixctl/matrixctl/results"
 	"github.com/matrixctl/matrixctl/runner"
-	"github.com/matrixctl/matrixctl/runner/images"
 	"github.com/matrixctl/matrixctl/runner/local"
 	"github.com/matrixctl/matrixctl/runner/qemu"
-	"github.com/matrixctl/matrixctl/runner/results"
 	vagrantprov "github.com/matrixctl/matrixctl/runner/vagrant"
 )
 
@@ -179,7 +179,7 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 			return withExit(ExitInfra, fmt.Errorf("cache %s: %w", g.Cache, err))
 		}
 		if f.provider == "qemu" {
-			opts.Provider = &runner.QEMUProvider{Cache: cache, CacheDir: g.Cache, Accel: accel}
+			opts.Provider = &qemu.Provider{Cache: cache, CacheDir: g.Cache, Accel: accel}
 		} else if opts.Provider, err = vagrantProvider(ctx, cache, streams, f.resume); err != nil {
 			return err
 		}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 func file(id string, started time.Time, verdicts ...results.Verdict) *results.File {

@@ -13,12 +13,13 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/reports"
+	"github.com/matrixctl/matrixctl/results"
 	"github.com/matrixctl/matrixctl/runner"
-	"github.com/matrixctl/matrixctl/runner/images"
-	"github.com/matrixctl/matrixctl/runner/results"
-	"github.com/matrixctl/matrixctl/runner/testutil"
+	"github.com/matrixctl/matrixctl/runner/qemu"
 )
 
 // hostFaults runs one cell through two host-side failures and returns a
@@ -116,7 +117,7 @@ func resultsDiskFull(t *testing.T, c matrix.Cell, cache *images.Cache) row {
 		}
 	}}
 	f, err := runner.Run(context.Background(), []matrix.Cell{c}, runner.Options{
-		Provider: &runner.QEMUProvider{Cache: cache, CacheDir: testCache(), Watchdog: watchdog},
+		Provider: &qemu.Provider{Cache: cache, CacheDir: testCache(), Watchdog: watchdog},
 		Prober:   runner.ProbesProber{Workdir: filepath.Join(testCache(), "probes")},
 		Console:  runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
 		Out: out, Parallel: 1, Retries: 1, Progress: hook,

@@ -11,12 +11,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/reports"
+	"github.com/matrixctl/matrixctl/results"
 	"github.com/matrixctl/matrixctl/runner"
-	"github.com/matrixctl/matrixctl/runner/images"
-	"github.com/matrixctl/matrixctl/runner/results"
-	"github.com/matrixctl/matrixctl/runner/testutil"
+	"github.com/matrixctl/matrixctl/runner/qemu"
 )
 
 // base is the one real cell every fault runs on: Debian's 6.1 kernel,
@@ -232,7 +233,7 @@ func TestIntegrationFaults(t *testing.T) {
 
 	out := filepath.Join(t.TempDir(), "results")
 	f, err := runner.Run(context.Background(), cs, runner.Options{
-		Provider: &runner.QEMUProvider{Cache: cache, CacheDir: testCache(), Watchdog: watchdog},
+		Provider: &qemu.Provider{Cache: cache, CacheDir: testCache(), Watchdog: watchdog},
 		Prober:   runner.ProbesProber{Workdir: filepath.Join(testCache(), "probes")},
 		Console:  runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
 		Out: out, Parallel: 2, Retries: -1,
@@ -274,7 +275,7 @@ func qemuMissing(t *testing.T, c matrix.Cell, cache *images.Cache) row {
 	const retries = 1
 	out := filepath.Join(t.TempDir(), "results-qemu-missing")
 	f, err := runner.Run(context.Background(), []matrix.Cell{c}, runner.Options{
-		Provider: &runner.QEMUProvider{Cache: cache, CacheDir: testCache(), QEMU: filepath.Join(t.TempDir(), "qemu-system-x86_64")},
+		Provider: &qemu.Provider{Cache: cache, CacheDir: testCache(), QEMU: filepath.Join(t.TempDir(), "qemu-system-x86_64")},
 		Prober:   runner.ProbesProber{Workdir: filepath.Join(testCache(), "probes")},
 		Console:  runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
 		Out: out, Parallel: 1, Retries: retries,

@@ -12,11 +12,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/results"
 	"github.com/matrixctl/matrixctl/runner"
-	"github.com/matrixctl/matrixctl/runner/images"
-	"github.com/matrixctl/matrixctl/runner/results"
-	"github.com/matrixctl/matrixctl/runner/testutil"
+	"github.com/matrixctl/matrixctl/runner/qemu"
 )
 
 // exampleSpec is the repository's default job, the matrix users run first.
@@ -165,7 +166,7 @@ func TestIntegrationSoakExample(t *testing.T) {
 	}
 	start := time.Now()
 	f, err := runner.Run(context.Background(), cs, runner.Options{
-		Provider: &runner.QEMUProvider{Cache: cache, CacheDir: testCache()},
+		Provider: &qemu.Provider{Cache: cache, CacheDir: testCache()},
 		Prober:   runner.ProbesProber{Workdir: filepath.Join(testCache(), "probes")},
 		Console:  runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
 		Out: out, Spec: exampleSpec, Repeat: s.repeats, Parallel: s.parallel,

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/matrixctl/matrixctl/runner/results"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // maxOutput bounds the checker output kept in results (the tail is kept).

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/matrixctl/matrixctl/runner/testutil"
+	"github.com/matrixctl/matrixctl/internal/testutil"
 )
 
 func run(t *testing.T, name string, args ...string) string {

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/results"
 	"github.com/matrixctl/matrixctl/runner"
-	"github.com/matrixctl/matrixctl/runner/results"
-	"github.com/matrixctl/matrixctl/runner/testutil"
 )
 
 func TestOSRelease(t *testing.T) {

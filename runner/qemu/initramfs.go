@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/matrixctl/matrixctl/internal/images"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
-	"github.com/matrixctl/matrixctl/runner/images"
 )
 
 // initramfsFormat changes whenever the initramfs layout changes, so old cache entries are not reused.

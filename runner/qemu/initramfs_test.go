@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/matrixctl/matrixctl/runner/images"
+	"github.com/matrixctl/matrixctl/internal/images"
 )
 
 const fakeDep = `kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko

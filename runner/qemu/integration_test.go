@@ -16,11 +16,11 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/selfbuild"
+	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
-	"github.com/matrixctl/matrixctl/runner/images"
-	"github.com/matrixctl/matrixctl/runner/selfbuild"
-	"github.com/matrixctl/matrixctl/runner/testutil"
 )
 
 // testCacheDir is MATRIXCTL_CACHE when set (CI shares kernels and rootfs

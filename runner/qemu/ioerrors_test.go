@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/matrixctl/matrixctl/runner/testutil"
+	"github.com/matrixctl/matrixctl/internal/testutil"
 )
 
 // A reply to query-named-block-nodes from QEMU 7.2 after InjectIOErrors

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
 	"github.com/matrixctl/matrixctl/runner/fscheck"
-	"github.com/matrixctl/matrixctl/runner/testutil"
 )
 
 // TestIntegrationPowerCutReboot cuts a VM's power (SIGKILL of QEMU) while

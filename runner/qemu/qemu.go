@@ -47,9 +47,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/selfbuild"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
-	"github.com/matrixctl/matrixctl/runner/images"
-	"github.com/matrixctl/matrixctl/runner/selfbuild"
 )
 
 // Accel selects QEMU's accelerator.

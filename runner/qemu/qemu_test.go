@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/matrixctl/matrixctl/runner/images"
+	"github.com/matrixctl/matrixctl/internal/images"
 )
 
 func TestShellQuote(t *testing.T) {

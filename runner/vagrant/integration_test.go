@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/results"
 	"github.com/matrixctl/matrixctl/runner"
-	"github.com/matrixctl/matrixctl/runner/images"
-	"github.com/matrixctl/matrixctl/runner/results"
-	"github.com/matrixctl/matrixctl/runner/testutil"
 	"github.com/matrixctl/matrixctl/vagrant"
 )
 

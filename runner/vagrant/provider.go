@@ -33,9 +33,9 @@ import (
 
 	"github.com/docker/docker/client"
 
+	"github.com/matrixctl/matrixctl/internal/images"
 	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/runner"
-	"github.com/matrixctl/matrixctl/runner/images"
 	"github.com/matrixctl/matrixctl/vagrant"
 )
 

@@ -1,6 +1,6 @@
 // Command matrixctl-box builds the project's own Vagrant boxes (`make box`):
 // for every runnable cell of a matrix spec whose box in the catalog is
-// project-built, it builds the box into the cache (runner/images' cache
+// project-built, it builds the box into the cache (internal/images' cache
 // directory, boxes/<key>) and prints where it is. With -add it also
 // registers the box with `vagrant box add`.
 package main
@@ -13,8 +13,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/matrixctl/matrixctl/internal/images"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/runner/images"
 	"github.com/matrixctl/matrixctl/vagrant"
 )
 

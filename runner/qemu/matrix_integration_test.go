@@ -1,16 +1,18 @@
-package runner
+package qemu_test
 
 import (
 	"context"
+	"github.com/matrixctl/matrixctl/runner"
+	"github.com/matrixctl/matrixctl/runner/qemu"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/runner/images"
-	"github.com/matrixctl/matrixctl/runner/results"
-	"github.com/matrixctl/matrixctl/runner/testutil"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // twoDrivers is a real matrix of two cells: Debian's 6.1 kernel and
@@ -35,13 +37,6 @@ vm:
   memory: 1536
 `
 
-func testCache() string {
-	if d := os.Getenv("MATRIXCTL_CACHE"); d != "" {
-		return d
-	}
-	return filepath.Join(os.TempDir(), "matrixctl-test-cache")
-}
-
 // TestIntegrationQEMUMatrix runs a real matrix end to end: real Debian
 // kernel, real rootfs, QEMU (TCG here), the guest's dockerd, the real
 // probes, the console scanner and the host checker.
@@ -50,16 +45,16 @@ func TestIntegrationQEMUMatrix(t *testing.T) {
 	testutil.RequiresRoot(t)
 	testutil.RequiresBinary(t, "qemu-system-x86_64", "mmdebstrap", "e2fsck", "xfs_repair")
 	runnable := runnableCells(t, twoDrivers)
-	cache, err := images.New(testCache())
+	cache, err := images.New(testutil.CacheDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "results")
-	f, err := Run(context.Background(), runnable, Options{
-		Provider: &QEMUProvider{Cache: cache, CacheDir: testCache()},
-		Prober:   ProbesProber{Workdir: filepath.Join(testCache(), "probes")},
-		Console:  ConsoleAnalyzer(), Checker: FSChecker(),
-		Out: out, Parallel: 1, Progress: NewPlainProgress(testWriter{t}),
+	f, err := runner.Run(context.Background(), runnable, runner.Options{
+		Provider: &qemu.Provider{Cache: cache, CacheDir: testutil.CacheDir()},
+		Prober:   runner.ProbesProber{Workdir: filepath.Join(testutil.CacheDir(), "probes")},
+		Console:  runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
+		Out: out, Parallel: 1, Progress: runner.NewPlainProgress(testWriter{t}),
 	})
 	if err != nil {
 		t.Fatalf("Run: %v", err)

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/matrixctl/matrixctl/runner/testutil"
+	"github.com/matrixctl/matrixctl/internal/testutil"
 )
 
 // fakeBuild writes two files and counts its calls.

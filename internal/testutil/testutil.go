@@ -6,6 +6,7 @@ package testutil
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,4 +123,14 @@ func hasEnv(pid, kv string) bool {
 		}
 	}
 	return false
+}
+
+// CacheDir is the artifact cache tests share: MATRIXCTL_CACHE when set (CI
+// shares kernels and rootfs images between packages within one run), else a
+// reusable directory under os.TempDir().
+func CacheDir() string {
+	if d := os.Getenv("MATRIXCTL_CACHE"); d != "" {
+		return d
+	}
+	return filepath.Join(os.TempDir(), "matrixctl-test-cache")
 }

@@ -1,16 +1,18 @@
-package runner
+package qemu_test
 
 import (
 	"context"
+	"github.com/matrixctl/matrixctl/runner"
+	"github.com/matrixctl/matrixctl/runner/qemu"
 	"io"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/runner/images"
-	"github.com/matrixctl/matrixctl/runner/results"
-	"github.com/matrixctl/matrixctl/runner/testutil"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // BenchmarkMatrixScaling runs real cells under QEMU: one cell alone, then
@@ -28,17 +30,17 @@ func BenchmarkMatrixScaling(b *testing.B) {
 	for i := range runnable {
 		runnable[i].Settings.CPUs = 1
 	}
-	cache, err := images.New(testCache())
+	cache, err := images.New(testutil.CacheDir())
 	if err != nil {
 		b.Fatal(err)
 	}
 	run := func(cells []matrix.Cell, parallel int) (time.Duration, *results.File) {
 		start := time.Now()
-		f, err := Run(context.Background(), cells, Options{
-			Provider: &QEMUProvider{Cache: cache, CacheDir: testCache()},
-			Prober:   ProbesProber{Workdir: filepath.Join(testCache(), "probes")},
-			Console:  ConsoleAnalyzer(), Checker: FSChecker(),
-			Out: filepath.Join(b.TempDir(), "results"), Parallel: parallel, Progress: NewPlainProgress(io.Discard),
+		f, err := runner.Run(context.Background(), cells, runner.Options{
+			Provider: &qemu.Provider{Cache: cache, CacheDir: testutil.CacheDir()},
+			Prober:   runner.ProbesProber{Workdir: filepath.Join(testutil.CacheDir(), "probes")},
+			Console:  runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
+			Out: filepath.Join(b.TempDir(), "results"), Parallel: parallel, Progress: runner.NewPlainProgress(io.Discard),
 		})
 		if err != nil {
 			b.Fatalf("Run: %v", err)

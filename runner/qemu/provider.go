@@ -1,4 +1,4 @@
-package runner
+package qemu
 
 import (
 	"bufio"
@@ -14,48 +14,48 @@ import (
 
 	"github.com/docker/docker/client"
 
+	"github.com/matrixctl/matrixctl/internal/images"
 	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/runner"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
-	"github.com/matrixctl/matrixctl/runner/images"
-	"github.com/matrixctl/matrixctl/runner/qemu"
 )
 
-// QEMUProvider adapts runner/qemu and runner/images to Provider: Prepare
+// Provider adapts runner/qemu and internal/images to Provider: Prepare
 // imports the cell's kernel and builds its rootfs (cached) and decides the
 // cell's pending kernel checks; Boot starts the VM.
-type QEMUProvider struct {
+type Provider struct {
 	Cache *images.Cache
 	// CacheDir holds the initramfs cache and built helper binaries.
 	CacheDir string
-	Accel    qemu.Accel
+	Accel    Accel
 	// QEMU is the qemu-system binary (default: runner/qemu's, qemu-system-x86_64 on PATH).
 	QEMU string
 	// Watchdog, BootTimeout, DockerTimeout, ShutdownTimeout: zero takes runner/qemu's defaults.
 	Watchdog, BootTimeout, DockerTimeout, ShutdownTimeout time.Duration
 
 	mu       sync.Mutex
-	prepared map[string]qemuImages // by run dir
+	prepared map[string]cellImages // by run dir
 }
 
-type qemuImages struct {
+type cellImages struct {
 	kernel *images.Kernel
 	rootfs *images.Rootfs
 }
 
-var _ Provider = (*QEMUProvider)(nil)
+var _ runner.Provider = (*Provider)(nil)
 
-// Name implements Provider.
-func (p *QEMUProvider) Name() string { return "qemu" }
+// Name implements runner.Provider.
+func (p *Provider) Name() string { return "qemu" }
 
-// WritesConsoleLog implements ConsoleLogWriter: runner/qemu writes
+// WritesConsoleLog implements runner.ConsoleLogWriter: runner/qemu writes
 // console.log into the run directory from the first byte.
-func (p *QEMUProvider) WritesConsoleLog() bool { return true }
+func (p *Provider) WritesConsoleLog() bool { return true }
 
-// Prepare implements Provider.
-func (p *QEMUProvider) Prepare(ctx context.Context, req Request) error {
+// Prepare implements runner.Provider.
+func (p *Provider) Prepare(ctx context.Context, req runner.Request) error {
 	logf, err := os.Create(filepath.Join(req.Dir, "prepare.log"))
 	if err != nil {
-		return Infra("prepare log", err)
+		return runner.Infra("prepare log", err)
 	}
 	defer logf.Close()
 	k, err := p.Cache.Kernel(ctx, req.Cell.Kernel)
@@ -65,11 +65,11 @@ func (p *QEMUProvider) Prepare(ctx context.Context, req Request) error {
 	if len(req.Cell.Pending) > 0 {
 		config, err := readKernelConfig(k.Config)
 		if err != nil {
-			return Infra("read kernel config", err)
+			return runner.Infra("read kernel config", err)
 		}
 		ok, reason := matrix.EvalKernelChecks(req.Cell.Pending, config, func(name string) bool { return hasModule(k.ModulesDir, name) })
 		if !ok {
-			return &UnsupportedError{Reason: fmt.Sprintf("kernel %s: %s", k.Release, reason)}
+			return &runner.UnsupportedError{Reason: fmt.Sprintf("kernel %s: %s", k.Release, reason)}
 		}
 	}
 	r, err := p.Cache.Rootfs(ctx, req.Cell.Distro, req.Cell.Docker, logf)
@@ -78,9 +78,9 @@ func (p *QEMUProvider) Prepare(ctx context.Context, req Request) error {
 	}
 	p.mu.Lock()
 	if p.prepared == nil {
-		p.prepared = map[string]qemuImages{}
+		p.prepared = map[string]cellImages{}
 	}
-	p.prepared[req.Dir] = qemuImages{kernel: k, rootfs: r}
+	p.prepared[req.Dir] = cellImages{kernel: k, rootfs: r}
 	p.mu.Unlock()
 	return nil
 }
@@ -90,9 +90,9 @@ func (p *QEMUProvider) Prepare(ctx context.Context, req Request) error {
 func imagesError(what string, err error) error {
 	var pe *images.PackageError
 	if errors.As(err, &pe) {
-		return &UnsupportedError{Reason: err.Error()}
+		return &runner.UnsupportedError{Reason: err.Error()}
 	}
-	return Infra(what, err)
+	return runner.Infra(what, err)
 }
 
 // readKernelConfig parses CONFIG_X=y|m|"..." lines ("" path: empty config).
@@ -140,40 +140,40 @@ func hasModule(dir, name string) bool {
 	return found
 }
 
-// Boot implements Provider.
-func (p *QEMUProvider) Boot(ctx context.Context, req Request) (Machine, error) {
+// Boot implements runner.Provider.
+func (p *Provider) Boot(ctx context.Context, req runner.Request) (runner.Machine, error) {
 	p.mu.Lock()
 	img, ok := p.prepared[req.Dir]
 	delete(p.prepared, req.Dir)
 	p.mu.Unlock()
 	if !ok {
-		return nil, Infra("boot", errors.New("cell was not prepared"))
+		return nil, runner.Infra("boot", errors.New("cell was not prepared"))
 	}
 	return p.start(ctx, req, img, false)
 }
 
-var _ Rebooter = (*QEMUProvider)(nil)
+var _ runner.Rebooter = (*Provider)(nil)
 
-// Reboot implements Rebooter: prev's scratch.img moves into req.Dir and a
-// new VM boots on it (qemu.Config.ReuseScratch).
-func (p *QEMUProvider) Reboot(ctx context.Context, req Request, prev Machine) (Machine, error) {
-	pm, ok := prev.(*qemuMachine)
+// Reboot implements runner.Rebooter: prev's scratch.img moves into req.Dir and a
+// new VM boots on it (Config.ReuseScratch).
+func (p *Provider) Reboot(ctx context.Context, req runner.Request, prev runner.Machine) (runner.Machine, error) {
+	pm, ok := prev.(*machine)
 	if !ok {
-		return nil, Infra("reboot", fmt.Errorf("machine %T is not a QEMU machine", prev))
+		return nil, runner.Infra("reboot", fmt.Errorf("machine %T is not a QEMU machine", prev))
 	}
 	select {
 	case <-pm.Exited():
 	default:
-		return nil, Infra("reboot", errors.New("the previous machine is still running"))
+		return nil, runner.Infra("reboot", errors.New("the previous machine is still running"))
 	}
 	if err := os.Rename(pm.vm.ScratchImage(), filepath.Join(req.Dir, "scratch.img")); err != nil {
-		return nil, Infra("reboot: take over the scratch disk", err)
+		return nil, runner.Infra("reboot: take over the scratch disk", err)
 	}
 	return p.start(ctx, req, pm.img, true)
 }
 
 // start boots a VM for req; reuse boots on the scratch.img already in req.Dir.
-func (p *QEMUProvider) start(ctx context.Context, req Request, img qemuImages, reuse bool) (Machine, error) {
+func (p *Provider) start(ctx context.Context, req runner.Request, img cellImages, reuse bool) (runner.Machine, error) {
 	s := req.Cell.Settings
 	scratchFS := s.ScratchFS
 	if scratchFS == "" {
@@ -183,7 +183,7 @@ func (p *QEMUProvider) start(ctx context.Context, req Request, img qemuImages, r
 	// cancelling ctx while Start runs still aborts the start.
 	vmCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stopWatch := context.AfterFunc(ctx, cancel)
-	vm, err := qemu.Start(vmCtx, qemu.Config{
+	vm, err := Start(vmCtx, Config{
 		QEMU: p.QEMU, Accel: p.Accel, CPUs: s.CPUs, MemoryMB: s.MemoryMB, Kernel: img.kernel, Rootfs: img.rootfs,
 		CacheDir: p.CacheDir, Driver: req.Cell.Driver, ScratchFS: scratchFS, KeepScratch: true, ReuseScratch: reuse,
 		Dir: req.Dir, Console: req.Console, Watchdog: p.Watchdog, BootTimeout: p.BootTimeout,
@@ -194,7 +194,7 @@ func (p *QEMUProvider) start(ctx context.Context, req Request, img qemuImages, r
 		cancel()
 		return nil, qemuError(err)
 	}
-	return &qemuMachine{vm: vm, cancel: cancel, scratchFS: checkedFS(req.Cell.Driver, scratchFS), dir: req.Dir, img: img}, nil
+	return &machine{vm: vm, cancel: cancel, scratchFS: checkedFS(req.Cell.Driver, scratchFS), dir: req.Dir, img: img}, nil
 }
 
 // checkedFS is what the host checker finds on a scratch disk: the thin
@@ -209,29 +209,29 @@ func checkedFS(driver, scratchFS string) string {
 
 // qemuError maps runner/qemu's typed errors onto the runner's.
 func qemuError(err error) error {
-	var ue *qemu.UnsupportedError
-	var ie *qemu.InfraError
+	var ue *UnsupportedError
+	var ie *InfraError
 	switch {
 	case errors.As(err, &ue):
-		return &UnsupportedError{Reason: ue.Reason}
+		return &runner.UnsupportedError{Reason: ue.Reason}
 	case errors.As(err, &ie):
-		return &InfraError{Op: "qemu", Err: err}
+		return &runner.InfraError{Op: "qemu", Err: err}
 	}
-	return err // *qemu.BootError and others: evidence about the cell
+	return err // *BootError and others: evidence about the cell
 }
 
-type qemuMachine struct {
-	vm        *qemu.VM
+type machine struct {
+	vm        *VM
 	cancel    context.CancelFunc
 	scratchFS string
 	dir       string
-	img       qemuImages // for a Reboot on the same scratch disk
+	img       cellImages // for a Reboot on the same scratch disk
 
 	mu    sync.Mutex
-	ready qemu.Ready
+	ready Ready
 }
 
-func (m *qemuMachine) WaitDocker(ctx context.Context) (string, error) {
+func (m *machine) WaitDocker(ctx context.Context) (string, error) {
 	r, err := m.vm.WaitDockerReady(ctx)
 	if err != nil {
 		return "", qemuError(err)
@@ -242,7 +242,7 @@ func (m *qemuMachine) WaitDocker(ctx context.Context) (string, error) {
 	return r.DockerHost, nil
 }
 
-func (m *qemuMachine) Ping(ctx context.Context) error {
+func (m *machine) Ping(ctx context.Context) error {
 	m.mu.Lock()
 	host := m.ready.DockerHost
 	m.mu.Unlock()
@@ -258,22 +258,22 @@ func (m *qemuMachine) Ping(ctx context.Context) error {
 	return err
 }
 
-func (m *qemuMachine) Exited() <-chan struct{} { return m.vm.Exited() }
+func (m *machine) Exited() <-chan struct{} { return m.vm.Exited() }
 
-var _ ArtifactWriter = (*qemuMachine)(nil)
+var _ runner.ArtifactWriter = (*machine)(nil)
 
-// ArtifactErr implements ArtifactWriter.
-func (m *qemuMachine) ArtifactErr() error { return m.vm.ArtifactErr() }
+// ArtifactErr implements runner.ArtifactWriter.
+func (m *machine) ArtifactErr() error { return m.vm.ArtifactErr() }
 
-var _ FaultTarget = (*qemuMachine)(nil)
+var _ runner.FaultTarget = (*machine)(nil)
 
-// GuestCommand implements FaultTarget.
-func (m *qemuMachine) GuestCommand(ctx context.Context, c agentproto.Command) error {
+// GuestCommand implements runner.FaultTarget.
+func (m *machine) GuestCommand(ctx context.Context, c agentproto.Command) error {
 	return m.vm.Command(ctx, c)
 }
 
-// InjectIOErrors implements FaultTarget: QEMU blkdebug armed through QMP.
-func (m *qemuMachine) InjectIOErrors(ctx context.Context) (string, error) {
+// InjectIOErrors implements runner.FaultTarget: QEMU blkdebug armed through QMP.
+func (m *machine) InjectIOErrors(ctx context.Context) (string, error) {
 	e, err := m.vm.InjectIOErrors(ctx)
 	if err != nil {
 		return "", err
@@ -281,56 +281,56 @@ func (m *qemuMachine) InjectIOErrors(ctx context.Context) (string, error) {
 	return e.String(), nil
 }
 
-// Freeze implements FaultTarget: SIGSTOP to QEMU.
-func (m *qemuMachine) Freeze() error { return m.vm.Freeze() }
+// Freeze implements runner.FaultTarget: SIGSTOP to QEMU.
+func (m *machine) Freeze() error { return m.vm.Freeze() }
 
 // qemuExits maps how QEMU ended onto the runner's exit reasons.
-var qemuExits = map[qemu.ExitReason]ExitReason{
-	qemu.ExitSelf:        ExitCrashed,
-	qemu.ExitShutdown:    ExitShutdown,
-	qemu.ExitKilled:      ExitKilled,
-	qemu.ExitCanceled:    ExitKilled,
-	qemu.ExitWatchdog:    ExitHang,
-	qemu.ExitKVMFallback: ExitInfra,
-	qemu.ExitHostIOError: ExitInfra,
+var qemuExits = map[ExitReason]runner.ExitReason{
+	ExitSelf:        runner.ExitCrashed,
+	ExitShutdown:    runner.ExitShutdown,
+	ExitKilled:      runner.ExitKilled,
+	ExitCanceled:    runner.ExitKilled,
+	ExitWatchdog:    runner.ExitHang,
+	ExitKVMFallback: runner.ExitInfra,
+	ExitHostIOError: runner.ExitInfra,
 }
 
-func (m *qemuMachine) Exit() Exit {
+func (m *machine) Exit() runner.Exit {
 	select {
 	case <-m.vm.Exited():
 	default:
-		return Exit{}
+		return runner.Exit{}
 	}
 	e := m.vm.Wait()
 	r, ok := qemuExits[e.Reason]
 	if !ok {
-		r = ExitInfra
+		r = runner.ExitInfra
 	}
-	return Exit{Reason: r, Detail: e.String()}
+	return runner.Exit{Reason: r, Detail: e.String()}
 }
 
-func (m *qemuMachine) Shutdown(ctx context.Context) error {
+func (m *machine) Shutdown(ctx context.Context) error {
 	e := m.vm.Shutdown(ctx)
-	if e.Reason != qemu.ExitShutdown {
+	if e.Reason != ExitShutdown {
 		return fmt.Errorf("guest did not power off: %s", e)
 	}
 	return nil
 }
 
-func (m *qemuMachine) Kill() error {
+func (m *machine) Kill() error {
 	m.vm.Kill()
 	m.vm.Wait()
 	return nil
 }
 
-func (m *qemuMachine) Scratch() Scratch {
-	return Scratch{Path: m.vm.ScratchImage(), FS: m.scratchFS}
+func (m *machine) Scratch() runner.Scratch {
+	return runner.Scratch{Path: m.vm.ScratchImage(), FS: m.scratchFS}
 }
 
-func (m *qemuMachine) Process() Process {
-	p, err := ProcessOf(m.vm.PID(), true)
+func (m *machine) Process() runner.Process {
+	p, err := runner.ProcessOf(m.vm.PID(), true)
 	if err != nil {
-		return Process{}
+		return runner.Process{}
 	}
 	return p
 }
@@ -342,7 +342,7 @@ var qemuArtifacts = map[string]string{
 	"console-kvm-attempt": "console-kvm-attempt.log", "prepare": "prepare.log",
 }
 
-func (m *qemuMachine) Artifacts() map[string]string {
+func (m *machine) Artifacts() map[string]string {
 	out := map[string]string{}
 	for name, file := range qemuArtifacts {
 		if _, err := os.Stat(filepath.Join(m.dir, file)); err == nil {
@@ -352,20 +352,14 @@ func (m *qemuMachine) Artifacts() map[string]string {
 	return out
 }
 
-func (m *qemuMachine) Info() Info {
+func (m *machine) Info() runner.Info {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return Info{KernelRelease: m.ready.KernelRelease, DockerServer: m.ready.DockerVersion}
+	return runner.Info{KernelRelease: m.ready.KernelRelease, DockerServer: m.ready.DockerVersion}
 }
 
-func (m *qemuMachine) Close() error {
+func (m *machine) Close() error {
 	err := m.vm.Close()
 	m.cancel()
 	return err
-}
-
-// ConsoleLogWriter is implemented by providers that write console.log into
-// the run directory themselves; the runner then only analyses the stream.
-type ConsoleLogWriter interface {
-	WritesConsoleLog() bool
 }

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/runner/testutil"
 )
 
 // testCacheDir is MATRIXCTL_CACHE when set (CI shares downloads between
