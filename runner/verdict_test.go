@@ -78,10 +78,10 @@ func TestJudge(t *testing.T) {
 }
 
 // TestPrecedenceMatchesSeverity keeps the rule order consistent with the
-// shared severity order in results.Severity.
+// shared severity order in results.VerdictOrder.
 func TestPrecedenceMatchesSeverity(t *testing.T) {
 	rank := map[results.Verdict]int{}
-	for i, v := range results.Severity {
+	for i, v := range results.VerdictOrder {
 		rank[v] = i
 	}
 	last := -1
