@@ -103,24 +103,25 @@ var (
 	deprecatedURL  = "https://docs.docker.com/engine/deprecated/"
 	selectDriver   = Source{Title: "Docker docs: Select a storage driver", Section: "Supported backing filesystems",
 		URL: "https://docs.docker.com/engine/storage/drivers/select-storage-driver/"}
-	overlayDoc = Source{Title: "Docker docs: OverlayFS storage driver",
-		URL: "https://docs.docker.com/engine/storage/drivers/overlayfs-driver/"}
-	aufsDoc = Source{Title: "Docker docs: AUFS storage driver",
-		URL: "https://docs.docker.com/engine/storage/drivers/aufs-driver/"}
-	dmDoc = Source{Title: "Docker docs: Device Mapper storage driver",
-		URL: "https://docs.docker.com/engine/storage/drivers/device-mapper-driver/"}
-	btrfsDoc = Source{Title: "Docker docs: BTRFS storage driver",
-		URL: "https://docs.docker.com/engine/storage/drivers/btrfs-driver/"}
-	zfsDoc = Source{Title: "Docker docs: ZFS storage driver",
-		URL: "https://docs.docker.com/engine/storage/drivers/zfs-driver/"}
-	vfsDoc = Source{Title: "Docker docs: VFS storage driver",
-		URL: "https://docs.docker.com/engine/storage/drivers/vfs-driver/"}
+	// OverlayDoc is the OverlayFS storage driver page (kernel versions, xfs needs ftype=1).
+	OverlayDoc = driverPage("OverlayFS", "overlayfs-driver")
+	// AufsDoc is the AUFS storage driver page.
+	AufsDoc  = driverPage("AUFS", "aufs-driver")
+	dmDoc    = driverPage("Device Mapper", "device-mapper-driver")
+	btrfsDoc = driverPage("BTRFS", "btrfs-driver")
+	zfsDoc   = driverPage("ZFS", "zfs-driver")
+	vfsDoc   = driverPage("VFS", "vfs-driver")
 	// checkConfig is moby's contrib/check-config.sh at v20.10.0 (the last
 	// release that still had aufs): its "Storage Drivers" part names the
 	// kernel config symbols each driver needs.
 	checkConfig = Source{Title: "moby contrib/check-config.sh at v20.10.0", Section: "Storage Drivers",
 		URL: "https://github.com/moby/moby/blob/v20.10.0/contrib/check-config.sh"}
 )
+
+// driverPage cites Docker's documentation page on a storage driver.
+func driverPage(name, slug string) Source {
+	return Source{Title: "Docker docs: " + name + " storage driver", URL: "https://docs.docker.com/engine/storage/drivers/" + slug + "/"}
+}
 
 // changelog cites the Docker CHANGELOG entry of release v (releases before 17.03).
 func changelog(v string) Release {
@@ -153,13 +154,13 @@ func table() []Driver {
 			// Docker's original driver: no release added it.
 			Deprecated: deprecated("19.03", aufsSection), Removed: deprecated("24.0", aufsSection)},
 		{Name: "overlay", Kernel: []KernelNeed{config("CONFIG_OVERLAY_FS", "overlay", checkConfig)},
-			MinKernel: Release{Version: "3.18", Source: overlayDoc},
+			MinKernel: Release{Version: "3.18", Source: OverlayDoc},
 			Modules:   []string{"overlay"}, ProcFS: "overlay",
 			ScratchDefault: "ext4", ScratchAllowed: []string{"ext4", "xfs"}, ScratchSource: selectDriver,
 			Added:      changelog("1.4.0"),
 			Deprecated: deprecated("18.09", overlaySection), Removed: deprecated("24.0", overlaySection)},
 		{Name: "overlay2", Kernel: []KernelNeed{config("CONFIG_OVERLAY_FS", "overlay", checkConfig)},
-			MinKernel: Release{Version: "4.0", Source: overlayDoc},
+			MinKernel: Release{Version: "4.0", Source: OverlayDoc},
 			Modules:   []string{"overlay"}, ProcFS: "overlay",
 			ScratchDefault: "ext4", ScratchAllowed: []string{"ext4", "xfs"}, ScratchSource: selectDriver,
 			Added: changelog("1.12.0")},
@@ -243,14 +244,10 @@ func CheckedFS(driver, scratchFS string) string {
 	return scratchFS
 }
 
-// Vocabulary of Cite for the rules that are not about one driver.
+// Sources of the rules that are not about one driver's row.
 var (
 	// DType is the deprecated-features section on backing filesystems without d_type.
 	DType = Source{Title: deprecatedPage, Section: "Backing filesystem without d_type support for overlay/overlay2", URL: deprecatedURL}
-	// OverlayDoc is the OverlayFS storage driver page (xfs needs ftype=1).
-	OverlayDoc = overlayDoc
-	// AufsDoc is the AUFS storage driver page.
-	AufsDoc = aufsDoc
 	// DaemonKernelFloor is the check dockerd made before 23.0 for kernels older than 3.10.
 	DaemonKernelFloor = Source{Title: "moby source at v20.10.0", Section: "daemon/daemon_unix.go checkKernel",
 		URL: "https://github.com/moby/moby/blob/v20.10.0/daemon/daemon_unix.go"}
