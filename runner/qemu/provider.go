@@ -198,17 +198,14 @@ func (p *Provider) start(ctx context.Context, req runner.Request, img cellImages
 	return &machine{vm: vm, cancel: cancel, scratchFS: drivers.CheckedFS(req.Cell.Driver, scratchFS), dir: req.Dir, img: img}, nil
 }
 
-// qemuError maps runner/qemu's typed errors onto the runner's.
+// qemuError maps runner/qemu's typed errors onto the runner's (an
+// unsupported cell already is a *runner.UnsupportedError).
 func qemuError(err error) error {
-	var ue *UnsupportedError
 	var ie *InfraError
-	switch {
-	case errors.As(err, &ue):
-		return &runner.UnsupportedError{Reason: ue.Reason}
-	case errors.As(err, &ie):
+	if errors.As(err, &ie) {
 		return &runner.InfraError{Op: "qemu", Err: err}
 	}
-	return err // *BootError and others: evidence about the cell
+	return err // *BootError, *runner.UnsupportedError and others: evidence about the cell
 }
 
 type machine struct {
