@@ -43,7 +43,7 @@ func BuiltinRules() []Rule {
 		// aufs
 		removedRule(aufs, "the aufs driver was removed in Docker "+aufs.Removed.Version),
 		{Drivers: []string{"aufs"}, ScratchFS: rejectedScratch(aufs),
-			Reason: "aufs cannot use a btrfs backing filesystem",
+			Reason: "aufs cannot use a " + strings.Join(rejectedScratch(aufs), " or ") + " backing filesystem",
 			Source: drivers.Cite(aufs.ScratchSource, drivers.AufsDoc)},
 		{Drivers: []string{"aufs"}, Docker: "< " + aufs.Removed.Version,
 			Check:  kernelCheck(aufs.Kernel[0], "the kernel has no aufs (%s, module %s): aufs is not in mainline and needs an AUFS-patched kernel"),
@@ -65,7 +65,7 @@ func BuiltinRules() []Rule {
 
 		// overlay and overlay2 backing filesystems (d_type)
 		{Drivers: []string{"overlay", "overlay2"}, ScratchFS: rejectedScratch(o2),
-			Reason: "overlay and overlay2 are supported on ext4 and xfs (ftype=1) backing filesystems, not btrfs",
+			Reason: "overlay and overlay2 are supported on ext4 and xfs (ftype=1) backing filesystems, not " + strings.Join(rejectedScratch(o2), " or "),
 			Source: drivers.Cite(o2.ScratchSource)},
 		{Drivers: []string{"overlay", "overlay2"}, ScratchFS: []string{"xfs"}, MkfsArgs: []string{"-n", "ftype=1"},
 			Reason: "xfs backing needs ftype=1 (d_type); Docker >= 23.0 refuses to start without it",
