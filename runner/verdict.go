@@ -58,7 +58,7 @@ func classify(f results.Finding) results.Verdict {
 }
 
 // firstConsole returns the first of the most severe console findings of
-// class c: a verdict's reason names "EXT4-fs error ... aborted journal",
+// the class: a verdict's reason names "EXT4-fs error ... aborted journal",
 // not the warning that came a line before it.
 func (e *Evidence) firstConsole(class results.Verdict) (results.Finding, bool) {
 	var best results.Finding

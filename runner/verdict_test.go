@@ -138,3 +138,20 @@ func TestReasonNamesTheMostSevereFinding(t *testing.T) {
 		t.Errorf("got %s %q, want fs-corruption naming the journal abort", j.Verdict, j.Reason)
 	}
 }
+
+// TestJudgeFollowsCategoryTable: a lone console finding of each category
+// gives the verdict its row in results' category table names (pass for a
+// category that decides nothing alone).
+func TestJudgeFollowsCategoryTable(t *testing.T) {
+	okProbes := ProbeReport{Probes: []results.Probe{{Name: "io", OK: true}}}
+	for _, ci := range results.ConsoleCategories() {
+		want := ci.Class
+		if want == "" {
+			want = results.Pass
+		}
+		f := results.Finding{Source: "console", Category: ci.Category, Severity: results.SevError, Title: "t"}
+		if got := Judge(Evidence{Console: []results.Finding{f}, Probes: okProbes}).Verdict; got != want {
+			t.Errorf("category %s: verdict %s, want %s", ci.Category, got, want)
+		}
+	}
+}
