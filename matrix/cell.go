@@ -15,8 +15,9 @@
 //	ok, reason := matrix.EvalKernelChecks(cell.Pending, kernelConfig, hasModule) // after the kernel package is downloaded
 //
 // The spec format is documented by example in the repository's matrix.yaml;
-// the compatibility rules are the table in BuiltinRules, each row citing
-// STORAGE-DRIVERS.md.
+// the compatibility rules are the table in BuiltinRules, each row citing the
+// public documents (Docker's docs and release history, kernel config symbols)
+// its facts come from, through the storage-driver table in internal/drivers.
 package matrix
 
 import "time"

@@ -1,5 +1,7 @@
 package matrix
 
+import "github.com/matrixctl/matrixctl/internal/drivers"
+
 // Closed vocabularies and built-in facts the spec is checked against. They
 // are functions returning fresh values (not mutable package globals), so a
 // caller can never change the tables for everyone else.
@@ -19,10 +21,9 @@ func AxisNames() []string { return []string{AxisKernel, AxisDistro, AxisDocker, 
 // the cell's own distro".
 const DockerFromDistro = "distro"
 
-// Drivers are the storage drivers a cell may use (STORAGE-DRIVERS.md, table 1).
-func Drivers() []string {
-	return []string{"aufs", "overlay", "overlay2", "devicemapper", "btrfs", "vfs", "zfs", "fuse-overlayfs"}
-}
+// Drivers are the storage drivers a cell may use: those of the storage-driver
+// table (internal/drivers).
+func Drivers() []string { return drivers.Names() }
 
 // Probes are the probe kinds a cell may run (probes/).
 func Probes() []string { return []string{"io", "net", "churn"} }
@@ -79,19 +80,4 @@ func releaseBySuite(suite string) (debianRelease, bool) {
 // suite may carry a -backports, -updates or -security suffix.
 func debianSuites() []string {
 	return []string{"jessie", "stretch", "buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid", "unstable", "testing", "stable", "oldstable"}
-}
-
-// DefaultScratchFS is the backing filesystem the runner uses for driver when
-// the cell does not set scratch_fs: the driver's own filesystem for btrfs and
-// zfs (STORAGE-DRIVERS.md: "btrfs only", "zfs only"), the raw disk for
-// devicemapper (the guest agent builds its thin pool on it), ext4 otherwise.
-func DefaultScratchFS(driver string) string {
-	switch driver {
-	case "btrfs", "zfs":
-		return driver
-	case "devicemapper":
-		return "raw"
-	default:
-		return "ext4"
-	}
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	version "github.com/hashicorp/go-version"
+
+	"github.com/matrixctl/matrixctl/internal/drivers"
 )
 
 // Rule is one row of the compatibility table. A rule matches a cell when every
@@ -17,123 +19,123 @@ import (
 type Rule struct {
 	Drivers   []string // storage drivers
 	Distros   []string // distro names or suites
-	ScratchFS []string // backing filesystems (the cell's scratch_fs, or DefaultScratchFS)
+	ScratchFS []string // backing filesystems (the cell's scratch_fs, or the driver's default)
 	Kernel    string   // go-version constraint on the kernel version ("6.1" counts as 6.1.0)
 	Docker    string   // go-version constraint on the docker version
 	Check     *KernelCheck
 	MkfsArgs  []string
 	Reason    string
-	// Source cites where the fact comes from (STORAGE-DRIVERS.md row and its sources).
+	// Source cites the public documents the fact comes from (title and
+	// URL); the unsupported reason shown to users ends with it.
 	Source string
 }
 
-// BuiltinRules is the built-in compatibility table. Each row cites the row of
-// STORAGE-DRIVERS.md (and that row's numbered sources) it comes from.
+// BuiltinRules is the built-in compatibility table. The facts (versions,
+// kernel symbols and modules, backing filesystems) and their sources come
+// from the storage-driver table in internal/drivers; each row cites them:
+// Docker's storage driver pages (https://docs.docker.com/engine/storage/drivers/),
+// its deprecated features page (https://docs.docker.com/engine/deprecated/),
+// the Docker CHANGELOG, moby's source tree and check-config.sh.
 func BuiltinRules() []Rule {
-	const (
-		aufsRow    = "STORAGE-DRIVERS.md aufs row"
-		overlayRow = "STORAGE-DRIVERS.md overlay (legacy) row"
-		o2Row      = "STORAGE-DRIVERS.md overlay2 row"
-		dmRow      = "STORAGE-DRIVERS.md devicemapper row"
-		btrfsRow   = "STORAGE-DRIVERS.md btrfs row"
-		zfsRow     = "STORAGE-DRIVERS.md zfs row"
-		fuseRow    = "STORAGE-DRIVERS.md fuse-overlayfs row"
-	)
+	aufs, overlay, o2 := drivers.MustLookup("aufs"), drivers.MustLookup("overlay"), drivers.MustLookup("overlay2")
+	dm, btrfs, zfs, fuse := drivers.MustLookup("devicemapper"), drivers.MustLookup("btrfs"), drivers.MustLookup("zfs"), drivers.MustLookup("fuse-overlayfs")
 	return []Rule{
 		// aufs
-		{Drivers: []string{"aufs"}, Docker: ">= 24",
-			Reason: "the aufs driver was removed in Docker 24.0",
-			Source: aufsRow + ": [5] v24.0.0 daemon/graphdriver tree, [8] check-config.sh v24.0.0, [1] deprecated.md"},
-		{Drivers: []string{"aufs"}, ScratchFS: []string{"btrfs"},
-			Reason: "aufs cannot use a btrfs backing filesystem",
-			Source: aufsRow + ": backing filesystem column, [2] aufs-driver.md"},
-		{Drivers: []string{"aufs"}, Docker: "< 24",
-			Check: &KernelCheck{AnyConfig: []string{"CONFIG_AUFS_FS"}, Module: "aufs",
-				Reason: "the kernel has no aufs (CONFIG_AUFS_FS, module aufs): aufs is not in mainline and needs an AUFS-patched kernel"},
-			Reason: "aufs needs an AUFS-patched kernel (CONFIG_AUFS_FS or the aufs module)",
-			Source: aufsRow + ": kernel column, [2] aufs-driver.md, [8] check-config.sh"},
+		removedRule(aufs, "the aufs driver was removed in Docker "+aufs.Removed.Version),
+		{Drivers: []string{"aufs"}, ScratchFS: rejectedScratch(aufs),
+			Reason: "aufs cannot use a " + strings.Join(rejectedScratch(aufs), " or ") + " backing filesystem",
+			Source: drivers.Cite(aufs.ScratchSource, drivers.AufsDoc)},
+		{Drivers: []string{"aufs"}, Docker: "< " + aufs.Removed.Version,
+			Check:  kernelCheck(aufs.Kernel[0], "the kernel has no aufs (%s, module %s): aufs is not in mainline and needs an AUFS-patched kernel"),
+			Reason: fmt.Sprintf("aufs needs an AUFS-patched kernel (%s or the %s module)", aufs.Kernel[0].Config, aufs.Kernel[0].Module),
+			Source: drivers.Cite(drivers.AufsDoc, aufs.Kernel[0].Source)},
 
 		// legacy overlay
-		{Drivers: []string{"overlay"}, Docker: ">= 24",
-			Reason: "the legacy overlay driver was removed in Docker 24.0 (use overlay2)",
-			Source: overlayRow + ": [1] deprecated.md §legacy-overlay, [5] v24.0.0 tree"},
-		{Drivers: []string{"overlay"}, Docker: "< 1.4",
-			Reason: "the overlay driver first appeared in Docker 1.4.0",
-			Source: overlayRow + ": [4] CHANGELOG 1.4.0"},
-		{Drivers: []string{"overlay"}, Kernel: "< 3.18",
-			Reason: "the legacy overlay driver needs mainline OverlayFS (kernel >= 3.18, filesystem named overlay)",
-			Source: overlayRow + ": kernel column, [3] overlayfs-driver.md @v1.12.6, [5] overlay.go supportsOverlay"},
+		removedRule(overlay, "the legacy overlay driver was removed in Docker "+overlay.Removed.Version+" (use overlay2)"),
+		addedRule(overlay),
+		{Drivers: []string{"overlay"}, Kernel: "< " + overlay.MinKernel.Version,
+			Reason: "the legacy overlay driver needs mainline OverlayFS (kernel >= " + overlay.MinKernel.Version + ", filesystem named " + overlay.ProcFS + ")",
+			Source: drivers.Cite(overlay.MinKernel.Source)},
 
 		// overlay2
-		{Drivers: []string{"overlay2"}, Kernel: "< 4.0",
-			Reason: "overlay2 needs kernel >= 4.0 (multiple lower directories; RHEL backports 3.10.0-514+ are not modelled)",
-			Source: o2Row + ": kernel column, [2] overlayfs-driver.md, [5] overlay2/overlay.go @v1.12.0"},
-		{Drivers: []string{"overlay2"}, Docker: "< 1.12",
-			Reason: "the overlay2 driver first appeared in Docker 1.12.0",
-			Source: o2Row + ": [4] CHANGELOG 1.12.0"},
+		{Drivers: []string{"overlay2"}, Kernel: "< " + o2.MinKernel.Version,
+			Reason: "overlay2 needs kernel >= " + o2.MinKernel.Version + " (multiple lower directories; RHEL backports 3.10.0-514+ are not modelled)",
+			Source: drivers.Cite(o2.MinKernel.Source)},
+		addedRule(o2),
 
 		// overlay and overlay2 backing filesystems (d_type)
-		{Drivers: []string{"overlay", "overlay2"}, ScratchFS: []string{"btrfs"},
-			Reason: "overlay and overlay2 are supported on ext4 and xfs (ftype=1) backing filesystems, not btrfs",
-			Source: o2Row + " and " + overlayRow + ": backing filesystem columns, [2] overlayfs-driver.md, [3] selectadriver.md @v1.12.6"},
+		{Drivers: []string{"overlay", "overlay2"}, ScratchFS: rejectedScratch(o2),
+			Reason: "overlay and overlay2 are supported on ext4 and xfs (ftype=1) backing filesystems, not " + strings.Join(rejectedScratch(o2), " or "),
+			Source: drivers.Cite(o2.ScratchSource)},
 		{Drivers: []string{"overlay", "overlay2"}, ScratchFS: []string{"xfs"}, MkfsArgs: []string{"-n", "ftype=1"},
 			Reason: "xfs backing needs ftype=1 (d_type); Docker >= 23.0 refuses to start without it",
-			Source: "STORAGE-DRIVERS.md d_type cross-cutting rule: [1] §backing-filesystem-without-d_type, [5] overlay2/overlay.go @v20.10.0 vs @v23.0.0"},
+			Source: drivers.Cite(drivers.DType, drivers.OverlayDoc)},
 
 		// devicemapper
-		{Drivers: []string{"devicemapper"}, Docker: ">= 25",
-			Reason: "the devicemapper driver was removed in Docker 25.0",
-			Source: dmRow + ": [5] v25.0.0 tree, [6] docker/cli#4307, [8] check-config.sh"},
-		{Drivers: []string{"devicemapper"}, Docker: "< 0.7",
-			Reason: "the devicemapper driver first appeared in Docker 0.7.0",
-			Source: dmRow + ": [4] CHANGELOG 0.7.0"},
-		{Drivers: []string{"devicemapper"}, Docker: "< 25",
-			Check: &KernelCheck{AnyConfig: []string{"CONFIG_BLK_DEV_DM"}, Module: "dm_mod",
-				Reason: "the kernel has no device-mapper (CONFIG_BLK_DEV_DM, module dm_mod)"},
-			Reason: "devicemapper needs CONFIG_BLK_DEV_DM",
-			Source: dmRow + ": kernel column, [8] check-config.sh"},
-		{Drivers: []string{"devicemapper"}, Docker: "< 25",
-			Check: &KernelCheck{AnyConfig: []string{"CONFIG_DM_THIN_PROVISIONING"}, Module: "dm_thin_pool",
-				Reason: "the kernel has no dm-thin (CONFIG_DM_THIN_PROVISIONING, module dm_thin_pool)"},
-			Reason: "devicemapper needs CONFIG_DM_THIN_PROVISIONING",
-			Source: dmRow + ": kernel column, [8] check-config.sh"},
+		removedRule(dm, "the devicemapper driver was removed in Docker "+dm.Removed.Version),
+		addedRule(dm),
+		{Drivers: []string{"devicemapper"}, Docker: "< " + dm.Removed.Version,
+			Check:  kernelCheck(dm.Kernel[0], "the kernel has no device-mapper (%s, module %s)"),
+			Reason: "devicemapper needs " + dm.Kernel[0].Config,
+			Source: drivers.Cite(dm.Kernel[0].Source)},
+		{Drivers: []string{"devicemapper"}, Docker: "< " + dm.Removed.Version,
+			Check:  kernelCheck(dm.Kernel[1], "the kernel has no dm-thin (%s, module %s)"),
+			Reason: "devicemapper needs " + dm.Kernel[1].Config,
+			Source: drivers.Cite(dm.Kernel[1].Source)},
 
 		// btrfs
-		{Drivers: []string{"btrfs"}, ScratchFS: []string{"ext4", "xfs"},
+		{Drivers: []string{"btrfs"}, ScratchFS: rejectedScratch(btrfs),
 			Reason: "the btrfs driver needs /var/lib/docker on btrfs (scratch_fs btrfs)",
-			Source: btrfsRow + ": backing filesystem column, [2] btrfs-driver.md"},
-		{Drivers: []string{"btrfs"}, Docker: "< 0.8",
-			Reason: "the btrfs driver first appeared in Docker 0.8.0",
-			Source: btrfsRow + ": [4] CHANGELOG 0.8.0"},
+			Source: drivers.Cite(btrfs.ScratchSource)},
+		addedRule(btrfs),
 		{Drivers: []string{"btrfs"},
-			Check: &KernelCheck{AnyConfig: []string{"CONFIG_BTRFS_FS"}, Module: "btrfs",
-				Reason: "the kernel has no btrfs (CONFIG_BTRFS_FS, module btrfs)"},
-			Reason: "btrfs needs CONFIG_BTRFS_FS",
-			Source: btrfsRow + ": kernel column, [8] check-config.sh"},
+			Check:  kernelCheck(btrfs.Kernel[0], "the kernel has no btrfs (%s, module %s)"),
+			Reason: "btrfs needs " + btrfs.Kernel[0].Config,
+			Source: drivers.Cite(btrfs.Kernel[0].Source)},
 
 		// zfs
-		{Drivers: []string{"zfs"}, ScratchFS: []string{"ext4", "xfs", "btrfs"},
+		{Drivers: []string{"zfs"}, ScratchFS: rejectedScratch(zfs),
 			Reason: "the zfs driver needs /var/lib/docker on a ZFS dataset (leave scratch_fs unset)",
-			Source: zfsRow + ": backing filesystem column, [2] zfs-driver.md"},
-		{Drivers: []string{"zfs"}, Docker: "< 1.7",
-			Reason: "the zfs driver first appeared in Docker 1.7.0",
-			Source: zfsRow + ": [4] CHANGELOG 1.7.0"},
+			Source: drivers.Cite(zfs.ScratchSource)},
+		addedRule(zfs),
 		{Drivers: []string{"zfs"},
-			Check: &KernelCheck{AnyConfig: []string{"CONFIG_ZFS"}, Module: "zfs",
-				Reason: "the kernel has no ZFS (out-of-tree ZFS on Linux module zfs)"},
-			Reason: "zfs needs the out-of-tree zfs module",
-			Source: zfsRow + ": kernel column, [2] zfs-driver.md, [8] check-config.sh"},
+			Check: &KernelCheck{AnyConfig: []string{zfs.Kernel[0].Config}, Module: zfs.Kernel[0].Module,
+				Reason: "the kernel has no ZFS (out-of-tree ZFS on Linux module " + zfs.Kernel[0].Module + ")"},
+			Reason: "zfs needs the out-of-tree " + zfs.Kernel[0].Module + " module",
+			Source: drivers.Cite(zfs.Kernel[0].Source)},
 
 		// fuse-overlayfs
-		{Drivers: []string{"fuse-overlayfs"}, Docker: "< 20.10",
-			Reason: "the fuse-overlayfs driver first appeared in Docker 20.10.0",
-			Source: fuseRow + ": [5] v20.10.0 tree"},
+		addedRule(fuse),
 
 		// daemon kernel floor
 		{Docker: "< 23", Kernel: "< 3.10",
 			Reason: "dockerd before 23.0 refuses to start on kernels older than 3.10",
-			Source: "STORAGE-DRIVERS.md daemon kernel floor: [5] daemon/daemon_unix.go @v20.10.0, commit 1240f8b41d"},
+			Source: drivers.Cite(drivers.DaemonKernelFloor)},
 	}
+}
+
+// removedRule makes cells of d on a Docker release without it unsupported.
+func removedRule(d drivers.Driver, reason string) Rule {
+	return Rule{Drivers: []string{d.Name}, Docker: ">= " + d.Removed.Version, Reason: reason,
+		Source: drivers.Cite(d.Removed.Source)}
+}
+
+// addedRule makes cells of d on a Docker release older than d unsupported.
+func addedRule(d drivers.Driver) Rule {
+	return Rule{Drivers: []string{d.Name}, Docker: "< " + d.Added.Version,
+		Reason: "the " + d.Name + " driver first appeared in Docker " + d.Added.Version,
+		Source: drivers.Cite(d.Added.Source)}
+}
+
+// kernelCheck checks for need; reason has two %s, for its config symbol and module.
+func kernelCheck(need drivers.KernelNeed, reason string) *KernelCheck {
+	return &KernelCheck{AnyConfig: []string{need.Config}, Module: need.Module,
+		Reason: fmt.Sprintf(reason, need.Config, need.Module)}
+}
+
+// rejectedScratch lists the scratch filesystems d does not run on.
+func rejectedScratch(d drivers.Driver) []string {
+	return slices.DeleteFunc(ScratchFilesystems(), func(fs string) bool { return slices.Contains(d.ScratchAllowed, fs) })
 }
 
 // compiledRule is a Rule with its constraints parsed.
@@ -183,7 +185,7 @@ func (r compiledRule) matches(c *Cell) bool {
 	if len(r.ScratchFS) > 0 {
 		fs := c.Settings.ScratchFS
 		if fs == "" {
-			fs = DefaultScratchFS(c.Driver)
+			fs = drivers.DefaultScratchFS(c.Driver)
 		}
 		if !slices.Contains(r.ScratchFS, fs) {
 			return false

@@ -295,7 +295,7 @@ func (r *Report) runView(run *results.Run, opts HTMLOptions) runView {
 		console = filepath.Join(r.dir, filepath.FromSlash(p))
 	}
 	for _, f := range run.Findings {
-		fv := findingView{Source: CleanLine(f.Source), Category: CleanLine(f.Category), Severity: CleanLine(f.Severity),
+		fv := findingView{Source: CleanLine(f.Source), Category: CleanLine(string(f.Category)), Severity: CleanLine(string(f.Severity)),
 			Title: trimTitle(f.Title), StartLine: f.StartLine, EndLine: max(f.EndLine, f.StartLine)}
 		if console != "" && f.StartLine > 0 {
 			lines, err := consoleExcerpt(console, f.StartLine, f.EndLine)

@@ -147,7 +147,7 @@ func ValidateRun(r *results.Run) error {
 	if r.Cell == "" {
 		errs = append(errs, errors.New("cell is empty"))
 	}
-	if !slices.Contains(results.Severity, r.Verdict) {
+	if !slices.Contains(results.VerdictOrder, r.Verdict) {
 		errs = append(errs, fmt.Errorf("unknown verdict %q", r.Verdict))
 	}
 	if r.Repeat < 0 {

@@ -120,15 +120,15 @@ type NotRun struct {
 
 // Signature is one finding deduplicated across cells.
 type Signature struct {
-	ID        string    `json:"id"`
-	Title     string    `json:"title"`
-	Category  string    `json:"category"`
-	Severity  string    `json:"severity"`
-	Source    string    `json:"source"`
-	Cells     []string  `json:"cells"`
-	Runs      int       `json:"runs"`
-	FirstSeen time.Time `json:"first_seen"`
-	LastSeen  time.Time `json:"last_seen"`
+	ID        string           `json:"id"`
+	Title     string           `json:"title"`
+	Category  string           `json:"category"`
+	Severity  results.Severity `json:"severity"`
+	Source    string           `json:"source"`
+	Cells     []string         `json:"cells"`
+	Runs      int              `json:"runs"`
+	FirstSeen time.Time        `json:"first_seen"`
+	LastSeen  time.Time        `json:"last_seen"`
 }
 
 // TrendPoint is a cell's outcome in one past (or the current) run.
@@ -237,7 +237,7 @@ func Build(ctx context.Context, f *results.File, opts Options) (*Report, error) 
 		r.Signatures = append(r.Signatures, s)
 	}
 	slices.SortFunc(r.Signatures, func(a, b *Signature) int {
-		return cmp.Or(cmp.Compare(findingSeverityRank(a.Severity), findingSeverityRank(b.Severity)),
+		return cmp.Or(cmp.Compare(b.Severity.Rank(), a.Severity.Rank()),
 			cmp.Compare(len(b.Cells), len(a.Cells)), cmp.Compare(a.Category, b.Category), cmp.Compare(a.Title, b.Title))
 	})
 	if opts.History != nil {
@@ -246,18 +246,6 @@ func Build(ctx context.Context, f *results.File, opts Options) (*Report, error) 
 		}
 	}
 	return r, nil
-}
-
-func findingSeverityRank(s string) int {
-	switch s {
-	case "fatal":
-		return 0
-	case "error":
-		return 1
-	case "warning":
-		return 2
-	}
-	return 3
 }
 
 // addCell aggregates the runs of one cell.
@@ -289,18 +277,18 @@ func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signatu
 			worstRun = run
 		}
 		for _, fd := range run.Findings {
-			if fd.Severity == "fatal" && !fatal {
+			if fd.Severity == results.SevFatal && !fatal {
 				fatal, fatalTitle = true, fd.Title
 			}
-			key := fd.Category + "\x00" + signatureKey(fd.Title)
+			key := string(fd.Category) + "\x00" + signatureKey(fd.Title)
 			s, ok := sigs[key]
 			if !ok {
 				sum := sha256.Sum256([]byte(key))
-				s = &Signature{ID: "sig-" + hex.EncodeToString(sum[:5]), Title: trimTitle(fd.Title), Category: CleanLine(fd.Category),
+				s = &Signature{ID: "sig-" + hex.EncodeToString(sum[:5]), Title: trimTitle(fd.Title), Category: CleanLine(string(fd.Category)),
 					Severity: fd.Severity, Source: CleanLine(fd.Source), FirstSeen: run.Started, LastSeen: run.Started}
 				sigs[key] = s
 			}
-			if findingSeverityRank(fd.Severity) < findingSeverityRank(s.Severity) {
+			if fd.Severity.Rank() > s.Severity.Rank() {
 				s.Severity = fd.Severity
 			}
 			s.Cells = append(s.Cells, id)

@@ -29,7 +29,7 @@ import (
 // Ranked cells are ordered by these keys, each breaking ties of the previous:
 //
 //  1. broken cells last; among broken cells the worse worst verdict (in
-//     results.Severity order: kernel-crash, data-loss, fs-corruption, hang)
+//     results.VerdictOrder: kernel-crash, data-loss, fs-corruption, hang)
 //     ranks lower.
 //  2. the Wilson score lower bound (95 %, z = 1.96) of the pass rate over the
 //     counted runs, higher first: 19/20 (0.76) outranks 1/1 (0.21).
@@ -78,12 +78,12 @@ func WilsonLower(passed, n int) float64 {
 	return math.Max(0, (centre-margin)/(1+z2/nf))
 }
 
-// severityIndex is v's position in results.Severity (0 = worst).
+// severityIndex is v's position in results.VerdictOrder (0 = worst).
 func severityIndex(v results.Verdict) int {
-	if i := slices.Index(results.Severity, v); i >= 0 {
+	if i := slices.Index(results.VerdictOrder, v); i >= 0 {
 		return i
 	}
-	return len(results.Severity)
+	return len(results.VerdictOrder)
 }
 
 // brokenVerdict reports whether v says the kernel or storage stack is broken.
@@ -192,7 +192,7 @@ func brokenKey(c *CellScore) int {
 	if c.Class != ClassBroken {
 		return 0
 	}
-	return len(results.Severity) - min(severityIndex(c.Worst), severityIndex(results.Hang))
+	return len(results.VerdictOrder) - min(severityIndex(c.Worst), severityIndex(results.Hang))
 }
 
 // scorePerformance fills Metrics' medians' normalised score into PerfScore.

@@ -157,7 +157,7 @@ func problemBody(run *results.Run) string {
 		fmt.Fprintf(&b, "reason: %s\n", CleanLine(run.Reason))
 	}
 	for _, f := range run.Findings {
-		fmt.Fprintf(&b, "\n[%s/%s %s] %s", CleanLine(f.Source), CleanLine(f.Category), CleanLine(f.Severity), trimTitle(f.Title))
+		fmt.Fprintf(&b, "\n[%s/%s %s] %s", CleanLine(f.Source), CleanLine(string(f.Category)), CleanLine(string(f.Severity)), trimTitle(f.Title))
 		if f.StartLine > 0 {
 			fmt.Fprintf(&b, " (console lines %d-%d)", f.StartLine, max(f.EndLine, f.StartLine))
 		}

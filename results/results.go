@@ -1,5 +1,9 @@
 // Package results defines results.json, the versioned record of a matrixctl
-// run that the runner writes and reports/ reads, and the verdict taxonomy.
+// run that the runner writes and reports/ reads, and the verdict taxonomy:
+// verdicts in VerdictOrder, finding severities and the console category
+// table (taxonomy.go; README.md explains the orders). It is a leaf: it
+// imports no package of this project, so the console scanner, the runner
+// and reports/ share one copy of each fact.
 //
 // Schema changes that remove or rename fields bump SchemaVersion.
 package results
@@ -12,7 +16,7 @@ const SchemaVersion = "matrixctl.results/v1"
 // Verdict is the one outcome of a run of a cell.
 type Verdict string
 
-// The verdict taxonomy (see DESIGN.md). Order of severity is in Severity.
+// The verdict taxonomy (see DESIGN.md). Order of severity is in VerdictOrder.
 const (
 	Pass          Verdict = "pass"
 	KernelCrash   Verdict = "kernel-crash"
@@ -25,9 +29,9 @@ const (
 	InfraError    Verdict = "infra-error"
 )
 
-// Severity orders verdicts from worst to best for the cell under test.
+// VerdictOrder orders verdicts from worst to best for the cell under test.
 // infra-error and unsupported say nothing about the cell and come last.
-var Severity = []Verdict{
+var VerdictOrder = []Verdict{
 	// the kernel or the storage stack is broken
 	KernelCrash, DataLoss, FSCorruption, Hang,
 	// the engine or the workload broke
@@ -90,13 +94,13 @@ type Retry struct {
 
 // Finding is one piece of evidence: from the console, a probe, the checker or the runner.
 type Finding struct {
-	Source    string `json:"source"`   // console | probe | checker | runner
-	Category  string `json:"category"` // e.g. kernel-panic, hung-task, ext4-error
-	Severity  string `json:"severity"` // fatal | error | warning
-	Title     string `json:"title"`
-	StartLine int    `json:"start_line,omitempty"`
-	EndLine   int    `json:"end_line,omitempty"`
-	Excerpt   string `json:"excerpt,omitempty"`
+	Source    string   `json:"source"`   // console | probe | checker | runner
+	Category  Category `json:"category"` // e.g. kernel-panic, hung-task, ext4-error
+	Severity  Severity `json:"severity"` // fatal | error | warning | info
+	Title     string   `json:"title"`
+	StartLine int      `json:"start_line,omitempty"`
+	EndLine   int      `json:"end_line,omitempty"`
+	Excerpt   string   `json:"excerpt,omitempty"`
 }
 
 // Probe summarises one probe's records.

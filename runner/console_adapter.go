@@ -40,7 +40,7 @@ func consoleFinding(f console.Finding) results.Finding {
 		title += " [report cut short]"
 	}
 	return results.Finding{
-		Source: "console", Category: string(f.Category), Severity: string(f.Severity), Title: title,
+		Source: "console", Category: f.Category, Severity: f.Severity, Title: title,
 		StartLine: f.StartLine, EndLine: f.EndLine, Excerpt: f.Excerpt,
 	}
 }

@@ -32,7 +32,7 @@ func (r *run) openConsole(dir string, ownsLog bool, end *earlyEnd) (*consoleSink
 	}
 	if r.opts.Console != nil {
 		c.scanner = r.opts.Console(func(f results.Finding) {
-			if f.Severity == "fatal" || classify(f) == classCrash {
+			if f.Severity == results.SevFatal || classify(f) == results.KernelCrash {
 				end.fire("console: " + f.Title)
 			}
 		})

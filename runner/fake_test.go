@@ -245,11 +245,15 @@ type lineScanner struct {
 	on       func(results.Finding)
 }
 
-var testSignatures = []struct{ prefix, cat, sev string }{
-	{"Kernel panic", "kernel-panic", "fatal"},
-	{"INFO: task", "hung-task", "error"},
-	{"EXT4-fs error", "ext4-error", "error"},
-	{"I/O error", "io-error", "error"},
+var testSignatures = []struct {
+	prefix string
+	cat    results.Category
+	sev    results.Severity
+}{
+	{"Kernel panic", results.CatKernelPanic, results.SevFatal},
+	{"INFO: task", results.CatHungTask, results.SevError},
+	{"EXT4-fs error", results.CatExt4Error, results.SevError},
+	{"I/O error", results.CatIOError, results.SevError},
 }
 
 func newLineScanner(on func(results.Finding)) ConsoleScanner { return &lineScanner{on: on} }

@@ -213,9 +213,9 @@ func startFaults(ctx context.Context, m Machine, names []string) *faultRun {
 func (fr *faultRun) record(name string, err error) {
 	fr.mu.Lock()
 	defer fr.mu.Unlock()
-	f := results.Finding{Source: "runner", Category: "fault-injected", Severity: "info", Title: "injected fault " + name}
+	f := results.Finding{Source: "runner", Category: results.CatFaultInjected, Severity: results.SevInfo, Title: "injected fault " + name}
 	if err != nil {
-		f.Category, f.Severity, f.Title = "fault-not-injected", "warning", "fault "+name+": "+summaryLine(err.Error())
+		f.Category, f.Severity, f.Title = results.CatFaultNotInjected, results.SevWarning, "fault "+name+": "+summaryLine(err.Error())
 	}
 	fr.findings = append(fr.findings, f)
 }
@@ -242,7 +242,7 @@ func corruptScratch(names []string, s Scratch) ([]results.Finding, error) {
 		if err != nil {
 			return out, fmt.Errorf("fault %s: %w", name, err)
 		}
-		out = append(out, results.Finding{Source: "runner", Category: "fault-injected", Severity: "info",
+		out = append(out, results.Finding{Source: "runner", Category: results.CatFaultInjected, Severity: results.SevInfo,
 			Title: "injected fault " + name + ": " + where})
 	}
 	return out, nil

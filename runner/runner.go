@@ -344,7 +344,7 @@ func (r *run) runWithRetries(ctx context.Context, jb job, prog Progress) (result
 	if known {
 		run := r.unsupportedRun(jb)
 		run.Reason = reason
-		run.Findings = []results.Finding{{Source: "runner", Category: "unsupported", Severity: "warning", Title: "found unsupported by an earlier repeat: " + reason}}
+		run.Findings = []results.Finding{{Source: "runner", Category: results.CatUnsupported, Severity: results.SevWarning, Title: "found unsupported by an earlier repeat: " + reason}}
 		return run, true
 	}
 	var last results.Run

@@ -43,77 +43,33 @@ type Judgement struct {
 	Findings []results.Finding
 }
 
-// consoleClass is what a console finding says about the cell.
-type consoleClass int
-
-const (
-	classNone  consoleClass = iota // recorded, decides nothing alone
-	classCrash                     // the kernel died
-	classHang                      // a task or CPU made no progress
-	classFS                        // a filesystem reported damage
-	classIO                        // a block device returned an error
-)
-
-// consoleCategories classifies the console scanner's finding categories.
-// Categories not listed are classified by consolePrefixes, then by severity
-// (fatal → crash).
-var consoleCategories = map[string]consoleClass{
-	"kernel-panic": classCrash, "panic": classCrash, "oops": classCrash, "bug": classCrash,
-	"general-protection-fault": classCrash, "gpf": classCrash, "kasan": classCrash,
-	"unexpected-reboot": classCrash, "double-fault": classCrash, "machine-check": classCrash,
-	"hung-task": classHang, "soft-lockup": classHang, "hard-lockup": classHang,
-	"rcu-stall": classHang, "watchdog": classHang, "console-silent": classHang, "workqueue-lockup": classHang,
-	"io-error": classIO, "blk-error": classIO, "block-io-error": classIO, "buffer-io-error": classIO,
-	"scsi-error": classIO, "virtio-blk-error": classIO,
-	"fs-error": classFS, "fs-corruption": classFS, "overlayfs-error": classFS, "jbd2-abort": classFS,
-	"oom-kill": classNone, "warning": classNone, "lockdep": classNone, "sleep-in-atomic": classNone,
-	"page-alloc-failure": classNone, "netdev-unregister": classNone, "kmemleak": classNone,
-}
-
-// consolePrefixes classify families of categories (ext4-error, xfs-corruption, ...).
-var consolePrefixes = []struct {
-	prefix string
-	class  consoleClass
-}{
-	{"ext4-", classFS}, {"ext3-", classFS}, {"ext2-", classFS}, {"xfs-", classFS},
-	{"btrfs-", classFS}, {"jbd2-", classFS}, {"overlay-", classFS}, {"aufs-", classFS},
-	{"dm-thin", classFS}, {"io-", classIO}, {"blk-", classIO},
-	{"panic", classCrash}, {"oops", classCrash}, {"bug-", classCrash},
-	{"hung-", classHang}, {"lockup", classHang}, {"soft-lockup", classHang}, {"rcu-", classHang},
-}
-
-func classify(f results.Finding) consoleClass {
-	cat := strings.ToLower(f.Category)
-	if c, ok := consoleCategories[cat]; ok {
-		return c
+// classify is the verdict a console finding leads to: its category's class
+// in the category table of package results ("" decides nothing). A category
+// the table does not know (a scanner newer than the table) is a kernel-crash
+// when fatal.
+func classify(f results.Finding) results.Verdict {
+	if info, ok := f.Category.Info(); ok {
+		return info.Class
 	}
-	for _, p := range consolePrefixes {
-		if strings.HasPrefix(cat, p.prefix) {
-			return p.class
-		}
+	if f.Severity == results.SevFatal {
+		return results.KernelCrash
 	}
-	if f.Severity == "fatal" {
-		return classCrash
-	}
-	return classNone
+	return ""
 }
 
 // firstConsole returns the first of the most severe console findings of
-// class c: a verdict's reason names "EXT4-fs error ... aborted journal",
+// the class: a verdict's reason names "EXT4-fs error ... aborted journal",
 // not the warning that came a line before it.
-func (e *Evidence) firstConsole(c consoleClass) (results.Finding, bool) {
+func (e *Evidence) firstConsole(class results.Verdict) (results.Finding, bool) {
 	var best results.Finding
 	found := false
 	for _, f := range e.Console {
-		if classify(f) == c && (!found || severityRank[f.Severity] > severityRank[best.Severity]) {
+		if classify(f) == class && (!found || f.Severity.Rank() > best.Severity.Rank()) {
 			best, found = f, true
 		}
 	}
 	return best, found
 }
-
-// severityRank orders finding severities.
-var severityRank = map[string]int{"info": 1, "warning": 2, "error": 3, "fatal": 4}
 
 // rule decides one verdict if its evidence is present.
 type rule struct {
@@ -147,7 +103,7 @@ var precedence = []rule{
 		return "", false
 	}},
 	{results.KernelCrash, func(e *Evidence) (string, bool) {
-		if f, ok := e.firstConsole(classCrash); ok {
+		if f, ok := e.firstConsole(results.KernelCrash); ok {
 			return "console: " + f.Title, true
 		}
 		if e.Exit.Reason == ExitCrashed {
@@ -165,7 +121,7 @@ var precedence = []rule{
 		if e.Checker != nil && !e.Checker.Clean {
 			return fmt.Sprintf("%s found errors on the scratch %s (exit %d)", e.Checker.Tool, "disk", e.Checker.ExitCode), true
 		}
-		if f, ok := e.firstConsole(classFS); ok {
+		if f, ok := e.firstConsole(results.FSCorruption); ok {
 			return "console: " + f.Title, true
 		}
 		if len(e.Probes.Corrupt) > 0 {
@@ -174,7 +130,7 @@ var precedence = []rule{
 		return "", false
 	}},
 	{results.Hang, func(e *Evidence) (string, bool) {
-		if f, ok := e.firstConsole(classHang); ok {
+		if f, ok := e.firstConsole(results.Hang); ok {
 			return "console: " + f.Title, true
 		}
 		if e.Exit.Reason == ExitHang {
@@ -201,7 +157,7 @@ var precedence = []rule{
 		return "", false
 	}},
 	{results.ProbeFailure, func(e *Evidence) (string, bool) {
-		if f, ok := e.firstConsole(classIO); ok {
+		if f, ok := e.firstConsole(results.ProbeFailure); ok {
 			if len(e.Probes.FailedOps) > 0 {
 				return "I/O error (" + f.Title + ") failed " + e.Probes.FailedOps[0], true
 			}
@@ -247,52 +203,52 @@ func evidenceFindings(e *Evidence) []results.Finding {
 	out := append([]results.Finding{}, e.Console...)
 	out = append(out, e.Faults...)
 	if e.NoConsole {
-		out = append(out, results.Finding{Source: "runner", Category: "no-console", Severity: "warning",
+		out = append(out, results.Finding{Source: "runner", Category: results.CatNoConsole, Severity: results.SevWarning,
 			Title: "this provider has no console: kernel messages were not analysed"})
 	}
 	for _, l := range e.Probes.Lost {
-		out = append(out, results.Finding{Source: "probe", Category: "data-loss", Severity: "fatal", Title: l})
+		out = append(out, results.Finding{Source: "probe", Category: results.CatDataLoss, Severity: results.SevFatal, Title: l})
 	}
 	for _, c := range e.Probes.Corrupt {
-		out = append(out, results.Finding{Source: "probe", Category: "corruption", Severity: "fatal", Title: c})
+		out = append(out, results.Finding{Source: "probe", Category: results.CatCorruption, Severity: results.SevFatal, Title: c})
 	}
 	for _, d := range e.Probes.DaemonErrs {
-		out = append(out, results.Finding{Source: "probe", Category: "docker-daemon", Severity: "error", Title: d})
+		out = append(out, results.Finding{Source: "probe", Category: results.CatDockerDaemon, Severity: results.SevError, Title: d})
 	}
 	for _, op := range e.Probes.FailedOps {
-		out = append(out, results.Finding{Source: "probe", Category: "failed-op", Severity: "error", Title: op})
+		out = append(out, results.Finding{Source: "probe", Category: results.CatFailedOp, Severity: results.SevError, Title: op})
 	}
 	for _, p := range e.Probes.Probes {
 		if !p.OK {
-			out = append(out, results.Finding{Source: "probe", Category: "probe-failed", Severity: "error",
+			out = append(out, results.Finding{Source: "probe", Category: results.CatProbeFailed, Severity: results.SevError,
 				Title: "probe " + p.Name + " failed" + firstErr(p.Errors)})
 		}
 	}
 	if c := e.Checker; c != nil && !c.Clean {
-		out = append(out, results.Finding{Source: "checker", Category: "fs-check-failed", Severity: "fatal",
+		out = append(out, results.Finding{Source: "checker", Category: results.CatFSCheckFailed, Severity: results.SevFatal,
 			Title: fmt.Sprintf("%s %s: exit %d", c.Tool, strings.Join(c.Args, " "), c.ExitCode), Excerpt: tail(c.Output, 2000)})
 	}
 	if r := e.Exit.Reason; r != ExitRunning && r != ExitShutdown && r != ExitKilled {
-		out = append(out, results.Finding{Source: "runner", Category: "machine-" + string(r), Severity: "error",
+		out = append(out, results.Finding{Source: "runner", Category: results.MachineCategory(string(r)), Severity: results.SevError,
 			Title: "machine stopped: " + string(r) + detail(e.Exit.Detail)})
 	}
 	if e.DockerErr != nil {
-		out = append(out, results.Finding{Source: "runner", Category: "docker-unreachable", Severity: "error",
+		out = append(out, results.Finding{Source: "runner", Category: results.CatDockerUnreachable, Severity: results.SevError,
 			Title: summaryLine(e.DockerErr.Error()), Excerpt: tail(e.DockerErr.Error(), 4000)})
 	}
 	if e.TimedOut {
-		out = append(out, results.Finding{Source: "runner", Category: "timeout", Severity: "error", Title: "cell timeout expired in phase " + e.Phase})
+		out = append(out, results.Finding{Source: "runner", Category: results.CatTimeout, Severity: results.SevError, Title: "cell timeout expired in phase " + e.Phase})
 	}
 	if e.ShutdownErr != nil {
-		out = append(out, results.Finding{Source: "runner", Category: "shutdown-failed", Severity: "error", Title: e.ShutdownErr.Error()})
+		out = append(out, results.Finding{Source: "runner", Category: results.CatShutdownFailed, Severity: results.SevError, Title: e.ShutdownErr.Error()})
 	}
 	var u *UnsupportedError
 	switch {
 	case errors.As(e.Err, &u):
-		out = append(out, results.Finding{Source: "runner", Category: "unsupported", Severity: "warning",
+		out = append(out, results.Finding{Source: "runner", Category: results.CatUnsupported, Severity: results.SevWarning,
 			Title: summaryLine(u.Reason)})
 	case e.Err != nil:
-		out = append(out, results.Finding{Source: "runner", Category: "harness-error", Severity: "error",
+		out = append(out, results.Finding{Source: "runner", Category: results.CatHarnessError, Severity: results.SevError,
 			Title: summaryLine("in " + orDefault(e.Phase, "?") + ": " + e.Err.Error()), Excerpt: tail(e.Err.Error(), 4000)})
 	}
 	return out

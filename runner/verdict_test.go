@@ -78,10 +78,10 @@ func TestJudge(t *testing.T) {
 }
 
 // TestPrecedenceMatchesSeverity keeps the rule order consistent with the
-// shared severity order in results.Severity.
+// shared severity order in results.VerdictOrder.
 func TestPrecedenceMatchesSeverity(t *testing.T) {
 	rank := map[results.Verdict]int{}
-	for i, v := range results.Severity {
+	for i, v := range results.VerdictOrder {
 		rank[v] = i
 	}
 	last := -1
@@ -136,5 +136,22 @@ func TestReasonNamesTheMostSevereFinding(t *testing.T) {
 	}})
 	if j.Verdict != results.FSCorruption || j.Reason != "console: JBD2: aborting journal" {
 		t.Errorf("got %s %q, want fs-corruption naming the journal abort", j.Verdict, j.Reason)
+	}
+}
+
+// TestJudgeFollowsCategoryTable: a lone console finding of each category
+// gives the verdict its row in results' category table names (pass for a
+// category that decides nothing alone).
+func TestJudgeFollowsCategoryTable(t *testing.T) {
+	okProbes := ProbeReport{Probes: []results.Probe{{Name: "io", OK: true}}}
+	for _, ci := range results.ConsoleCategories() {
+		want := ci.Class
+		if want == "" {
+			want = results.Pass
+		}
+		f := results.Finding{Source: "console", Category: ci.Category, Severity: results.SevError, Title: "t"}
+		if got := Judge(Evidence{Console: []results.Finding{f}, Probes: okProbes}).Verdict; got != want {
+			t.Errorf("category %s: verdict %s, want %s", ci.Category, got, want)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/matrixctl/matrixctl/results"
 	"github.com/matrixctl/matrixctl/runner/console"
 )
 
@@ -78,7 +79,7 @@ func runConsole(streams Streams, flags *consoleFlags, files []string) error {
 	if len(readErrs) > 0 {
 		return withExit(ExitUsage, errors.Join(readErrs...))
 	}
-	if worst >= console.Error.Rank() {
+	if worst >= results.SevError.Rank() {
 		return &silentExit{code: ExitFailed}
 	}
 	return nil

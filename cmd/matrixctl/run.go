@@ -302,7 +302,7 @@ func summarize(w io.Writer, f *results.File, out string) int {
 		counts[r.Verdict]++
 	}
 	var parts []string
-	for _, v := range results.Severity {
+	for _, v := range results.VerdictOrder {
 		if n := counts[v]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, v))
 		}

@@ -198,13 +198,13 @@ type Point struct {
 	Worst   results.Verdict
 }
 
-// severityCase ranks verdicts in SQL by results.Severity (0 = worst).
+// severityCase ranks verdicts in SQL by results.VerdictOrder (0 = worst).
 func severityCase() string {
 	s := "CASE verdict"
-	for i, v := range results.Severity {
+	for i, v := range results.VerdictOrder {
 		s += fmt.Sprintf(" WHEN '%s' THEN %d", v, i)
 	}
-	return s + fmt.Sprintf(" ELSE %d END", len(results.Severity))
+	return s + fmt.Sprintf(" ELSE %d END", len(results.VerdictOrder))
 }
 
 // Points returns every cell's outcome per stored run started at or after
@@ -232,8 +232,8 @@ func (s *Store) Points(ctx context.Context, since time.Time) ([]Point, error) {
 			return nil, fmt.Errorf("history: points: %w", err)
 		}
 		p.Started = fromNanos(started)
-		if worst >= 0 && worst < len(results.Severity) {
-			p.Worst = results.Severity[worst]
+		if worst >= 0 && worst < len(results.VerdictOrder) {
+			p.Worst = results.VerdictOrder[worst]
 		}
 		out = append(out, p)
 	}

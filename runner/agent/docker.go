@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/drivers"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
 	"golang.org/x/sys/unix"
 )
@@ -27,22 +28,26 @@ type driverSpec struct {
 	opts      func(scratchDev string) []string
 }
 
-var drivers = map[string]driverSpec{
-	"overlay2":       {modules: []string{"overlay"}, fs: "overlay", scratchFS: "ext4", allowedFS: []string{"ext4", "xfs"}},
-	"overlay":        {modules: []string{"overlay"}, fs: "overlay", scratchFS: "ext4", allowedFS: []string{"ext4", "xfs"}},
-	"aufs":           {modules: []string{"aufs"}, fs: "aufs", scratchFS: "ext4", allowedFS: []string{"ext4", "xfs"}},
-	"btrfs":          {modules: []string{"btrfs"}, fs: "btrfs", scratchFS: "btrfs", allowedFS: []string{"btrfs"}},
-	"zfs":            {modules: []string{"zfs"}, fs: "zfs", scratchFS: "raw", allowedFS: []string{"raw"}},
-	"vfs":            {scratchFS: "ext4", allowedFS: []string{"ext4", "xfs", "btrfs"}},
-	"fuse-overlayfs": {modules: []string{"fuse"}, fs: "fuse", scratchFS: "ext4", allowedFS: []string{"ext4", "xfs"}},
-	"devicemapper": {modules: []string{"dm_thin_pool"}, scratchFS: "raw", allowedFS: []string{"raw"},
-		opts: func(string) []string {
-			// The agent builds the thin pool itself (thinPool): the guest has no
-			// udev, and LVM's lvcreate (dm.directlvm_device) waits for udev to
-			// create the LV's device node and then fails.
-			return []string{"--storage-opt", "dm.thinpooldev=/dev/mapper/" + thinPoolName,
-				"--storage-opt", "dm.override_udev_sync_check=true", "--storage-opt", "dm.use_deferred_removal=false", "--storage-opt", "dm.use_deferred_deletion=false"}
-		}},
+// lookupDriver reads a driver's facts from the storage-driver table
+// (internal/drivers) and adds the dockerd options the agent sets for it.
+func lookupDriver(name string) (driverSpec, bool) {
+	d, ok := drivers.Lookup(name)
+	if !ok {
+		return driverSpec{}, false
+	}
+	return driverSpec{modules: d.Modules, fs: d.ProcFS, scratchFS: d.ScratchDefault, allowedFS: d.ScratchAllowed,
+		opts: driverOpts[name]}, true
+}
+
+// driverOpts are the dockerd options the agent adds per storage driver.
+var driverOpts = map[string]func(scratchDev string) []string{
+	"devicemapper": func(string) []string {
+		// The agent builds the thin pool itself (thinPool): the guest has no
+		// udev, and LVM's lvcreate (dm.directlvm_device) waits for udev to
+		// create the LV's device node and then fails.
+		return []string{"--storage-opt", "dm.thinpooldev=/dev/mapper/" + thinPoolName,
+			"--storage-opt", "dm.override_udev_sync_check=true", "--storage-opt", "dm.use_deferred_removal=false", "--storage-opt", "dm.use_deferred_deletion=false"}
+	},
 }
 
 // mkfs is how each scratch filesystem is made.
@@ -69,7 +74,7 @@ func (a *agent) prepareDriver() (*preparedDriver, error) {
 	if name == "" {
 		name = "overlay2"
 	}
-	spec, ok := drivers[name]
+	spec, ok := lookupDriver(name)
 	if !ok {
 		return nil, unsupportedf("storage driver %q is not known to the agent", name)
 	}

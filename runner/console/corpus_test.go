@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"github.com/matrixctl/matrixctl/results"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 var flagUpdate = flag.Bool("update", false, "rewrite the expected-findings headers of testdata/console")
@@ -31,8 +33,8 @@ type corpusFile struct {
 
 // expect is the part of a Finding the corpus pins down.
 type expect struct {
-	Category  Category
-	Severity  Severity
+	Category  results.Category
+	Severity  results.Severity
 	Title     string
 	Start     int
 	End       int
@@ -88,7 +90,7 @@ func parseCorpusFile(path string, data []byte) (*corpusFile, error) {
 			return nil, fmt.Errorf("%s:%d: not a header line: %q", path, lineNo, l)
 		}
 		if key == "CATEGORY" {
-			cf.want = append(cf.want, expect{Category: Category(val)})
+			cf.want = append(cf.want, expect{Category: results.Category(val)})
 			continue
 		}
 		switch key {
@@ -105,7 +107,7 @@ func parseCorpusFile(path string, data []byte) (*corpusFile, error) {
 		w := &cf.want[len(cf.want)-1]
 		switch key {
 		case "SEVERITY":
-			w.Severity = Severity(val)
+			w.Severity = results.Severity(val)
 		case "TITLE":
 			w.Title = val
 		case "CORRUPTED":
@@ -202,7 +204,7 @@ func TestCorpus(t *testing.T) {
 				if f.StartLine < 1 || f.StartLine > f.EndLine {
 					t.Errorf("%s: bad line range %v", cf.path, f)
 				}
-				if cf.group == "clean" && f.Severity == Fatal {
+				if cf.group == "clean" && f.Severity == results.SevFatal {
 					t.Errorf("%s: fatal finding in the clean corpus: %v\n%s", cf.path, f, f.Excerpt)
 				}
 			}
@@ -213,7 +215,7 @@ func TestCorpus(t *testing.T) {
 // TestCorpusCoversEveryCategory keeps a proof for each category in the corpus
 // (console-silent comes from the runner's clock, not from console text).
 func TestCorpusCoversEveryCategory(t *testing.T) {
-	seen := map[Category][]string{}
+	seen := map[results.Category][]string{}
 	for _, cf := range loadCorpus(t) {
 		for _, w := range cf.want {
 			seen[w.Category] = append(seen[w.Category], cf.path)
@@ -241,5 +243,29 @@ func TestCleanCorpusSize(t *testing.T) {
 	t.Logf("clean corpus: %d files, %d lines", files, lines)
 	if files < 5 {
 		t.Errorf("clean corpus has %d files, want at least 5", files)
+	}
+}
+
+// TestCategoryTableMatchesRules keeps the shared category table
+// (results.ConsoleCategories) and what the scanner can emit in step: every
+// category a rule or Silent emits has a row, and every row is emitted.
+func TestCategoryTableMatchesRules(t *testing.T) {
+	emitted := map[results.Category]bool{Silent(time.Second, 1).Category: true}
+	for _, r := range rules() {
+		if !r.ignore {
+			emitted[r.cat] = true
+		}
+	}
+	inTable := map[results.Category]bool{}
+	for _, ci := range results.ConsoleCategories() {
+		inTable[ci.Category] = true
+		if !emitted[ci.Category] {
+			t.Errorf("category %s is in the results table but no console rule emits it", ci.Category)
+		}
+	}
+	for c := range emitted {
+		if !inTable[c] {
+			t.Errorf("the console emits category %s, which the results table does not list", c)
+		}
 	}
 }

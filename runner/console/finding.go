@@ -1,6 +1,8 @@
 // Package console turns a kernel serial-console stream into findings: what
-// happened (a Category), how bad it is (a Severity), a title normalised for
-// deduplication and the excerpt an engineer needs to read.
+// happened (a results.Category), how bad it is (a results.Severity), a title
+// normalised for deduplication and the excerpt an engineer needs to read.
+// The categories and severities are the shared taxonomy of package results;
+// their verdicts and ranks are its category table.
 //
 // The same Scanner is used live, while a VM runs (the runner tees the serial
 // bytes into Scanner.Write and ends a cell early when OnFinding reports a fatal
@@ -19,83 +21,16 @@ package console
 
 import (
 	"fmt"
+	"github.com/matrixctl/matrixctl/results"
 	"time"
 )
-
-// Category says what kind of event a finding is.
-type Category string
-
-// Categories, sorted.
-const (
-	CatAufsError        Category = "aufs-error"
-	CatBtrfsError       Category = "btrfs-error"
-	CatBug              Category = "bug"
-	CatConsoleSilent    Category = "console-silent"
-	CatExt4Error        Category = "ext4-error"
-	CatGPF              Category = "gpf"
-	CatHardLockup       Category = "hard-lockup"
-	CatHungTask         Category = "hung-task"
-	CatIOError          Category = "io-error"
-	CatJBD2Abort        Category = "jbd2-abort"
-	CatKASAN            Category = "kasan"
-	CatKernelPanic      Category = "kernel-panic"
-	CatKFENCE           Category = "kfence"
-	CatKmemleak         Category = "kmemleak"
-	CatKMSAN            Category = "kmsan"
-	CatListCorruption   Category = "list-corruption"
-	CatLockdep          Category = "lockdep"
-	CatMachineCheck     Category = "machine-check"
-	CatNetdevUnregister Category = "netdev-unregister"
-	CatOOMKill          Category = "oom-kill"
-	CatOops             Category = "oops"
-	CatOverlayfsError   Category = "overlayfs-error"
-	CatPageAllocFailure Category = "page-alloc-failure"
-	CatRCUStall         Category = "rcu-stall"
-	CatSleepInAtomic    Category = "sleep-in-atomic"
-	CatSoftLockup       Category = "soft-lockup"
-	CatStackCorruption  Category = "stack-corruption"
-	CatTrap             Category = "trap"
-	CatUBSAN            Category = "ubsan"
-	CatUnexpectedReboot Category = "unexpected-reboot"
-	CatWarning          Category = "warning"
-	CatWorkqueueLockup  Category = "workqueue-lockup"
-	CatXFSError         Category = "xfs-error"
-)
-
-// Severity says how bad a finding is.
-//
-//	fatal    the kernel crashed, hung or corrupted memory: the cell cannot go on
-//	error    damage the cell must report (filesystem errors, I/O errors, OOM kills,
-//	         lockdep, sleeping in atomic context), but the kernel keeps running
-//	warning  worth reading (kernel WARNINGs, corrected hardware errors, leaks)
-type Severity string
-
-// Severities, from worst to least bad.
-const (
-	Fatal   Severity = "fatal"
-	Error   Severity = "error"
-	Warning Severity = "warning"
-)
-
-// Rank orders severities: fatal 3, error 2, warning 1, anything else 0.
-func (s Severity) Rank() int {
-	switch s {
-	case Fatal:
-		return 3
-	case Error:
-		return 2
-	case Warning:
-		return 1
-	}
-	return 0
-}
 
 // Finding is one event found on the console.
 type Finding struct {
 	// File is the log the finding came from; set by callers (the CLI), not by the scanner.
-	File     string   `json:"file,omitempty"`
-	Category Category `json:"category"`
-	Severity Severity `json:"severity"`
+	File     string           `json:"file,omitempty"`
+	Category results.Category `json:"category"`
+	Severity results.Severity `json:"severity"`
 	// Title is normalised for deduplication: no addresses, pids, timestamps,
 	// CPU numbers, line numbers or offsets.
 	Title string `json:"title"`
@@ -123,8 +58,8 @@ func (f Finding) String() string {
 // output for d after line lastLine (a hang that printed nothing).
 func Silent(d time.Duration, lastLine int) Finding {
 	return Finding{
-		Category:  CatConsoleSilent,
-		Severity:  Fatal,
+		Category:  results.CatConsoleSilent,
+		Severity:  results.SevFatal,
 		Title:     "console went silent",
 		StartLine: lastLine,
 		EndLine:   lastLine,
@@ -133,8 +68,8 @@ func Silent(d time.Duration, lastLine int) Finding {
 }
 
 // Worst returns the highest severity among findings, or "" when there are none.
-func Worst(findings []Finding) Severity {
-	var worst Severity
+func Worst(findings []Finding) results.Severity {
+	var worst results.Severity
 	for _, f := range findings {
 		if f.Severity.Rank() > worst.Rank() {
 			worst = f.Severity

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"github.com/matrixctl/matrixctl/results"
 	"regexp"
 	"sync"
 )
@@ -25,8 +26,8 @@ const (
 
 // rule is one crash signature: a row of the table below.
 type rule struct {
-	cat Category
-	sev Severity
+	cat results.Category
+	sev results.Severity
 	// key is a literal the message must contain: a cheap filter before header.
 	key string
 	// header matches the report's first line (the message after the kernel
@@ -48,7 +49,7 @@ type rule struct {
 	body string
 	// absorbs: headers of these categories inside an open report belong to
 	// it (a rule always absorbs its own category and kernel panics).
-	absorbs []Category
+	absorbs []results.Category
 	// absorbAll: an open endMarker report takes every line, headers included.
 	absorbAll bool
 	// ignore: benign line; it matches so that later rows do not, and gives no finding.
@@ -86,243 +87,243 @@ const (
 // rules is the signature table. The first row whose header matches a line wins,
 // so specific rows come before generic ones and benign rows before error rows.
 func rules() []rule {
-	oopsFamily := []Category{CatOops, CatTrap, CatGPF, CatBug, CatWarning, CatKASAN}
+	oopsFamily := []results.Category{results.CatOops, results.CatTrap, results.CatGPF, results.CatBug, results.CatWarning, results.CatKASAN}
 	return []rule{
 		// The boot banner: a second one means the machine rebooted.
-		{cat: CatUnexpectedReboot, sev: Fatal, key: "Linux version ", header: `^Linux version \d+\.\d+\S* \(`,
+		{cat: results.CatUnexpectedReboot, sev: results.SevFatal, key: "Linux version ", header: `^Linux version \d+\.\d+\S* \(`,
 			title: "unexpected reboot", end: endSingle, banner: true},
 
 		// Panics with a known cause first, then every other panic.
-		{cat: CatStackCorruption, sev: Fatal, key: "stack-protector",
+		{cat: results.CatStackCorruption, sev: results.SevFatal, key: "stack-protector",
 			header: `^Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: (\S+)`,
 			title:  "stack-protector: kernel stack is corrupted in {frame}", frameGroup: 1, end: endMarker, marker: endPanic},
-		{cat: CatStackCorruption, sev: Fatal, key: "corrupted stack end",
+		{cat: results.CatStackCorruption, sev: results.SevFatal, key: "corrupted stack end",
 			header: `^Kernel panic - not syncing: corrupted stack end detected inside scheduler`,
 			title:  "corrupted stack end detected inside scheduler in {frame}", end: endMarker, marker: endPanic},
-		{cat: CatMachineCheck, sev: Fatal, key: "Kernel panic - not syncing: ",
+		{cat: results.CatMachineCheck, sev: results.SevFatal, key: "Kernel panic - not syncing: ",
 			header: `^Kernel panic - not syncing: (Fatal [Mm]achine check|Machine check from unknown source|` +
 				`Timeout: Not all CPUs entered broadcast exception handler|Fatal hardware error!?|MCE: .*)`,
 			title: "machine check: {1}", end: endMarker, marker: endPanic},
-		{cat: CatKernelPanic, sev: Fatal, key: "Kernel panic - not syncing", header: `^Kernel panic - not syncing: ?(.*)`,
+		{cat: results.CatKernelPanic, sev: results.SevFatal, key: "Kernel panic - not syncing", header: `^Kernel panic - not syncing: ?(.*)`,
 			title: "kernel panic: {1}", end: endMarker, marker: endPanic},
 
 		// Memory-safety tools: reports framed by "=====" lines.
-		{cat: CatKASAN, sev: Fatal, key: "BUG: KASAN: ", header: `^BUG: KASAN: (.+?) in (\S+)`,
+		{cat: results.CatKASAN, sev: results.SevFatal, key: "BUG: KASAN: ", header: `^BUG: KASAN: (.+?) in (\S+)`,
 			title: "KASAN: {1} in {frame}", frameGroup: 2, end: endMarker, marker: kasanEnd, absorbAll: true},
-		{cat: CatKFENCE, sev: Fatal, key: "BUG: KFENCE: ", header: `^BUG: KFENCE: (.+?) in (\S+)`,
+		{cat: results.CatKFENCE, sev: results.SevFatal, key: "BUG: KFENCE: ", header: `^BUG: KFENCE: (.+?) in (\S+)`,
 			title: "KFENCE: {1} in {frame}", frameGroup: 2, end: endMarker, marker: kasanEnd, absorbAll: true},
-		{cat: CatKMSAN, sev: Fatal, key: "BUG: KMSAN: ", header: `^BUG: KMSAN: (.+?) in (\S+)`,
+		{cat: results.CatKMSAN, sev: results.SevFatal, key: "BUG: KMSAN: ", header: `^BUG: KMSAN: (.+?) in (\S+)`,
 			title: "KMSAN: {1} in {frame}", frameGroup: 2, end: endMarker, marker: kasanEnd, absorbAll: true},
-		{cat: CatUBSAN, sev: Error, key: "UBSAN: ", header: `^UBSAN: (.+?) in (\S+)`,
+		{cat: results.CatUBSAN, sev: results.SevError, key: "UBSAN: ", header: `^UBSAN: (.+?) in (\S+)`,
 			title: "UBSAN: {1} in {frame}", end: endMarker, marker: kasanEnd, absorbAll: true},
-		{cat: CatKmemleak, sev: Warning, key: "kmemleak: ", header: `^kmemleak: \d+ new suspected memory leaks?`,
+		{cat: results.CatKmemleak, sev: results.SevWarning, key: "kmemleak: ", header: `^kmemleak: \d+ new suspected memory leaks?`,
 			title: "kmemleak: suspected memory leaks", end: endSingle},
-		{cat: CatKmemleak, sev: Warning, key: "unreferenced object", header: `^unreferenced object 0x[0-9a-f]+ \(size \d+\):`,
+		{cat: results.CatKmemleak, sev: results.SevWarning, key: "unreferenced object", header: `^unreferenced object 0x[0-9a-f]+ \(size \d+\):`,
 			title: "memory leak in {frame}", end: endBody, body: `^\s|^comm "|^hex dump|^backtrace`},
 
 		// Oopses, traps and BUG()s: reports ending with "---[ end trace".
-		{cat: CatOops, sev: Fatal, key: "NULL pointer dereference",
+		{cat: results.CatOops, sev: results.SevFatal, key: "NULL pointer dereference",
 			header: `^BUG: (?:kernel|unable to handle kernel) NULL pointer dereference`,
 			title:  "BUG: kernel NULL pointer dereference in {frame}", end: endMarker, absorbs: oopsFamily},
-		{cat: CatOops, sev: Fatal, key: "BUG: unable to handle ", header: `^BUG: unable to handle (?:page fault|kernel paging request|kernel)`,
+		{cat: results.CatOops, sev: results.SevFatal, key: "BUG: unable to handle ", header: `^BUG: unable to handle (?:page fault|kernel paging request|kernel)`,
 			title: "BUG: unable to handle page fault in {frame}", end: endMarker, absorbs: oopsFamily},
-		{cat: CatOops, sev: Fatal, key: "Unable to handle kernel ",
+		{cat: results.CatOops, sev: results.SevFatal, key: "Unable to handle kernel ",
 			header: `^Unable to handle kernel (NULL pointer dereference|paging request|access to user memory|execute from non-executable memory)`,
 			title:  "BUG: unable to handle kernel {1} in {frame}", end: endMarker, absorbs: oopsFamily},
-		{cat: CatStackCorruption, sev: Fatal, key: "stack guard page", header: `^BUG: stack guard page was hit`,
+		{cat: results.CatStackCorruption, sev: results.SevFatal, key: "stack guard page", header: `^BUG: stack guard page was hit`,
 			title: "BUG: stack guard page was hit in {frame}", end: endMarker, absorbs: oopsFamily},
-		{cat: CatStackCorruption, sev: Fatal, key: "kernel stack overflow", header: `^kernel stack overflow \(([\w -]+)\)`,
+		{cat: results.CatStackCorruption, sev: results.SevFatal, key: "kernel stack overflow", header: `^kernel stack overflow \(([\w -]+)\)`,
 			title: "kernel stack overflow in {frame}", end: endMarker, absorbs: oopsFamily},
-		{cat: CatListCorruption, sev: Fatal, key: "list_",
+		{cat: results.CatListCorruption, sev: results.SevFatal, key: "list_",
 			header: `^(list_add|list_del|hlist_add|hlist_del|list_del_rcu|list_add_rcu)\w*(?: corruption| double add)`,
 			title:  "{1} corruption in {frame}", end: endMarker, absorbs: oopsFamily},
-		{cat: CatBug, sev: Fatal, key: "kernel BUG at ", header: `^kernel BUG at ([^:\s]+)(?::\d+)?!?`,
+		{cat: results.CatBug, sev: results.SevFatal, key: "kernel BUG at ", header: `^kernel BUG at ([^:\s]+)(?::\d+)?!?`,
 			title: "kernel BUG in {frame}", end: endMarker, absorbs: oopsFamily},
-		{cat: CatGPF, sev: Fatal, key: "general protection fault",
+		{cat: results.CatGPF, sev: results.SevFatal, key: "general protection fault",
 			header: `^(?:Oops: )?general protection fault(?:, (?:probably for non-canonical address|maybe for address) 0x[0-9a-f]+)?: [0-9a-f]{4} \[#\d+\]`,
 			title:  "general protection fault in {frame}", end: endMarker, absorbs: oopsFamily},
-		{cat: CatTrap, sev: Fatal, key: "PANIC: double fault", header: `^(?:traps: )?PANIC: double fault`,
+		{cat: results.CatTrap, sev: results.SevFatal, key: "PANIC: double fault", header: `^(?:traps: )?PANIC: double fault`,
 			title: "double fault in {frame}", end: endMarker, absorbs: oopsFamily},
-		{cat: CatTrap, sev: Fatal, key: " [#",
+		{cat: results.CatTrap, sev: results.SevFatal, key: " [#",
 			header: `^(?:Oops: )?(invalid opcode|divide error|double fault|stack segment|alignment check|invalid TSS|` +
 				`segment not present|coprocessor segment overrun|bounds|overflow|int3|device not available|` +
 				`x87 floating point exception|SIMD floating point exception|control protection fault): [0-9a-f]{4} \[#\d+\]`,
 			title: "{1} in {frame}", end: endMarker, absorbs: oopsFamily},
-		{cat: CatOops, sev: Fatal, key: "Oops", header: `^(?:Internal error: )?Oops(?: - BUG)?: (?:[0-9a-f]+ )?\[#\d+\]`,
+		{cat: results.CatOops, sev: results.SevFatal, key: "Oops", header: `^(?:Internal error: )?Oops(?: - BUG)?: (?:[0-9a-f]+ )?\[#\d+\]`,
 			title: "Oops in {frame}", end: endMarker, absorbs: oopsFamily},
 
 		// Lockups, stalls and hangs: reports that end where the body ends.
-		{cat: CatSoftLockup, sev: Fatal, key: "soft lockup", header: `^(?:(?:NMI )?watchdog: )?BUG: soft lockup - CPU#\d+ stuck for`,
+		{cat: results.CatSoftLockup, sev: results.SevFatal, key: "soft lockup", header: `^(?:(?:NMI )?watchdog: )?BUG: soft lockup - CPU#\d+ stuck for`,
 			title: "BUG: soft lockup in {frame}", end: endBody},
-		{cat: CatHardLockup, sev: Fatal, key: "hard LOCKUP",
+		{cat: results.CatHardLockup, sev: results.SevFatal, key: "hard LOCKUP",
 			header: `^(?:(?:NMI )?watchdog: )?(?:CPU\d+: )?Watchdog detected hard LOCKUP on cpu \d+`,
 			title:  "hard LOCKUP in {frame}", end: endBody},
-		{cat: CatRCUStall, sev: Fatal, key: "detected ",
+		{cat: results.CatRCUStall, sev: results.SevFatal, key: "detected ",
 			header: `^(?:rcu: )?INFO: (rcu_\w+) (?:self-)?detected (?:expedited )?stalls?`,
 			title:  "INFO: rcu detected stall in {frame}", end: endBody, body: rcuBody},
-		{cat: CatWorkqueueLockup, sev: Fatal, key: "workqueue lockup", header: `^BUG: workqueue lockup - pool`,
+		{cat: results.CatWorkqueueLockup, sev: results.SevFatal, key: "workqueue lockup", header: `^BUG: workqueue lockup - pool`,
 			title: "BUG: workqueue lockup", end: endBody, body: wqBody},
-		{cat: CatHungTask, sev: Fatal, key: " blocked for more than ",
+		{cat: results.CatHungTask, sev: results.SevFatal, key: " blocked for more than ",
 			header: `^INFO: task \S.*:\d+ blocked for more than \d+ seconds`,
 			title:  "INFO: task hung in {frame}", end: endBody, body: hungBody},
 
 		// Lockdep: free text until "stack backtrace:", then a stack.
-		{cat: CatLockdep, sev: Error, key: "WARNING: ",
+		{cat: results.CatLockdep, sev: results.SevError, key: "WARNING: ",
 			header: `^WARNING: (possible circular locking dependency|possible recursive locking|inconsistent lock state|` +
 				`suspicious RCU usage|bad unlock balance|held lock freed|lock held when returning to user space|` +
 				`possible irq lock inversion dependency|\w+-safe -> \w+-unsafe lock order|nested lock was not taken|` +
 				`lock held at task exit|bad contention)`,
 			title: "lockdep: {1} in {frame}", end: endBody, anyUntil: `^stack backtrace:`},
-		{cat: CatLockdep, sev: Error, key: "[ INFO: ",
+		{cat: results.CatLockdep, sev: results.SevError, key: "[ INFO: ",
 			header: `^\[ INFO: (possible circular locking dependency|possible recursive locking|inconsistent lock state|` +
 				`suspicious RCU usage|possible irq lock inversion dependency|\S+ lock order) detected`,
 			title: "lockdep: {1} in {frame}", end: endBody, anyUntil: `^stack backtrace:`},
-		{cat: CatLockdep, sev: Error, key: "non-static key", header: `^INFO: trying to register non-static key`,
+		{cat: results.CatLockdep, sev: results.SevError, key: "non-static key", header: `^INFO: trying to register non-static key`,
 			title: "lockdep: trying to register non-static key in {frame}", end: endBody,
 			body: `^The code is fine but needs lockdep annotation|^turning off the locking correctness validator`},
-		{cat: CatLockdep, sev: Warning, key: "BUG: MAX_", header: `^BUG: (MAX_\w+) too low`,
+		{cat: results.CatLockdep, sev: results.SevWarning, key: "BUG: MAX_", header: `^BUG: (MAX_\w+) too low`,
 			title: "lockdep: {1} too low", end: endBody, body: `^turning off the locking correctness validator|^Please attach`},
 
-		{cat: CatSleepInAtomic, sev: Error, key: "invalid context",
+		{cat: results.CatSleepInAtomic, sev: results.SevError, key: "invalid context",
 			header: `^BUG: sleeping function called from invalid context`,
 			title:  "BUG: sleeping function called from invalid context in {frame}", end: endBody, body: atomicBody},
-		{cat: CatSleepInAtomic, sev: Error, key: "scheduling while atomic", header: `^BUG: scheduling while atomic`,
+		{cat: results.CatSleepInAtomic, sev: results.SevError, key: "scheduling while atomic", header: `^BUG: scheduling while atomic`,
 			title: "BUG: scheduling while atomic in {frame}", end: endBody, body: atomicBody},
 
 		// Kernel WARNINGs, with their location.
-		{cat: CatWarning, sev: Warning, key: "WARNING: ",
+		{cat: results.CatWarning, sev: results.SevWarning, key: "WARNING: ",
 			header: `^WARNING: (?:CPU: \d+ (?:UID: \d+ )?PID: \d+ )?at ([^\s:]+)(?::\d+)? (\S+)`,
 			title:  "WARNING in {frame} ({1})", frameGroup: 2, end: endMarker},
 
 		// Other BUG: reports.
-		{cat: CatBug, sev: Error, key: "BUG: Bad page", header: `^BUG: Bad page (state|map|cache) in process`,
+		{cat: results.CatBug, sev: results.SevError, key: "BUG: Bad page", header: `^BUG: Bad page (state|map|cache) in process`,
 			title: "BUG: bad page {1} in {frame}", end: endBody, body: memBody + `|^page:|^flags:|^raw:|^page dumped because`},
-		{cat: CatBug, sev: Error, key: "BUG: ", header: `^BUG: (.+)`, title: "BUG: {1}", end: endBody, body: atomicBody},
+		{cat: results.CatBug, sev: results.SevError, key: "BUG: ", header: `^BUG: (.+)`, title: "BUG: {1}", end: endBody, body: atomicBody},
 
 		// Memory pressure.
-		{cat: CatOOMKill, sev: Error, key: " invoked oom-killer: ", header: `^\S.* invoked oom-killer: `,
+		{cat: results.CatOOMKill, sev: results.SevError, key: " invoked oom-killer: ", header: `^\S.* invoked oom-killer: `,
 			title: "{e1}: killed process {e2}", end: endMarker,
 			marker:    `^(Out of memory|Memory cgroup out of memory)(?: \(oom_kill_allocating_task\))?: Kill(?:ed)? process \d+ \(([^)]*)\)`,
 			absorbAll: true},
-		{cat: CatOOMKill, sev: Error, key: " process ",
+		{cat: results.CatOOMKill, sev: results.SevError, key: " process ",
 			header: `^(Out of memory|Memory cgroup out of memory)(?: \(oom_kill_allocating_task\))?: Kill(?:ed)? process \d+ \(([^)]*)\)`,
 			title:  "{1}: killed process {2}", end: endSingle},
-		{cat: CatPageAllocFailure, sev: Warning, key: "page allocation failure",
+		{cat: results.CatPageAllocFailure, sev: results.SevWarning, key: "page allocation failure",
 			header: `^\S.*: page allocation failure: (order:\d+)`,
 			title:  "page allocation failure: {1} in {frame}", end: endBody, body: memBody},
 
 		// Networking.
-		{cat: CatNetdevUnregister, sev: Error, key: "unregister_netdevice: waiting for",
+		{cat: results.CatNetdevUnregister, sev: results.SevError, key: "unregister_netdevice: waiting for",
 			header: `^unregister_netdevice: waiting for (\S+) to become free`,
 			title:  "unregister_netdevice: waiting for {1} to become free", end: endSingle},
 
 		// ext4 and jbd2.
-		{cat: CatExt4Error, key: "EXT4-fs (", ignore: true,
+		{cat: results.CatExt4Error, key: "EXT4-fs (", ignore: true,
 			header: `^EXT4-fs \([^)]*\): (?:mounted filesystem|re-mounted|unmounting filesystem|recovery complete|` +
 				`orphan cleanup|starting orphan|[Uu]sing encoding|mounting ext[234] file system|barriers disabled|` +
 				`\d+ orphan inodes? deleted|warning: mounting unchecked fs|warning: checktime reached|` +
 				`warning: maximal mount count reached|Mount option|write access (?:unavailable|will be enabled)|` +
 				`INFO: recovery required|couldn't mount as ext[23]|initial error at time|last error at time|` +
 				`Ignoring removed|shut down requested|Quota mode)`},
-		{cat: CatExt4Error, sev: Error, key: "EXT4-fs error ",
+		{cat: results.CatExt4Error, sev: results.SevError, key: "EXT4-fs error ",
 			header: `^EXT4-fs error \(device ([^)]*)\)(?::| in) ([\w.]+)(?::\d+)?: (?:inode #\d+: )?(?:block \d+: )?(?:comm \S+: )?(.*)`,
 			title:  "EXT4-fs error in {2}: {3}", end: endSingle},
-		{cat: CatExt4Error, sev: Error, key: "EXT4-fs (", header: `^EXT4-fs \([^)]*\): [Rr]emounting filesystem read-only`,
+		{cat: results.CatExt4Error, sev: results.SevError, key: "EXT4-fs (", header: `^EXT4-fs \([^)]*\): [Rr]emounting filesystem read-only`,
 			title: "EXT4-fs: remounting filesystem read-only", end: endSingle},
-		{cat: CatExt4Error, sev: Warning, key: "EXT4-fs (", header: `^EXT4-fs \([^)]*\): (warning: mounting fs with errors|error count since last fsck)`,
+		{cat: results.CatExt4Error, sev: results.SevWarning, key: "EXT4-fs (", header: `^EXT4-fs \([^)]*\): (warning: mounting fs with errors|error count since last fsck)`,
 			title: "EXT4-fs: {1}", end: endSingle},
-		{cat: CatExt4Error, sev: Warning, key: "EXT4-fs warning ",
+		{cat: results.CatExt4Error, sev: results.SevWarning, key: "EXT4-fs warning ",
 			header: `^EXT4-fs warning \(device ([^)]*)\): ([\w.]+)(?::\d+)?: (?:inode #\d+: )?(?:comm \S+: )?(.*)`,
 			title:  "EXT4-fs warning in {2}: {3}", end: endSingle},
-		{cat: CatExt4Error, sev: Error, key: "EXT4-fs (",
+		{cat: results.CatExt4Error, sev: results.SevError, key: "EXT4-fs (",
 			header: `^EXT4-fs \([^)]*\): (.*(?i:corrupt|error|fail|invalid|bad |can't|unable|should not happen|checksum).*)`,
 			title:  "EXT4-fs: {1}", end: endSingle},
-		{cat: CatJBD2Abort, sev: Error, key: "Aborting journal", header: `^Aborting journal on device (\S+)`,
+		{cat: results.CatJBD2Abort, sev: results.SevError, key: "Aborting journal", header: `^Aborting journal on device (\S+)`,
 			title: "JBD2: aborting journal", end: endSingle},
-		{cat: CatJBD2Abort, sev: Error, key: "JBD2: ",
+		{cat: results.CatJBD2Abort, sev: results.SevError, key: "JBD2: ",
 			header: `^JBD2: (.*(?i:error|abort|checksum|corrupt|fail|bad ).*)`, title: "JBD2: {1}", end: endSingle},
 
 		// XFS: a header line, often followed by more XFS lines, a hex dump and a stack.
-		{cat: CatXFSError, key: "XFS (", ignore: true,
+		{cat: results.CatXFSError, key: "XFS (", ignore: true,
 			header: `^XFS \([^)]*\): (?:Mounting V\d|Ending clean mount|Unmounting Filesystem|Starting recovery|` +
 				`Ending recovery|Quotacheck|Deprecated V4 format|DAX|EXPERIMENTAL|Mounting V4 Filesystem|` +
 				`Ending clean|reflink|online)`},
-		{cat: CatXFSError, sev: Error, key: "XFS (", header: `^XFS \([^)]*\): Metadata CRC error detected at ([^\s,]+)`,
-			title: "XFS: metadata CRC error in {frame}", frameGroup: 1, end: endBody, body: xfsBody, absorbs: []Category{CatXFSError}},
-		{cat: CatXFSError, sev: Error, key: "XFS (", header: `^XFS \([^)]*\): Metadata corruption detected at ([^\s,]+)`,
-			title: "XFS: metadata corruption in {frame}", frameGroup: 1, end: endBody, body: xfsBody, absorbs: []Category{CatXFSError}},
-		{cat: CatXFSError, sev: Error, key: "XFS (", header: `^XFS \([^)]*\): metadata I/O error in "([^"\s]+)`,
-			title: "XFS: metadata I/O error in {frame}", frameGroup: 1, end: endBody, body: xfsBody, absorbs: []Category{CatXFSError}},
-		{cat: CatXFSError, sev: Error, key: "XFS (",
+		{cat: results.CatXFSError, sev: results.SevError, key: "XFS (", header: `^XFS \([^)]*\): Metadata CRC error detected at ([^\s,]+)`,
+			title: "XFS: metadata CRC error in {frame}", frameGroup: 1, end: endBody, body: xfsBody, absorbs: []results.Category{results.CatXFSError}},
+		{cat: results.CatXFSError, sev: results.SevError, key: "XFS (", header: `^XFS \([^)]*\): Metadata corruption detected at ([^\s,]+)`,
+			title: "XFS: metadata corruption in {frame}", frameGroup: 1, end: endBody, body: xfsBody, absorbs: []results.Category{results.CatXFSError}},
+		{cat: results.CatXFSError, sev: results.SevError, key: "XFS (", header: `^XFS \([^)]*\): metadata I/O error in "([^"\s]+)`,
+			title: "XFS: metadata I/O error in {frame}", frameGroup: 1, end: endBody, body: xfsBody, absorbs: []results.Category{results.CatXFSError}},
+		{cat: results.CatXFSError, sev: results.SevError, key: "XFS (",
 			header: `^XFS \([^)]*\): Corruption of in-memory data (?:\(0x[0-9a-f]+\) )?detected(?: at (\S+))?`,
-			title:  "XFS: corruption of in-memory data in {frame}", frameGroup: 1, end: endBody, body: xfsBody, absorbs: []Category{CatXFSError}},
-		{cat: CatXFSError, sev: Error, key: "XFS (", header: `^XFS \([^)]*\): Internal error (\S+) at line \d+ of file \S+\s+Caller (\S+)`,
-			title: "XFS: internal error {1} in {frame}", frameGroup: 2, end: endBody, body: xfsBody, absorbs: []Category{CatXFSError}},
-		{cat: CatXFSError, sev: Error, key: "XFS (",
+			title:  "XFS: corruption of in-memory data in {frame}", frameGroup: 1, end: endBody, body: xfsBody, absorbs: []results.Category{results.CatXFSError}},
+		{cat: results.CatXFSError, sev: results.SevError, key: "XFS (", header: `^XFS \([^)]*\): Internal error (\S+) at line \d+ of file \S+\s+Caller (\S+)`,
+			title: "XFS: internal error {1} in {frame}", frameGroup: 2, end: endBody, body: xfsBody, absorbs: []results.Category{results.CatXFSError}},
+		{cat: results.CatXFSError, sev: results.SevError, key: "XFS (",
 			header: `^XFS \([^)]*\): (.*(?i:corrupt|error|shut down|shutdown|fail|invalid).*)`,
-			title:  "XFS: {1}", end: endBody, body: xfsBody, absorbs: []Category{CatXFSError}},
+			title:  "XFS: {1}", end: endBody, body: xfsBody, absorbs: []results.Category{results.CatXFSError}},
 
 		// Btrfs.
-		{cat: CatBtrfsError, sev: Error, key: "BTRFS",
+		{cat: results.CatBtrfsError, sev: results.SevError, key: "BTRFS",
 			header: `^BTRFS (?:warning|error|critical) \(device [^)]*\): (csum failed|checksum verify failed|` +
 				`parent transid verify failed|corrupt leaf|corrupt node|bad tree block start|tree block \w+ mismatch|` +
 				`level verify failed|bdev \S+ errs|unable to fixup \(regular\) error|read error corrected)`,
 			title: "BTRFS: {1}", end: endSingle},
-		{cat: CatBtrfsError, sev: Error, key: "BTRFS: error ",
+		{cat: results.CatBtrfsError, sev: results.SevError, key: "BTRFS: error ",
 			header: `^BTRFS: error \(device [^)]*\) in ([\w.]+)(?::\d+)?: (errno=-?\d+ [^(]*)`,
 			title:  "BTRFS: error in {1}: {2}", end: endSingle},
-		{cat: CatBtrfsError, sev: Error, key: "BTRFS", header: `^BTRFS (?:error|critical) \(device [^)]*\): (.*)`,
+		{cat: results.CatBtrfsError, sev: results.SevError, key: "BTRFS", header: `^BTRFS (?:error|critical) \(device [^)]*\): (.*)`,
 			title: "BTRFS: {1}", end: endSingle},
-		{cat: CatBtrfsError, sev: Error, key: "BTRFS", header: `^BTRFS info \(device [^)]*\): (forced readonly)`,
+		{cat: results.CatBtrfsError, sev: results.SevError, key: "BTRFS", header: `^BTRFS info \(device [^)]*\): (forced readonly)`,
 			title: "BTRFS: {1}", end: endSingle},
-		{cat: CatBtrfsError, sev: Warning, key: "BTRFS", header: `^BTRFS warning \(device [^)]*\): (.*)`,
+		{cat: results.CatBtrfsError, sev: results.SevWarning, key: "BTRFS", header: `^BTRFS warning \(device [^)]*\): (.*)`,
 			title: "BTRFS: {1}", end: endSingle},
 
 		// overlayfs and aufs (docker's storage drivers).
-		{cat: CatOverlayfsError, key: "overlay", ignore: true,
+		{cat: results.CatOverlayfsError, key: "overlay", ignore: true,
 			header: `^overlay(?:fs)?: .*(?:falling back|idmapped layers are currently not supported|` +
 				`does not support file handles|upper fs does not support|NFS export requires|null uuid detected)`},
-		{cat: CatOverlayfsError, sev: Warning, key: "overlay", header: `^overlay(?:fs)?: (.*(?:is in-use as|undefined behavior).*)`,
+		{cat: results.CatOverlayfsError, sev: results.SevWarning, key: "overlay", header: `^overlay(?:fs)?: (.*(?:is in-use as|undefined behavior).*)`,
 			title: "overlayfs: {1}", end: endSingle},
-		{cat: CatOverlayfsError, sev: Error, key: "overlay",
+		{cat: results.CatOverlayfsError, sev: results.SevError, key: "overlay",
 			header: `^overlay(?:fs)?: (.*(?i:fail|error|corrupt|must reside|not supported as upperdir|needs to support d_type|` +
 				`stacking depth|conflicting|cannot|invalid|missing|in-use|wrong|stale).*)`,
 			title: "overlayfs: {1}", end: endSingle},
-		{cat: CatAufsError, key: "aufs ", ignore: true, header: `^aufs [\w.]+:\d+:\S*: (?:dirperm1 breaks|uid/gid/perm)`},
-		{cat: CatAufsError, sev: Error, key: "aufs ",
+		{cat: results.CatAufsError, key: "aufs ", ignore: true, header: `^aufs [\w.]+:\d+:\S*: (?:dirperm1 breaks|uid/gid/perm)`},
+		{cat: results.CatAufsError, sev: results.SevError, key: "aufs ",
 			header: `^aufs ([\w.]+):\d+:\S*: (.*(?i:error|fail|corrupt|I/O|cannot|invalid|broken|stale).*)`,
 			title:  "aufs: {2} in {1}", end: endSingle},
-		{cat: CatAufsError, sev: Warning, key: "aufs ", header: `^aufs ([\w.]+):\d+:\S*: (.*)`,
+		{cat: results.CatAufsError, sev: results.SevWarning, key: "aufs ", header: `^aufs ([\w.]+):\d+:\S*: (.*)`,
 			title: "aufs: {2} in {1}", end: endSingle},
 
 		// Block I/O. QEMU's empty floppy and CD-ROM drives fail reads at boot: not the disk under test.
-		{cat: CatIOError, sev: Warning, key: " error, dev ",
+		{cat: results.CatIOError, sev: results.SevWarning, key: " error, dev ",
 			header: `^(?:blk_update_request: |print_req_error: |end_request: )?(?:critical )?[\w /]*? error, dev ((?:fd|sr)\d+),? sector`,
 			title:  "I/O error on removable dev {1}", end: endSingle},
-		{cat: CatIOError, sev: Warning, key: "Buffer I/O error", header: `^Buffer I/O error on dev(?:ice)? ((?:fd|sr)\d+),`,
+		{cat: results.CatIOError, sev: results.SevWarning, key: "Buffer I/O error", header: `^Buffer I/O error on dev(?:ice)? ((?:fd|sr)\d+),`,
 			title: "Buffer I/O error on removable dev {1}", end: endSingle},
-		{cat: CatIOError, sev: Error, key: " error, dev ",
+		{cat: results.CatIOError, sev: results.SevError, key: " error, dev ",
 			header: `^(?:blk_update_request: |print_req_error: |end_request: )?((?:critical )?[\w /]*?) error, dev ([^,\s]+),? sector \d+(?: op 0x[0-9a-f]+:\((\w+)\))?`,
 			title:  "{1} error on dev {2} ({3})", end: endSingle},
-		{cat: CatIOError, sev: Error, key: "Buffer I/O error", header: `^Buffer I/O error on dev(?:ice)? ([^,\s]+), logical block \d+(?:, (.*))?`,
+		{cat: results.CatIOError, sev: results.SevError, key: "Buffer I/O error", header: `^Buffer I/O error on dev(?:ice)? ([^,\s]+), logical block \d+(?:, (.*))?`,
 			title: "Buffer I/O error on dev {1} {2}", end: endSingle},
-		{cat: CatIOError, sev: Error, key: "lost page write", header: `^lost page write due to I/O error on (\S+)`,
+		{cat: results.CatIOError, sev: results.SevError, key: "lost page write", header: `^lost page write due to I/O error on (\S+)`,
 			title: "lost page write due to I/O error on {1}", end: endSingle},
-		{cat: CatIOError, sev: Error, key: "device-mapper: ",
+		{cat: results.CatIOError, sev: results.SevError, key: "device-mapper: ",
 			header: `^device-mapper: (\w+): (.*(?i:error|fail|out-of-data-space|out of data space|read-only).*)`,
 			title:  "device-mapper: {1}: {2}", end: endSingle},
 
 		// Hardware.
-		{cat: CatMachineCheck, sev: Warning, key: "Hardware Error", header: `^(?:mce: )?\[Hardware Error\]: Machine check events logged`,
+		{cat: results.CatMachineCheck, sev: results.SevWarning, key: "Hardware Error", header: `^(?:mce: )?\[Hardware Error\]: Machine check events logged`,
 			title: "machine check events logged", end: endSingle},
-		{cat: CatMachineCheck, sev: Fatal, key: "Hardware Error",
+		{cat: results.CatMachineCheck, sev: results.SevFatal, key: "Hardware Error",
 			header: `^(?:mce: )?\[Hardware Error\]: (?:CPU \d+: )?Machine Check(?: Exception)?:`,
 			title:  "machine check exception", end: endBody, body: mceBody},
-		{cat: CatMachineCheck, sev: Error, key: "Hardware Error", header: `^(?:\{\d+\})?\[Hardware Error\]: (.*)`,
+		{cat: results.CatMachineCheck, sev: results.SevError, key: "Hardware Error", header: `^(?:\{\d+\})?\[Hardware Error\]: (.*)`,
 			title: "hardware error: {1}", end: endBody, body: mceBody},
-		{cat: CatMachineCheck, sev: Error, key: "EDAC ", header: `^EDAC \S+: \d+ UE (.*)`,
+		{cat: results.CatMachineCheck, sev: results.SevError, key: "EDAC ", header: `^EDAC \S+: \d+ UE (.*)`,
 			title: "EDAC uncorrected memory error", end: endSingle},
-		{cat: CatMachineCheck, sev: Warning, key: "EDAC ", header: `^EDAC \S+: \d+ CE (.*)`,
+		{cat: results.CatMachineCheck, sev: results.SevWarning, key: "EDAC ", header: `^EDAC \S+: \d+ CE (.*)`,
 			title: "EDAC corrected memory error", end: endSingle},
 	}
 }
@@ -399,7 +400,7 @@ var compiled = sync.OnceValue(func() *table {
 	return t
 })
 
-func (c *compiledRule) absorbsCat(cat Category) bool {
+func (c *compiledRule) absorbsCat(cat results.Category) bool {
 	if cat == c.cat {
 		return true
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/matrixctl/matrixctl/results"
 	"io"
 	"sort"
 	"strings"
@@ -86,7 +87,7 @@ type report struct {
 	end       int
 	groups    []string
 	endGroups []string
-	sev       Severity
+	sev       results.Severity
 	inPanic   bool
 	anyPhase  bool
 	sawTrace  bool
@@ -428,7 +429,7 @@ func (s *Scanner) feed(r *report, msg []byte, m *compiledRule) bool {
 	if !r.inPanic && header && m.isPanic() {
 		// panic_on_oops, hung_task_panic, softlockup_panic...: the panic is part of this report.
 		r.inPanic = true
-		r.sev = Fatal
+		r.sev = results.SevFatal
 		s.add(r, msg)
 		return true
 	}
@@ -495,7 +496,7 @@ func (s *Scanner) isBody(r *report, msg []byte) bool {
 	return s.t.body.Match(msg) || r.rule.body != nil && r.rule.body.Match(msg)
 }
 
-func (c *compiledRule) absorbsListed(cat Category) bool {
+func (c *compiledRule) absorbsListed(cat results.Category) bool {
 	for _, a := range c.absorbs {
 		if a == cat {
 			return true
@@ -523,7 +524,7 @@ func (s *Scanner) start(m *compiledRule, groups []string, key int64, msg []byte)
 	}
 	r.inPanic = m.isPanic()
 	r.anyPhase = m.anyUntil != nil
-	if m.cat == CatKernelPanic && len(groups) > 1 && s.lastEnd > 0 && s.lineNo-s.lastEnd <= consequenceWindow &&
+	if m.cat == results.CatKernelPanic && len(groups) > 1 && s.lastEnd > 0 && s.lineNo-s.lastEnd <= consequenceWindow &&
 		s.t.consequence.MatchString(groups[1]) {
 		r.silent = true
 	}
@@ -690,7 +691,7 @@ func (s *Scanner) guilty(r *report) string {
 
 // single records a single-line finding, folding repeats of a non-fatal title.
 func (s *Scanner) single(f Finding) {
-	if f.Severity == Fatal {
+	if f.Severity == results.SevFatal {
 		s.push(f)
 		return
 	}

@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"github.com/matrixctl/matrixctl/results"
 	"reflect"
 	"strings"
 	"testing"
@@ -42,7 +43,7 @@ func TestOnFindingFiresWhenTheReportEnds(t *testing.T) {
 			t.Fatalf("finding reported before the end marker, after line %d: %v", i+1, live)
 		}
 	}
-	if len(live) != 1 || live[0].Severity != Fatal || live[0].Title != "kernel panic: sysrq triggered crash" {
+	if len(live) != 1 || live[0].Severity != results.SevFatal || live[0].Title != "kernel panic: sysrq triggered crash" {
 		t.Fatalf("live findings = %v, want one fatal kernel panic", live)
 	}
 	if got := s.Close(); !reflect.DeepEqual(got, live) {
@@ -88,7 +89,7 @@ func TestLongLinesAreCut(t *testing.T) {
 	s := NewScanner(Options{MaxLineLen: 4096})
 	_, _ = s.Write([]byte(in))
 	got := s.Close()
-	if len(got) != 1 || got[0].Category != CatExt4Error {
+	if len(got) != 1 || got[0].Category != results.CatExt4Error {
 		t.Fatalf("got %v, want one ext4 error", got)
 	}
 	if len(got[0].Title) > maxTitle || len(got[0].Excerpt) > 4*excerptLineLen {
@@ -102,7 +103,7 @@ func TestLongLinesAreCut(t *testing.T) {
 func TestTruncatedReportIsCorrupted(t *testing.T) {
 	in := "[ 1.0] BUG: kernel NULL pointer dereference, address: 0000000000000000\n[ 1.1] #PF: supervisor read access in kernel mode\n"
 	got := scanString(t, in)
-	if len(got) != 1 || !got[0].Corrupted || got[0].Severity != Fatal {
+	if len(got) != 1 || !got[0].Corrupted || got[0].Severity != results.SevFatal {
 		t.Fatalf("got %v (corrupted=%v), want one corrupted fatal oops", got, len(got) == 1 && got[0].Corrupted)
 	}
 }
@@ -175,7 +176,7 @@ func TestNormalize(t *testing.T) {
 
 func TestSilent(t *testing.T) {
 	f := Silent(5*time.Minute, 1234)
-	if f.Category != CatConsoleSilent || f.Severity != Fatal || f.StartLine != 1234 || !strings.Contains(f.Excerpt, "5m0s") {
+	if f.Category != results.CatConsoleSilent || f.Severity != results.SevFatal || f.StartLine != 1234 || !strings.Contains(f.Excerpt, "5m0s") {
 		t.Fatalf("Silent() = %+v", f)
 	}
 }
@@ -186,7 +187,7 @@ func TestSecondBannerIsAReboot(t *testing.T) {
 		t.Fatalf("one banner: got %v, want nothing", got)
 	}
 	got := scanString(t, banner+"[ 9.0] reboot: Restarting system\n"+banner)
-	if len(got) != 1 || got[0].Category != CatUnexpectedReboot || got[0].StartLine != 3 {
+	if len(got) != 1 || got[0].Category != results.CatUnexpectedReboot || got[0].StartLine != 3 {
 		t.Fatalf("two banners: got %v, want an unexpected reboot at line 3", got)
 	}
 }

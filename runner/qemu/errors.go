@@ -5,14 +5,6 @@ import (
 	"strings"
 )
 
-// UnsupportedError: the agent reported that the cell's kernel or rootfs cannot
-// provide what the cell needs (for example no aufs module). The cell never ran.
-type UnsupportedError struct {
-	Reason string
-}
-
-func (e *UnsupportedError) Error() string { return "unsupported: " + e.Reason }
-
 // BootError: the guest did not reach docker-ready — the kernel died, the
 // agent reported an error, or a deadline passed. It is the cell's fault.
 type BootError struct {

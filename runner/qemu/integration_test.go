@@ -20,6 +20,7 @@ import (
 	"github.com/matrixctl/matrixctl/internal/selfbuild"
 	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/runner"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
 )
 
@@ -284,7 +285,7 @@ func TestIntegrationWatchdogUnsupported(t *testing.T) {
 		assertReleased(t, vm, dir)
 	}()
 	_, err = vm.WaitDockerReady(ctx)
-	var u *UnsupportedError
+	var u *runner.UnsupportedError
 	if !errors.As(err, &u) || !strings.Contains(u.Reason, "aufs") {
 		t.Fatalf("aufs: got %v, want an unsupported error naming aufs", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/results"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
 	"github.com/matrixctl/matrixctl/runner/console"
 )
@@ -69,7 +70,7 @@ func TestIntegrationIOErrors(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second) // the writer runs and the scratch fs is healthy
 	for _, f := range found.snapshot() {
-		if f.Severity.Rank() >= console.Error.Rank() {
+		if f.Severity.Rank() >= results.SevError.Rank() {
 			t.Errorf("before arming: %s", f)
 		}
 	}
@@ -126,20 +127,20 @@ func TestIntegrationIOErrors(t *testing.T) {
 	}
 	vm.Close()
 	all := scan.Close()
-	cats := map[console.Category]int{}
+	cats := map[results.Category]int{}
 	for _, f := range all {
 		t.Logf("finding: %s (count %d)", f, f.Count)
 		cats[f.Category]++
 	}
 	t.Logf("categories: %v", cats)
-	if cats[console.CatIOError] == 0 {
-		t.Errorf("the console scanner found no %s", console.CatIOError)
+	if cats[results.CatIOError] == 0 {
+		t.Errorf("the console scanner found no %s", results.CatIOError)
 	}
-	if cats[console.CatExt4Error]+cats[console.CatJBD2Abort] == 0 {
-		t.Errorf("the console scanner found no %s or %s", console.CatExt4Error, console.CatJBD2Abort)
+	if cats[results.CatExt4Error]+cats[results.CatJBD2Abort] == 0 {
+		t.Errorf("the console scanner found no %s or %s", results.CatExt4Error, results.CatJBD2Abort)
 	}
 	for _, f := range all {
-		if f.Severity == console.Fatal {
+		if f.Severity == results.SevFatal {
 			t.Errorf("fatal finding from injected I/O errors: %s", f)
 		}
 	}

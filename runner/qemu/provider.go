@@ -14,6 +14,7 @@ import (
 
 	"github.com/docker/docker/client"
 
+	"github.com/matrixctl/matrixctl/internal/drivers"
 	"github.com/matrixctl/matrixctl/internal/images"
 	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/runner"
@@ -177,7 +178,7 @@ func (p *Provider) start(ctx context.Context, req runner.Request, img cellImages
 	s := req.Cell.Settings
 	scratchFS := s.ScratchFS
 	if scratchFS == "" {
-		scratchFS = matrix.DefaultScratchFS(req.Cell.Driver)
+		scratchFS = drivers.DefaultScratchFS(req.Cell.Driver)
 	}
 	// The VM lives until Close, not until the boot phase's context ends;
 	// cancelling ctx while Start runs still aborts the start.
@@ -194,30 +195,17 @@ func (p *Provider) start(ctx context.Context, req runner.Request, img cellImages
 		cancel()
 		return nil, qemuError(err)
 	}
-	return &machine{vm: vm, cancel: cancel, scratchFS: checkedFS(req.Cell.Driver, scratchFS), dir: req.Dir, img: img}, nil
+	return &machine{vm: vm, cancel: cancel, scratchFS: drivers.CheckedFS(req.Cell.Driver, scratchFS), dir: req.Dir, img: img}, nil
 }
 
-// checkedFS is what the host checker finds on a scratch disk: the thin
-// pool's metadata for devicemapper's raw disk (thin_check), else the
-// filesystem itself.
-func checkedFS(driver, scratchFS string) string {
-	if driver == "devicemapper" && scratchFS == "raw" {
-		return "thin"
-	}
-	return scratchFS
-}
-
-// qemuError maps runner/qemu's typed errors onto the runner's.
+// qemuError maps runner/qemu's typed errors onto the runner's (an
+// unsupported cell already is a *runner.UnsupportedError).
 func qemuError(err error) error {
-	var ue *UnsupportedError
 	var ie *InfraError
-	switch {
-	case errors.As(err, &ue):
-		return &runner.UnsupportedError{Reason: ue.Reason}
-	case errors.As(err, &ie):
+	if errors.As(err, &ie) {
 		return &runner.InfraError{Op: "qemu", Err: err}
 	}
-	return err // *BootError and others: evidence about the cell
+	return err // *BootError, *runner.UnsupportedError and others: evidence about the cell
 }
 
 type machine struct {

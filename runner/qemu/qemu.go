@@ -6,12 +6,12 @@
 //
 // Lifecycle: Start launches QEMU and returns a *VM; WaitDockerReady blocks
 // until the guest's dockerd answers through a QEMU hostfwd port on 127.0.0.1
-// (typed errors: *UnsupportedError, *BootError, *InfraError). Shutdown asks the
-// agent to power off (bounded, then SIGKILL); Kill is a power cut; Freeze/Thaw
-// stop and continue QEMU. Wait reports how QEMU ended (Exit.Reason). Close is
-// idempotent and releases everything: the QEMU process group (killed and
-// reaped), the agent and QMP sockets, the scratch image (unless KeepScratch)
-// and with QEMU the forwarded port. The serial console is written to
+// (typed errors: *runner.UnsupportedError, *BootError, *InfraError).
+// Shutdown asks the agent to power off (bounded, then SIGKILL); Kill is a
+// power cut; Freeze/Thaw stop and continue QEMU. Wait reports how QEMU ended
+// (Exit.Reason). Close is idempotent and releases everything: the QEMU
+// process group (killed and reaped), the agent and QMP sockets, the scratch
+// image (unless KeepScratch) and with QEMU the forwarded port. The serial console is written to
 // <Dir>/console.log from its first byte and streamed to Config.Console while
 // the VM runs; it is drained before QEMU is reaped.
 //
@@ -49,6 +49,7 @@ import (
 
 	"github.com/matrixctl/matrixctl/internal/images"
 	"github.com/matrixctl/matrixctl/internal/selfbuild"
+	"github.com/matrixctl/matrixctl/runner"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
 )
 
@@ -826,7 +827,7 @@ func (v *VM) handle(m agentproto.Message) {
 		case agentproto.StateDockerReady:
 			v.dockerVersion, v.readyAt = m.DockerVersion, now
 		case agentproto.StateUnsupported:
-			v.final = &UnsupportedError{Reason: m.Reason}
+			v.final = &runner.UnsupportedError{Reason: m.Reason}
 		case agentproto.StateError:
 			v.final = &BootError{Stage: string(m.State), Reason: "agent: " + m.Reason}
 		}

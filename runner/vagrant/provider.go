@@ -33,6 +33,7 @@ import (
 
 	"github.com/docker/docker/client"
 
+	"github.com/matrixctl/matrixctl/internal/drivers"
 	"github.com/matrixctl/matrixctl/internal/images"
 	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/runner"
@@ -83,8 +84,13 @@ var _ runner.Provider = (*Provider)(nil)
 // Name implements runner.Provider.
 func (p *Provider) Name() string { return Name }
 
-// drivers are the storage drivers provisioning can set up on the scratch disk.
-var drivers = map[string]bool{"overlay2": true, "overlay": true, "vfs": true, "btrfs": true, "aufs": true}
+// provisions reports whether provisioning (vagrant/provision.sh) can set up
+// driver: it makes a filesystem on the scratch disk (not a raw disk for a
+// thin pool or zpool) and installs no packages besides docker.io.
+func provisions(driver string) bool {
+	d, ok := drivers.Lookup(driver)
+	return ok && d.ScratchDefault != drivers.Raw && len(d.Packages) == 0
+}
 
 // MissingToolError says vagrant, its libvirt plugin or libvirt is not usable here.
 type MissingToolError struct {
@@ -134,7 +140,7 @@ func (p *Provider) Prepare(ctx context.Context, req runner.Request) error {
 	if err := p.CheckTools(ctx); err != nil {
 		return runner.Infra("vagrant tools", err)
 	}
-	if !drivers[req.Cell.Driver] {
+	if !provisions(req.Cell.Driver) {
 		return &runner.UnsupportedError{Reason: fmt.Sprintf("the vagrant provider does not set up storage driver %s", req.Cell.Driver)}
 	}
 	cat := p.Catalog
@@ -332,7 +338,7 @@ func (p *Provider) Boot(ctx context.Context, req runner.Request) (runner.Machine
 	s := req.Cell.Settings
 	scratchFS := s.ScratchFS
 	if scratchFS == "" {
-		scratchFS = matrix.DefaultScratchFS(req.Cell.Driver)
+		scratchFS = drivers.DefaultScratchFS(req.Cell.Driver)
 	}
 	vdir := filepath.Join(req.Dir, "vagrant")
 	if err := os.MkdirAll(vdir, 0o755); err != nil {
