@@ -38,8 +38,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/probes/record"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 // Labels set on everything the probes create.

@@ -10,8 +10,8 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/probes/record"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 func TestVerdict(t *testing.T) {

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/reports/history"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 // writeBigResults writes a results dir of cells × repeats runs: 25 kernels ×

@@ -12,8 +12,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/internal/testutil"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 // hostileDir copies testdata/basic to a temp dir and adds a 10 MB console

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/reports/history"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 func TestRegressionsAndFixesFromHistory(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 )
 
 //go:embed templates/*.tmpl templates/report.css templates/report.js

@@ -12,7 +12,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 )
 
 // ResultsFile is the name of the results file inside a results directory.

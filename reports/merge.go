@@ -15,7 +15,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 )
 
 // ErrConflict is returned (wrapped in a *ConflictError) when two shards hold

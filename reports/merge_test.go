@@ -8,7 +8,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 )
 
 // shard writes the runs of basic for which keep is true into a new results

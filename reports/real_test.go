@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 )
 
 // TestRealRunnerResults reads a results directory written by `matrixctl run`

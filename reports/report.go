@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/reports/history"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 // ReportSchema is written to Report.Schema. Removing or renaming a field of

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 )
 
 // Scoring and ranking.

@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 )
 
 // WriteJSON writes the report in its versioned JSON schema (ReportSchema).

@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 // phaseClock records phase timings of one attempt.

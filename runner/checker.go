@@ -3,7 +3,7 @@ package runner
 import (
 	"context"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/runner/fscheck"
 )
 

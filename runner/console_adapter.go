@@ -1,7 +1,7 @@
 package runner
 
 import (
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/runner/console"
 )
 

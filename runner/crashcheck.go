@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/probes/record"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 // The crash-consistency check (a cell's crash_check, or its power-cut

@@ -5,7 +5,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 )
 
 // Prober runs the selected probes against a docker host. Adapters wrap the

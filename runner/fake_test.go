@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 )
 
 // script is what a fake machine of one cell does.

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
 )
 

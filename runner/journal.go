@@ -12,8 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 // JournalName is the journal's file name in the results directory.

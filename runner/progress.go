@@ -1,6 +1,6 @@
 package runner
 
-import "github.com/matrixctl/matrixctl/results"
+import "github.com/matrixctl/matrixctl/api/results"
 
 // Progress receives progress events from Run. Implementations must be safe
 // for concurrent use (cells run in parallel).

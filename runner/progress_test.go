@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 )
 
 func TestPlainProgress(t *testing.T) {

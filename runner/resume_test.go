@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 const helperEnv = "MATRIXCTL_RUNNER_HELPER_OUT"

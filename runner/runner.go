@@ -15,8 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 // ResultsName is results.json's file name in the results directory.

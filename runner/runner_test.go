@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 func testCell(id string) matrix.Cell {

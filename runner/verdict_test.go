@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 )
 
 func TestJudge(t *testing.T) {

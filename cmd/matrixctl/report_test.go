@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/reports"
 	"github.com/matrixctl/matrixctl/reports/history"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 const fixture = "../../reports/testdata/basic"

@@ -16,10 +16,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/internal/images"
 	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/reports/history"
-	"github.com/matrixctl/matrixctl/results"
 	"github.com/matrixctl/matrixctl/runner"
 	"github.com/matrixctl/matrixctl/runner/local"
 	"github.com/matrixctl/matrixctl/runner/qemu"

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/internal/testutil"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 func TestRunUsageErrors(t *testing.T) {

@@ -22,7 +22,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 )
 
 func file(id string, started time.Time, verdicts ...results.Verdict) *results.File {

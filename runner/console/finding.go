@@ -21,7 +21,7 @@ package console
 
 import (
 	"fmt"
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 	"time"
 )
 

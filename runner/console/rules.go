@@ -1,7 +1,7 @@
 package console
 
 import (
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 	"regexp"
 	"sync"
 )

@@ -2,7 +2,7 @@ package console
 
 import (
 	"bytes"
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 	"reflect"
 	"strings"
 	"testing"

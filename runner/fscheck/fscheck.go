@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 )
 
 // maxOutput bounds the checker output kept in results (the tail is kept).

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
 	"github.com/matrixctl/matrixctl/runner/console"
 )

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/internal/images"
 	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 // twoDrivers is a real matrix of two cells: Debian's 6.1 kernel and

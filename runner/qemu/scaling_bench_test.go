@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/internal/images"
 	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/results"
 )
 
 // BenchmarkMatrixScaling runs real cells under QEMU: one cell alone, then

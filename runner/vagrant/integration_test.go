@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/internal/images"
 	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/results"
 	"github.com/matrixctl/matrixctl/runner"
 	"github.com/matrixctl/matrixctl/vagrant"
 )
