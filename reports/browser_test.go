@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -57,10 +56,7 @@ func hostileDir(t *testing.T) (dir string, crashCell string) {
 
 func TestIntegrationHTMLInChromium(t *testing.T) {
 	testutil.Integration(t)
-	const chromium = "/usr/bin/chromium"
-	if _, err := exec.LookPath(chromium); err != nil {
-		t.Skipf("needs Debian's chromium package: %v", err)
-	}
+	chromium := testutil.RequiresChromium(t)
 	dir, crashCell := hostileDir(t)
 	f, err := Load(dir)
 	if err != nil {
@@ -197,10 +193,7 @@ func TestIntegrationHTMLInChromium(t *testing.T) {
 // log tail, and keeps a screenshot at $TMPDIR/matrixctl-real-report-drilldown.png.
 func TestIntegrationRealReportInChromium(t *testing.T) {
 	testutil.Integration(t)
-	const chromium = "/usr/bin/chromium"
-	if _, err := exec.LookPath(chromium); err != nil {
-		t.Skipf("needs Debian's chromium package: %v", err)
-	}
+	chromium := testutil.RequiresChromium(t)
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS("testdata/real-qemu")); err != nil {
 		t.Fatal(err)
