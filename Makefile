@@ -61,7 +61,6 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./runner/console ./internal/images ./probes/... ./reports/...
 	$(GO) test -run '^$$' -bench 'RunnerOverhead' -benchtime 3x ./runner
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./runner/qemu
-	$(GO) test -run '^$$' -bench 'MatrixScaling' -benchtime 1x -timeout 60m ./runner
 
 lint: vet fmt layout
 
