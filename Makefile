@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Static binaries: the guest agent runs as init inside VMs, the probe runs FROM scratch.
 STATIC := CGO_ENABLED=0
 
-.PHONY: all build box test test-short test-faults soak bench fuzz lint vet fmt clean
+.PHONY: all build box test test-short test-faults soak bench fuzz lint vet fmt layout clean
 
 all: build
 
@@ -24,6 +24,8 @@ box:
 
 # The full suite: unit tests plus the integration tests against real QEMU
 # VMs, real Debian kernels and a real dockerd (run as root; see .ci/run).
+# A test whose capability is missing skips, unless MATRIXCTL_REQUIRE names
+# it (CI sets all): then it fails, naming what is missing.
 test: lint
 	$(GO) test -count=1 -timeout 60m ./...
 
@@ -59,15 +61,18 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./runner/console ./internal/images ./probes/... ./reports/...
 	$(GO) test -run '^$$' -bench 'RunnerOverhead' -benchtime 3x ./runner
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./runner/qemu
-	$(GO) test -run '^$$' -bench 'MatrixScaling' -benchtime 1x -timeout 60m ./runner
 
-lint: vet fmt
+lint: vet fmt layout
 
 vet:
 	$(GO) vet ./...
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# The import boundaries of README's layout table (also part of every test run).
+layout:
+	$(GO) test -count=1 ./internal/layout
 
 clean:
 	rm -rf bin

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,30 +17,23 @@ import (
 	"github.com/matrixctl/matrixctl/probes/record"
 )
 
-// requiresDocker skips t with a reason when no daemon answers.
+// requiresDocker returns a client of a daemon that answers, or ends t
+// through testutil.RequiresDocker.
 func requiresDocker(t *testing.T) client.APIClient {
 	t.Helper()
 	testutil.Integration(t)
 	cli, err := NewClient()
-	if err != nil {
-		t.Skipf("needs a docker daemon: %v", err)
-	}
+	testutil.RequiresDocker(t, err)
+	t.Cleanup(func() { cli.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := cli.Ping(ctx); err != nil {
-		cli.Close()
-		t.Skipf("needs a docker daemon: %v", err)
-	}
-	t.Cleanup(func() { cli.Close() })
+	_, err = cli.Ping(ctx)
+	testutil.RequiresDocker(t, err)
 	return cli
 }
 
-func workdir(t *testing.T) string {
-	if d := os.Getenv("MATRIXCTL_CACHE"); d != "" {
-		return filepath.Join(d, "probes")
-	}
-	return filepath.Join(os.TempDir(), "matrixctl-probes-test")
-}
+// workdir is where the probe binary and image are built: in the shared cache.
+func workdir() string { return filepath.Join(testutil.CacheDir(), "probes") }
 
 // assertNoLeaks fails t if anything labelled with runID is left.
 func assertNoLeaks(t *testing.T, cli client.APIClient, runID string) {
@@ -62,8 +54,8 @@ func runProbe(t *testing.T, cli client.APIClient, name string, opts Options) *Re
 		opts.Duration = 4 * time.Second
 	}
 	opts.RecordsPath = filepath.Join(t.TempDir(), "records.jsonl")
-	opts.Workdir = workdir(t)
-	opts.Log = testWriter{t}
+	opts.Workdir = workdir()
+	opts.Log = testutil.LogWriter(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, cli, opts)
@@ -89,13 +81,6 @@ func runProbe(t *testing.T, cli client.APIClient, name string, opts Options) *Re
 		t.Fatalf("%s not ok: %+v", name, p)
 	}
 	return res
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }
 
 func TestIntegrationIOProbe(t *testing.T) {
@@ -140,7 +125,7 @@ func TestIntegrationVerifyNamesCorruptBlock(t *testing.T) {
 	testutil.RequiresRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	opts := Options{Probes: []string{IO}, Duration: 2 * time.Second, Keep: true, Workdir: workdir(t), Log: testWriter{t}}
+	opts := Options{Probes: []string{IO}, Duration: 2 * time.Second, Keep: true, Workdir: workdir(), Log: testutil.LogWriter(t)}
 	res, err := Run(ctx, cli, opts)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
@@ -177,7 +162,7 @@ func TestIntegrationVerifyNamesCorruptBlock(t *testing.T) {
 	inContainer := ioVolumeMount + "/io/" + filepath.Base(host)
 	t.Logf("corrupted %s (in container %s) at offset %d", host, inContainer, off)
 
-	vr, err := VerifyIO(ctx, cli, VerifyOptions{RunID: res.RunID, Volume: vol, Workdir: workdir(t)})
+	vr, err := VerifyIO(ctx, cli, VerifyOptions{RunID: res.RunID, Volume: vol, Workdir: workdir()})
 	if !errors.Is(err, ErrDataLoss) {
 		t.Fatalf("VerifyIO: err = %v, want ErrDataLoss", err)
 	}
@@ -217,7 +202,7 @@ func TestIntegrationKilledIOProbe(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
-	res, err := Run(runCtx, cli, Options{Probes: []string{IO}, Duration: time.Minute, Keep: true, RunID: runID, Workdir: workdir(t), Log: testWriter{t}})
+	res, err := Run(runCtx, cli, Options{Probes: []string{IO}, Duration: time.Minute, Keep: true, RunID: runID, Workdir: workdir(), Log: testutil.LogWriter(t)})
 	if res == nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -247,7 +232,7 @@ func TestIntegrationKilledIOProbe(t *testing.T) {
 	if err != nil || jst.Size() == 0 {
 		t.Fatalf("journal: %v", err)
 	}
-	vr, err := VerifyIO(ctx, cli, VerifyOptions{RunID: res.RunID, Container: kept["container"], Workdir: workdir(t)})
+	vr, err := VerifyIO(ctx, cli, VerifyOptions{RunID: res.RunID, Container: kept["container"], Workdir: workdir()})
 	if err != nil {
 		t.Fatalf("VerifyIO after kill: %v (%+v)", err, vr)
 	}
@@ -263,7 +248,7 @@ func TestIntegrationWatchdogKills(t *testing.T) {
 	cli := requiresDocker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	opts, err := Options{Workdir: workdir(t), Log: testWriter{t}}.withDefaults()
+	opts, err := Options{Workdir: workdir(), Log: testutil.LogWriter(t)}.withDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +287,7 @@ func TestIntegrationAllProbes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	path := filepath.Join(t.TempDir(), "probes.jsonl")
-	res, err := Run(ctx, cli, Options{Duration: 3 * time.Second, RecordsPath: path, Workdir: workdir(t), Log: testWriter{t}})
+	res, err := Run(ctx, cli, Options{Duration: 3 * time.Second, RecordsPath: path, Workdir: workdir(), Log: testutil.LogWriter(t)})
 	if res != nil {
 		defer assertNoLeaks(t, cli, res.RunID)
 	}
@@ -342,7 +327,7 @@ func TestIntegrationRemoveStaleImages(t *testing.T) {
 	cli := requiresDocker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	tag, err := EnsureImage(ctx, cli, "", workdir(t))
+	tag, err := EnsureImage(ctx, cli, "", workdir())
 	if err != nil {
 		t.Fatal(err)
 	}

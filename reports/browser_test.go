@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,13 +54,10 @@ func hostileDir(t *testing.T) (dir string, crashCell string) {
 	return dir, crashCell
 }
 
-func TestIntegrationHTMLInChromium(t *testing.T) {
-	testutil.Integration(t)
-	const chromium = "/usr/bin/chromium"
-	if _, err := exec.LookPath(chromium); err != nil {
-		t.Skipf("needs Debian's chromium package: %v", err)
-	}
-	dir, crashCell := hostileDir(t)
+// writeReport builds the report of the results directory dir and writes it
+// to dir/report.html, the page the browser opens.
+func writeReport(t *testing.T, dir string) (*Report, string) {
+	t.Helper()
 	f, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -75,37 +71,45 @@ func TestIntegrationHTMLInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer fh.Close()
 	if err := rep.WriteHTML(fh, HTMLOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	fh.Close()
+	return rep, page
+}
+
+// browser starts chromium headless with a fresh profile and no background
+// network, for 90 seconds, and returns its context. Cleanup closes it and
+// fails t if a process of it is left.
+func browser(t *testing.T, chromium string) context.Context {
+	t.Helper()
+	profile := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, chromedp.ExecPath(chromium), chromedp.Headless,
+		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.UserDataDir(profile))
+	t.Cleanup(func() {
+		cancelAlloc()
+		testutil.NoProcessesLeft(t, profile)
+	})
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(cancelBrowser)
+	return bctx
+}
+
+func TestIntegrationHTMLInChromium(t *testing.T) {
+	testutil.Integration(t)
+	chromium := testutil.RequiresChromium(t)
+	dir, crashCell := hostileDir(t)
+	rep, page := writeReport(t, dir)
 	if st, _ := os.Stat(page); st.Size() > 2<<20 {
 		t.Errorf("report.html is %d bytes: the 10 MB lines were not cut", st.Size())
 	}
 
-	profile := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(profile),
-	)
-	defer func() {
-		cancelAlloc()
-		testutil.NoProcessesLeft(t, profile)
-	}()
-	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
-	defer cancelBrowser()
+	bctx := browser(t, chromium)
 
 	anchor := rep.anchorOf(crashCell)
 	must := func(err error) {
@@ -197,47 +201,15 @@ func TestIntegrationHTMLInChromium(t *testing.T) {
 // log tail, and keeps a screenshot at $TMPDIR/matrixctl-real-report-drilldown.png.
 func TestIntegrationRealReportInChromium(t *testing.T) {
 	testutil.Integration(t)
-	const chromium = "/usr/bin/chromium"
-	if _, err := exec.LookPath(chromium); err != nil {
-		t.Skipf("needs Debian's chromium package: %v", err)
-	}
+	chromium := testutil.RequiresChromium(t)
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS("testdata/real-qemu")); err != nil {
 		t.Fatal(err)
 	}
-	f, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := Build(context.Background(), f, Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	page := filepath.Join(dir, "report.html")
-	fh, err := os.Create(page)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rep.WriteHTML(fh, HTMLOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	fh.Close()
-	profile := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, chromedp.ExecPath(chromium), chromedp.Headless,
-		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.UserDataDir(profile))
-	defer func() {
-		cancelAlloc()
-		testutil.NoProcessesLeft(t, profile)
-	}()
-	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
-	defer cancelBrowser()
+	rep, page := writeReport(t, dir)
+	bctx := browser(t, chromium)
 	anchor := rep.anchorOf("k6.1-debian12-docker20.10.24-overlay2")
-	err = chromedp.Do(bctx,
+	err := chromedp.Do(bctx,
 		chromedp.EmulateViewport(1440, 900),
 		chromedp.Navigate("file://"+page),
 		chromedp.WaitVisible(chromedp.CSS("#summary")),

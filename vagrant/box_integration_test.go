@@ -3,7 +3,6 @@ package vagrant
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,21 +11,6 @@ import (
 	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
 )
-
-// TestCacheDir is MATRIXCTL_CACHE when set, else a reusable dir under os.TempDir().
-func testCacheDir() string {
-	if d := os.Getenv("MATRIXCTL_CACHE"); d != "" {
-		return d
-	}
-	return filepath.Join(os.TempDir(), "matrixctl-test-cache")
-}
-
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 // TestBoxSpec is the box the integration tests boot: Debian 12 with its 6.1 kernel and docker.io.
 var testBoxSpec = BoxSpec{
@@ -40,13 +24,13 @@ func TestIntegrationBuildBox(t *testing.T) {
 	testutil.RequiresRoot(t)
 	testutil.RequiresBinary(t, "mmdebstrap")
 	testutil.RequiresBinary(t, "qemu-img")
-	cache, err := images.New(testCacheDir(), images.WithProgress(logWriter{t}))
+	cache, err := images.New(testutil.CacheDir(), images.WithProgress(testutil.LogWriter(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	box, err := BuildBox(ctx, cache, testBoxSpec, logWriter{t})
+	box, err := BuildBox(ctx, cache, testBoxSpec, testutil.LogWriter(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +49,7 @@ func TestIntegrationBuildBox(t *testing.T) {
 		}
 	}
 	// The second call reuses the entry.
-	again, err := BuildBox(ctx, cache, testBoxSpec, logWriter{t})
+	again, err := BuildBox(ctx, cache, testBoxSpec, testutil.LogWriter(t))
 	if err != nil || again.File != box.File {
 		t.Fatalf("rebuild: %v %v", again, err)
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/internal/testutil"
+	"github.com/matrixctl/matrixctl/runner"
+	"github.com/matrixctl/matrixctl/runner/local"
 )
 
 func TestRunUsageErrors(t *testing.T) {
@@ -35,18 +37,20 @@ func TestRunUsageErrors(t *testing.T) {
 	}
 }
 
+// requiresHostDocker ends t through testutil.RequiresDocker unless the host's
+// dockerd, the local provider's daemon, answers.
+func requiresHostDocker(t *testing.T) {
+	t.Helper()
+	testutil.RequiresDocker(t, (&local.Provider{}).Prepare(context.Background(), runner.Request{}))
+}
+
 // TestIntegrationRunLocal qualifies this host through the CLI: the real
 // probes against the host's real dockerd.
 func TestIntegrationRunLocal(t *testing.T) {
 	testutil.Integration(t)
-	if os.Geteuid() != 0 {
-		t.Skip("needs the host dockerd (root in CI)")
-	}
+	requiresHostDocker(t)
 	out := filepath.Join(t.TempDir(), "results")
-	cache := os.Getenv("MATRIXCTL_CACHE")
-	if cache == "" {
-		cache = filepath.Join(os.TempDir(), "matrixctl-test-cache")
-	}
+	cache := testutil.CacheDir()
 	code, stdout, stderr := run(t, "run", "--provider", "local", "--soak", "2s", "--out", out,
 		"--cache", cache, "--history", filepath.Join(t.TempDir(), "history.db"), "--progress", "lines")
 	t.Logf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
@@ -93,14 +97,9 @@ func TestHelperMain(t *testing.T) {
 // 130 and a resumable directory; --resume finishes it.
 func TestIntegrationInterruptAndResume(t *testing.T) {
 	testutil.Integration(t)
-	if os.Geteuid() != 0 {
-		t.Skip("needs the host dockerd (root in CI)")
-	}
+	requiresHostDocker(t)
 	out := filepath.Join(t.TempDir(), "results")
-	cache := os.Getenv("MATRIXCTL_CACHE")
-	if cache == "" {
-		cache = filepath.Join(os.TempDir(), "matrixctl-test-cache")
-	}
+	cache := testutil.CacheDir()
 	args := []string{"run", "--provider", "local", "--probes", "io", "--soak", "30s", "--out", out, "--cache", cache, "--history", "none", "--progress", "lines"}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperMain$", "-test.count=1")
 	cmd.Env = append(os.Environ(), mainHelperEnv+"="+strings.Join(args, "\x1f"))

@@ -15,31 +15,12 @@ import (
 	"github.com/matrixctl/matrixctl/matrix"
 )
 
-// testCacheDir is MATRIXCTL_CACHE when set (CI shares downloads between
-// packages within a run), else a reusable dir under os.TempDir().
-func testCacheDir(t *testing.T) string {
-	t.Helper()
-	if d := os.Getenv("MATRIXCTL_CACHE"); d != "" {
-		return d
-	}
-	return filepath.Join(os.TempDir(), "matrixctl-test-cache")
-}
-
-// logWriter sends progress lines to t.Log.
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 func integrationCache(t *testing.T, opts ...Option) *Cache {
 	t.Helper()
 	testutil.Integration(t)
 	testutil.RequiresRoot(t)
 	testutil.RequiresBinary(t, "apt-get", "dpkg-deb", "depmod", "mkfs.ext4", "xz")
-	c, err := New(testCacheDir(t), append([]Option{WithProgress(logWriter{t})}, opts...)...)
+	c, err := New(testutil.CacheDir(), append([]Option{WithProgress(testutil.LogWriter(t))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +135,7 @@ func TestIntegrationRootfsBookworm(t *testing.T) {
 	docker := matrix.DockerRef{Version: "20.10.24"}
 	var progress strings.Builder
 	start := time.Now()
-	r, err := c.Rootfs(ctx, distro, docker, io.MultiWriter(&progress, logWriter{t}))
+	r, err := c.Rootfs(ctx, distro, docker, io.MultiWriter(&progress, testutil.LogWriter(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +285,7 @@ func TestIntegrationKernelLocal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c, err := New(t.TempDir(), WithProgress(logWriter{t}))
+	c, err := New(t.TempDir(), WithProgress(testutil.LogWriter(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +318,7 @@ func TestIntegrationKernelLocal(t *testing.T) {
 	if err := VerifyEntry(filepath.Dir(k.ModulesImage)); !errors.As(err, &ce) {
 		t.Fatalf("flipped byte: VerifyEntry = %v, want *CorruptError", err)
 	}
-	c2, err := New(c.Dir(), WithProgress(logWriter{t}))
+	c2, err := New(c.Dir(), WithProgress(testutil.LogWriter(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

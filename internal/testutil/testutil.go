@@ -1,11 +1,12 @@
 // Package testutil holds test helpers shared by matrixctl's packages: gates
-// that skip a test with a concrete reason when a capability is missing, and
-// leak checks that fail a test which leaves a process behind.
+// that skip a test with a concrete reason when a capability is missing (and
+// fail it instead when MATRIXCTL_REQUIRE requires the capability), leak
+// checks that fail a test which leaves a process behind, the shared artifact
+// cache, and the fixtures several packages' tests use.
 package testutil
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,24 +40,6 @@ func Integration(t testing.TB) {
 		t.Skip("integration test: skipped under -short")
 	}
 	tagChildren()
-}
-
-// RequiresRoot skips t when not running as root.
-func RequiresRoot(t testing.TB) {
-	t.Helper()
-	if uid := os.Geteuid(); uid != 0 {
-		t.Skipf("needs root, running as uid %d", uid)
-	}
-}
-
-// RequiresBinary skips t when a program is not on PATH.
-func RequiresBinary(t testing.TB, names ...string) {
-	t.Helper()
-	for _, name := range names {
-		if _, err := exec.LookPath(name); err != nil {
-			t.Skipf("needs %s: %v", name, err)
-		}
-	}
 }
 
 // Processes returns the PIDs of running processes whose command line contains

@@ -62,13 +62,13 @@ func privateCache(t *testing.T, c matrix.Cell, shared *images.Cache) (*images.Ca
 	}
 	dir := t.TempDir()
 	for _, d := range []string{"kernels", "rootfs", "apt"} {
-		if out, err := exec.Command("cp", "-al", filepath.Join(testCache(), d), filepath.Join(dir, d)).CombinedOutput(); err != nil {
+		if out, err := exec.Command("cp", "-al", filepath.Join(testutil.CacheDir(), d), filepath.Join(dir, d)).CombinedOutput(); err != nil {
 			t.Fatalf("hard-link the cache's %s: %v: %s", d, err, out)
 		}
 	}
-	rel, err := filepath.Rel(testCache(), k.Vmlinuz)
+	rel, err := filepath.Rel(testutil.CacheDir(), k.Vmlinuz)
 	if err != nil || strings.HasPrefix(rel, "..") {
-		t.Fatalf("kernel %s is not in the cache %s", k.Vmlinuz, testCache())
+		t.Fatalf("kernel %s is not in the cache %s", k.Vmlinuz, testutil.CacheDir())
 	}
 	victim := filepath.Join(dir, rel)
 	b, err := os.ReadFile(victim)
@@ -117,8 +117,8 @@ func resultsDiskFull(t *testing.T, c matrix.Cell, cache *images.Cache) row {
 		}
 	}}
 	f, err := runner.Run(context.Background(), []matrix.Cell{c}, runner.Options{
-		Provider: &qemu.Provider{Cache: cache, CacheDir: testCache(), Watchdog: watchdog},
-		Prober:   runner.ProbesProber{Workdir: filepath.Join(testCache(), "probes")},
+		Provider: &qemu.Provider{Cache: cache, CacheDir: testutil.CacheDir(), Watchdog: watchdog},
+		Prober:   runner.ProbesProber{Workdir: filepath.Join(testutil.CacheDir(), "probes")},
 		Console:  runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
 		Out: out, Parallel: 1, Retries: 1, Progress: hook,
 	})

@@ -3,7 +3,6 @@ package faults_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,22 +21,7 @@ import (
 
 // base is the one real cell every fault runs on: Debian's 6.1 kernel,
 // bookworm's docker.io, overlay2 on ext4, a small VM and a short soak.
-const base = `apiVersion: matrixctl/v1
-kind: Matrix
-axes:
-  kernel:
-    - version: "6.1"
-      debian: {suite: bookworm}
-  distro: [debian12]
-  docker: [distro]
-  driver: [overlay2]
-probes: [io]
-soak: 10s
-timeout: 15m
-vm:
-  cpus: 1
-  memory: 1024
-`
+var base = testutil.SmallSpec{Soak: "10s"}.YAML()
 
 // watchdog is the VM watchdog of the suite: short, so the sigstop fault
 // ends quickly, and far above a healthy guest's 1 s agent heartbeat.
@@ -175,13 +159,6 @@ var suite = []expectation{
 	}},
 }
 
-func testCache() string {
-	if d := os.Getenv("MATRIXCTL_CACHE"); d != "" {
-		return d
-	}
-	return filepath.Join(os.TempDir(), "matrixctl-test-cache")
-}
-
 // cells makes one cell per row of suite from the base spec's only cell.
 func cells(t *testing.T) []matrix.Cell {
 	t.Helper()
@@ -222,9 +199,10 @@ type row struct {
 func TestIntegrationFaults(t *testing.T) {
 	testutil.Integration(t)
 	testutil.RequiresRoot(t)
-	testutil.RequiresBinary(t, "qemu-system-x86_64", "mmdebstrap", "e2fsck")
+	testutil.RequiresQEMU(t)
+	testutil.RequiresBinary(t, "mmdebstrap", "e2fsck")
 	cs := cells(t)
-	cache, err := images.New(testCache())
+	cache, err := images.New(testutil.CacheDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,8 +211,8 @@ func TestIntegrationFaults(t *testing.T) {
 
 	out := filepath.Join(t.TempDir(), "results")
 	f, err := runner.Run(context.Background(), cs, runner.Options{
-		Provider: &qemu.Provider{Cache: cache, CacheDir: testCache(), Watchdog: watchdog},
-		Prober:   runner.ProbesProber{Workdir: filepath.Join(testCache(), "probes")},
+		Provider: &qemu.Provider{Cache: cache, CacheDir: testutil.CacheDir(), Watchdog: watchdog},
+		Prober:   runner.ProbesProber{Workdir: filepath.Join(testutil.CacheDir(), "probes")},
 		Console:  runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
 		Out: out, Parallel: 2, Retries: -1,
 	})
@@ -275,8 +253,8 @@ func qemuMissing(t *testing.T, c matrix.Cell, cache *images.Cache) row {
 	const retries = 1
 	out := filepath.Join(t.TempDir(), "results-qemu-missing")
 	f, err := runner.Run(context.Background(), []matrix.Cell{c}, runner.Options{
-		Provider: &qemu.Provider{Cache: cache, CacheDir: testCache(), QEMU: filepath.Join(t.TempDir(), "qemu-system-x86_64")},
-		Prober:   runner.ProbesProber{Workdir: filepath.Join(testCache(), "probes")},
+		Provider: &qemu.Provider{Cache: cache, CacheDir: testutil.CacheDir(), QEMU: filepath.Join(t.TempDir(), "qemu-system-x86_64")},
+		Prober:   runner.ProbesProber{Workdir: filepath.Join(testutil.CacheDir(), "probes")},
 		Console:  runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
 		Out: out, Parallel: 1, Retries: retries,
 	})

@@ -150,10 +150,11 @@ func exampleCells(t *testing.T, s soakSettings) []matrix.Cell {
 func TestIntegrationSoakExample(t *testing.T) {
 	testutil.Integration(t)
 	testutil.RequiresRoot(t)
-	testutil.RequiresBinary(t, "qemu-system-x86_64", "mmdebstrap", "e2fsck", "xfs_repair", "btrfs", "thin_check")
+	testutil.RequiresQEMU(t)
+	testutil.RequiresBinary(t, "mmdebstrap", "e2fsck", "xfs_repair", "btrfs", "thin_check")
 	s := soakFromEnv(t, ciSoak())
 	cs := exampleCells(t, s)
-	cache, err := images.New(testCache())
+	cache, err := images.New(testutil.CacheDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,8 +167,8 @@ func TestIntegrationSoakExample(t *testing.T) {
 	}
 	start := time.Now()
 	f, err := runner.Run(context.Background(), cs, runner.Options{
-		Provider: &qemu.Provider{Cache: cache, CacheDir: testCache()},
-		Prober:   runner.ProbesProber{Workdir: filepath.Join(testCache(), "probes")},
+		Provider: &qemu.Provider{Cache: cache, CacheDir: testutil.CacheDir()},
+		Prober:   runner.ProbesProber{Workdir: filepath.Join(testutil.CacheDir(), "probes")},
 		Console:  runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
 		Out: out, Spec: exampleSpec, Repeat: s.repeats, Parallel: s.parallel,
 		Progress: runner.NewPlainProgress(os.Stdout),

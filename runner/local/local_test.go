@@ -40,23 +40,14 @@ func TestIntegrationLocalRun(t *testing.T) {
 	testutil.Integration(t)
 	ctx := context.Background()
 	p := &Provider{}
-	if err := p.Prepare(ctx, runner.Request{}); err != nil {
-		if os.Geteuid() != 0 {
-			t.Skipf("no host dockerd: %v", err)
-		}
-		t.Fatalf("host dockerd (CI starts one): %v", err)
-	}
+	testutil.RequiresDocker(t, p.Prepare(ctx, runner.Request{}))
 	cell, err := HostCell(ctx, p, matrix.Settings{Probes: []string{"io", "net", "churn"}, Soak: 2 * time.Second, Timeout: 10 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	cache := os.Getenv("MATRIXCTL_CACHE")
-	if cache == "" {
-		cache = filepath.Join(os.TempDir(), "matrixctl-test-cache")
-	}
 	f, err := runner.Run(ctx, []matrix.Cell{cell}, runner.Options{
-		Provider: p, Prober: runner.ProbesProber{Workdir: filepath.Join(cache, "probes")}, Out: out, Retries: -1,
+		Provider: p, Prober: runner.ProbesProber{Workdir: filepath.Join(testutil.CacheDir(), "probes")}, Out: out, Retries: -1,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v", err)

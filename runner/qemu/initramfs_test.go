@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/testutil"
 )
 
 const fakeDep = `kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
@@ -106,9 +107,7 @@ func TestParseModulesDepErrors(t *testing.T) {
 }
 
 func TestInitramfsCpio(t *testing.T) {
-	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skipf("needs cpio: %v", err)
-	}
+	testutil.RequiresBinary(t, "cpio")
 	k := fakeKernel(t, fakeDep)
 	agent := filepath.Join(t.TempDir(), "agent")
 	os.WriteFile(agent, []byte("#!/bin/false\n"), 0o755)

@@ -24,22 +24,6 @@ import (
 	"github.com/matrixctl/matrixctl/runner/agentproto"
 )
 
-// testCacheDir is MATRIXCTL_CACHE when set (CI shares kernels and rootfs
-// images between packages within one run), else a reusable dir under os.TempDir().
-func testCacheDir() string {
-	if d := os.Getenv("MATRIXCTL_CACHE"); d != "" {
-		return d
-	}
-	return filepath.Join(os.TempDir(), "matrixctl-test-cache")
-}
-
-type logWriter struct{ t testing.TB }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 // fixture is a kernel, the debian12 rootfs with docker 20.10.24 and the agent.
 type fixture struct {
 	kernel *images.Kernel
@@ -57,10 +41,11 @@ func integration(t testing.TB, kernel string) fixture {
 	t.Helper()
 	testutil.Integration(t)
 	testutil.RequiresRoot(t)
-	testutil.RequiresBinary(t, "qemu-system-x86_64", "mmdebstrap", "apt-get", "depmod", "mkfs.ext4")
+	testutil.RequiresQEMU(t)
+	testutil.RequiresBinary(t, "mmdebstrap", "apt-get", "depmod", "mkfs.ext4")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	c, err := images.New(testCacheDir(), images.WithProgress(logWriter{t}))
+	c, err := images.New(testutil.CacheDir(), images.WithProgress(testutil.LogWriter(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,11 +57,11 @@ func integration(t testing.TB, kernel string) fixture {
 	if err != nil {
 		t.Fatalf("rootfs: %v", err)
 	}
-	agent, err := selfbuild.Path(ctx, selfbuild.Agent, filepath.Join(testCacheDir(), "bin"))
+	agent, err := selfbuild.Path(ctx, selfbuild.Agent, filepath.Join(testutil.CacheDir(), "bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fixture{kernel: k, rootfs: r, agent: agent, cache: testCacheDir()}
+	return fixture{kernel: k, rootfs: r, agent: agent, cache: testutil.CacheDir()}
 }
 
 func (f fixture) config(t testing.TB, dir string) Config {

@@ -129,7 +129,8 @@ func TestScratchArgs(t *testing.T) {
 // not accept the node chain or the reopen, in seconds.
 func TestIntegrationQMPArmWithoutGuest(t *testing.T) {
 	testutil.Integration(t)
-	testutil.RequiresBinary(t, "qemu-system-x86_64", "stdbuf")
+	testutil.RequiresQEMU(t)
+	testutil.RequiresBinary(t, "stdbuf")
 	t.Run("plain", func(t *testing.T) { armWithoutGuest(t, false) })
 	// With a rules file from the start (Config.ScratchBlkdebug) the armed
 	// node goes over the rules node.

@@ -17,25 +17,13 @@ import (
 
 // twoDrivers is a real matrix of two cells: Debian's 6.1 kernel and
 // bookworm's docker.io, overlay2 on ext4 and overlay2 on xfs.
-const twoDrivers = `apiVersion: matrixctl/v1
-kind: Matrix
-axes:
-  kernel:
-    - version: "6.1"
-      debian: {suite: bookworm}
-  distro: [debian12]
-  docker: [distro]
-  driver: [overlay2]
-include:
-  - {kernel: "6.1", distro: debian12, driver: overlay2, scratch_fs: xfs}
-  - {kernel: "6.1", distro: debian12, docker: distro, driver: vfs}
-probes: [io, churn]
-soak: 3s
-timeout: 10m
-vm:
-  cpus: 2
-  memory: 1536
-`
+var twoDrivers = testutil.SmallSpec{
+	Include: []string{
+		`{kernel: "6.1", distro: debian12, driver: overlay2, scratch_fs: xfs}`,
+		`{kernel: "6.1", distro: debian12, docker: distro, driver: vfs}`,
+	},
+	Probes: "[io, churn]", Timeout: "10m", CPUs: 2, Memory: 1536,
+}.YAML()
 
 // TestIntegrationQEMUMatrix runs a real matrix end to end: real Debian
 // kernel, real rootfs, QEMU (TCG here), the guest's dockerd, the real
@@ -43,7 +31,8 @@ vm:
 func TestIntegrationQEMUMatrix(t *testing.T) {
 	testutil.Integration(t)
 	testutil.RequiresRoot(t)
-	testutil.RequiresBinary(t, "qemu-system-x86_64", "mmdebstrap", "e2fsck", "xfs_repair")
+	testutil.RequiresQEMU(t)
+	testutil.RequiresBinary(t, "mmdebstrap", "e2fsck", "xfs_repair")
 	runnable := runnableCells(t, twoDrivers)
 	cache, err := images.New(testutil.CacheDir())
 	if err != nil {
@@ -54,7 +43,7 @@ func TestIntegrationQEMUMatrix(t *testing.T) {
 		Provider: &qemu.Provider{Cache: cache, CacheDir: testutil.CacheDir()},
 		Prober:   runner.ProbesProber{Workdir: filepath.Join(testutil.CacheDir(), "probes")},
 		Console:  runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
-		Out: out, Parallel: 1, Progress: runner.NewPlainProgress(testWriter{t}),
+		Out: out, Parallel: 1, Progress: runner.NewPlainProgress(testutil.LogWriter(t)),
 	})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
@@ -109,11 +98,4 @@ func runnableCells(tb testing.TB, spec string) []matrix.Cell {
 		tb.Fatalf("want two runnable cells, plan: %+v", cells)
 	}
 	return runnable
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
 }

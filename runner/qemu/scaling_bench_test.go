@@ -21,11 +21,10 @@ import (
 // single cell. Compare the boot phases with BenchmarkBoot in runner/qemu,
 // which sets the provider beside a hand-written qemu -kernel boot.
 func BenchmarkMatrixScaling(b *testing.B) {
-	if testing.Short() {
-		b.Skip("real VMs: skipped under -short")
-	}
+	testutil.Integration(b)
 	testutil.RequiresRoot(b)
-	testutil.RequiresBinary(b, "qemu-system-x86_64", "mmdebstrap", "e2fsck", "xfs_repair")
+	testutil.RequiresQEMU(b)
+	testutil.RequiresBinary(b, "mmdebstrap", "e2fsck", "xfs_repair")
 	runnable := runnableCells(b, twoDrivers)
 	for i := range runnable {
 		runnable[i].Settings.CPUs = 1

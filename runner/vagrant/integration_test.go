@@ -23,36 +23,7 @@ import (
 
 // oneCell is one cell booted through Vagrant: the project-built Debian 12
 // box with its 6.1 kernel, bookworm's docker.io, overlay2 on ext4.
-const oneCell = `apiVersion: matrixctl/v1
-kind: Matrix
-axes:
-  kernel:
-    - version: "6.1"
-      box: debian12-k6.1
-  distro: [debian12]
-  docker: [distro]
-  driver: [overlay2]
-probes: [io]
-soak: 3s
-timeout: 15m
-vm:
-  cpus: 1
-  memory: 1024
-`
-
-func testCache() string {
-	if d := os.Getenv("MATRIXCTL_CACHE"); d != "" {
-		return d
-	}
-	return filepath.Join(os.TempDir(), "matrixctl-test-cache")
-}
-
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+var oneCell = testutil.SmallSpec{Kernel: "box: debian12-k6.1"}.YAML()
 
 // crashingProber runs the real probes, then panics the guest with sysrq
 // through ssh and waits for the domain to stop.
@@ -166,9 +137,9 @@ func TestIntegrationVagrantCrash(t *testing.T) {
 	start := time.Now()
 	f, err := runner.Run(context.Background(), cells, runner.Options{
 		Provider: rp,
-		Prober:   crashingProber{t: t, inner: runner.ProbesProber{Workdir: filepath.Join(testCache(), "probes")}, prov: rp},
+		Prober:   crashingProber{t: t, inner: runner.ProbesProber{Workdir: filepath.Join(testutil.CacheDir(), "probes")}, prov: rp},
 		Console:  runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
-		Out: out, Parallel: 1, Retries: -1, Progress: runner.NewPlainProgress(logWriter{t}),
+		Out: out, Parallel: 1, Retries: -1, Progress: runner.NewPlainProgress(testutil.LogWriter(t)),
 	})
 	t.Logf("run took %s", time.Since(start).Round(time.Second))
 	if err != nil {
@@ -212,7 +183,9 @@ func setup(t *testing.T, scratchMiB int) (*Provider, []matrix.Cell, string) {
 	t.Helper()
 	testutil.Integration(t)
 	testutil.RequiresRoot(t)
-	testutil.RequiresBinary(t, "vagrant", "virsh", "libvirtd", "virtlogd", "mmdebstrap", "qemu-img", "ssh", "e2fsck")
+	testutil.RequiresVagrant(t)
+	testutil.RequiresLibvirt(t)
+	testutil.RequiresBinary(t, "mmdebstrap", "qemu-img", "ssh", "e2fsck")
 	startLibvirt(t)
 	spec, err := matrix.Parse("one-cell.yaml", []byte(oneCell))
 	if err != nil {
@@ -225,11 +198,11 @@ func setup(t *testing.T, scratchMiB int) (*Provider, []matrix.Cell, string) {
 	if len(cells) != 1 || cells[0].Status != matrix.StatusRunnable {
 		t.Fatalf("want one runnable cell, plan: %+v", cells)
 	}
-	cache, err := images.New(testCache())
+	cache, err := images.New(testutil.CacheDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Provider{Cache: cache, Env: []string{"VAGRANT_HOME=" + filepath.Join(testCache(), "vagrant-home")}, ScratchMiB: scratchMiB}
+	p := &Provider{Cache: cache, Env: []string{"VAGRANT_HOME=" + filepath.Join(testutil.CacheDir(), "vagrant-home")}, ScratchMiB: scratchMiB}
 	// The box is built (or found in the cache) before the test's run: under
 	// CI load its build can take longer than the cell's timeout, which
 	// covers prepare, and the box is a fixture here, not what is tested.
@@ -488,7 +461,7 @@ func TestIntegrationVagrantInterruptDuringUp(t *testing.T) {
 		}
 	}()
 	_, err := runner.Run(ctx, cells, runner.Options{
-		Provider: p, Prober: runner.ProbesProber{Workdir: filepath.Join(testCache(), "probes")},
+		Provider: p, Prober: runner.ProbesProber{Workdir: filepath.Join(testutil.CacheDir(), "probes")},
 		Console: runner.ConsoleAnalyzer(), Out: out, Parallel: 1, Retries: -1,
 	})
 	select {
