@@ -63,14 +63,14 @@ func (verifyFails) VerifyAfterCrash(context.Context, VerifyRequest) (ProbeReport
 	return ProbeReport{}, Infra("verify", errors.New("probe image gone"))
 }
 
-// ioEndsEarly is the crash prober whose kept IO probe ends before the cut.
+// ioEndsEarly is the crash prober whose kept IO probe fails before its
+// container started, so before the cut.
 type ioEndsEarly struct{ crashProber }
 
 func (p ioEndsEarly) RunProbes(ctx context.Context, req ProbeRequest) (ProbeReport, error) {
 	if !req.KeepIO {
 		return p.crashProber.RunProbes(ctx, req)
 	}
-	req.Started("io")
 	return ProbeReport{Probes: []results.Probe{{Name: "io", Errors: []string{"disk full"}}}}, errors.New("io: disk full")
 }
 
