@@ -253,3 +253,86 @@ func TestStepsRecordTheirPhases(t *testing.T) {
 		t.Errorf("results differ from %s (-update-steps rewrites it):\n%s", path, got)
 	}
 }
+
+// journalCloser is the rebooting fake whose machines have a host process
+// and which closes the journal once it booted (or rebooted) a machine, so
+// that journalling the machine's process fails.
+type journalCloser struct {
+	rebootingFake
+	j        *journal
+	atReboot bool // close it at the reboot instead of the first boot
+}
+
+// withPid is a machine whose host process is this test's.
+type withPid struct{ *fakeMachine }
+
+func (withPid) Process() Process { return Process{Pid: os.Getpid()} }
+
+func (p journalCloser) Boot(ctx context.Context, req Request) (Machine, error) {
+	m, err := p.rebootingFake.Boot(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if !p.atReboot {
+		_ = p.j.f.Close()
+	}
+	return withPid{m.(*fakeMachine)}, nil
+}
+
+func (p journalCloser) Reboot(ctx context.Context, req Request, prev Machine) (Machine, error) {
+	m, err := p.rebootingFake.Reboot(ctx, req, prev.(withPid).fakeMachine)
+	if err != nil {
+		return nil, err
+	}
+	_ = p.j.f.Close()
+	return withPid{m.(*fakeMachine)}, nil
+}
+
+// TestJournalFailureAfterBoot: a machine whose process cannot be journalled
+// ends the attempt in the boot step (a resumed controller could not kill
+// it), but after a crash check's reboot the rebooted machine is still shut
+// down and checked; both are infra-errors and every machine is closed.
+func TestJournalFailureAfterBoot(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		atReboot bool
+		phases   string
+		checked  bool
+	}{
+		{"boot", false, "prepare boot", false},
+		{"reboot", true, "prepare boot docker-ready probes power-cut reboot! shutdown check", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			j, err := openJournal(filepath.Join(out, JournalName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fake := journalCloser{rebootingFake: rebootingFake{newFake(nil)}, j: j, atReboot: tc.atReboot}
+			r := &run{journal: j, opts: Options{
+				Provider: fake, Prober: crashProber{fakeProber{fake.fakeProvider}}, Checker: CheckerFunc(fakeChecker),
+				Console: newLineScanner, Out: out, ShutdownTimeout: time.Second, PowerCutAfter: 10 * time.Millisecond,
+			}}
+			c := testCell(tc.name)
+			c.Settings.CrashCheck = true
+			run, ok := r.attempt(context.Background(), job{cell: c, repeat: 1}, 1, nopProgress{})
+			if !ok {
+				t.Fatal("attempt interrupted")
+			}
+			if got := phaseLine(run); got != tc.phases {
+				t.Errorf("phases %q, want %q", got, tc.phases)
+			}
+			if run.Verdict != results.InfraError || !strings.Contains(run.Reason, "journal") {
+				t.Errorf("verdict %s (%q), want infra-error naming the journal", run.Verdict, run.Reason)
+			}
+			if (run.Checker != nil) != tc.checked {
+				t.Errorf("checker %+v, want checked %v", run.Checker, tc.checked)
+			}
+			for _, m := range fake.machines {
+				if !m.closed {
+					t.Errorf("machine in %s not closed", m.req.Dir)
+				}
+			}
+		})
+	}
+}
