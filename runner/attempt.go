@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -58,344 +58,214 @@ func (e *earlyEnd) fired() bool {
 	}
 }
 
-// attempt runs one attempt of one (cell, repeat). ok is false when the
-// attempt was interrupted (Stop or ctx) and must not be recorded.
+// attempt runs one attempt of one (cell, repeat) as its steps, in order,
+// over one attemptState; see steps.go. ok is false when the attempt was
+// interrupted (Stop or ctx) and must not be recorded.
 func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (results.Run, bool) {
+	s := newAttemptState(ctx, r.opts.Out, jb, try, prog)
+	defer s.cleanup()
+	steps := []step{r.prepare, r.boot, r.dockerReady, r.probes, r.crashCheck, r.stop, r.check}
+	for _, do := range steps {
+		err := do(s)
+		if errors.Is(err, errInterrupted) {
+			return s.run, false
+		}
+		if err != nil {
+			break
+		}
+	}
+	return r.judge(s), true
+}
+
+// A step is one stage of an attempt. It returns nil to go on to the next
+// step, errInterrupted when Stop or the hard stop came (nothing is
+// recorded), or another error when the attempt ends with it: the step has
+// put what happened in the evidence, and the attempt is judged.
+type step func(s *attemptState) error
+
+// errInterrupted ends an attempt that Stop or the hard stop interrupted.
+var errInterrupted = errors.New("attempt interrupted")
+
+// attemptState is what the steps of one attempt share.
+type attemptState struct {
+	jb    job
+	try   int
+	dir   string // the run directory
+	rel   string // dir relative to the results directory
+	run   results.Run
+	ev    Evidence
+	clock *phaseClock
+
+	// ctx is the hard stop; runCtx also ends at Stop (interrupted is then
+	// closed); cellCtx also at the cell timeout; phaseCtx, which the steps
+	// that wait on the machine use, also at the machine's early end.
+	ctx, runCtx, cellCtx, phaseCtx context.Context
+	interrupted                    chan struct{}
+	cleanups                       []func() // run last first when the attempt ends
+
+	ownsLog  bool           // the provider writes console.log itself
+	end      *earlyEnd      // the current machine's
+	consoles []*consoleSink // the machine's, then the rebooted machine's of a crash check
+	machines []Machine      // every machine of this attempt, for their artifact errors
+
+	mu      sync.Mutex // guards m and stopped
+	m       Machine    // the current machine: torn down and closed when the attempt ends
+	stopped bool       // m was stopped (or its shutdown tried): no teardown
+
+	host         string // the current machine's DOCKER_HOST, once dockerUp
+	dockerUp     bool   // dockerd in the current machine answered
+	scratchReady bool   // the guest prepared its scratch disk: it may be checked
+	// artifactDir and artifactKey: where the current machine's artifacts
+	// are, relative to the results directory, and their names' prefix.
+	artifactDir, artifactKey string
+	scratch                  string // the checked scratch image; judge removes it unless retained
+}
+
+func newAttemptState(ctx context.Context, out string, jb job, try int, prog Progress) *attemptState {
 	rel := RunDir(jb.cell.ID, jb.repeat)
-	dir := filepath.Join(r.opts.Out, rel)
-	run := baseRun(jb)
-	run.Attempt = try
-	run.Started = time.Now().UTC()
-	clock := &phaseClock{prog: prog, jb: jb, try: try}
-	var ev Evidence
+	s := &attemptState{jb: jb, try: try, rel: rel, dir: filepath.Join(out, rel), run: baseRun(jb),
+		clock: &phaseClock{prog: prog, jb: jb, try: try}, ctx: ctx, artifactDir: rel}
+	s.run.Attempt = try
+	s.run.Started = time.Now().UTC()
+	return s
+}
 
-	finalize := func() results.Run {
-		j := Judge(ev)
-		run.Verdict, run.Reason, run.Findings = j.Verdict, j.Reason, j.Findings
-		run.Probes = ev.Probes.Probes
-		run.Phases = clock.phases
-		run.Finished = time.Now().UTC()
-		return run
-	}
+// onEnd makes f run when the attempt ends, before what was registered earlier.
+func (s *attemptState) onEnd(f func()) { s.cleanups = append(s.cleanups, f) }
 
-	_ = os.RemoveAll(dir) // a previous attempt or an interrupted controller's leftovers
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		ev.Err, ev.Phase = Infra("create run dir", err), PhasePrepare
-		return finalize(), true
+func (s *attemptState) cleanup() {
+	for i := len(s.cleanups) - 1; i >= 0; i-- {
+		s.cleanups[i]()
 	}
-	if err := r.journal.Append(journalRecord{Type: recStarted, Cell: jb.cell.ID, Repeat: jb.repeat, Attempt: try}); err != nil {
-		ev.Err, ev.Phase = Infra("journal", err), PhasePrepare
-		return finalize(), true
-	}
+}
 
-	// Interruption: Stop (graceful) or ctx (hard) cancel runCtx.
-	runCtx, cancelRun := context.WithCancel(ctx)
-	defer cancelRun()
+// fail records err as the harness error of phase and returns it.
+func (s *attemptState) fail(phase string, err error) error {
+	s.ev.Err, s.ev.Phase = err, phase
+	return err
+}
+
+// watchStop makes runCtx, which Stop (graceful) and ctx (hard) end.
+func (s *attemptState) watchStop(stop <-chan struct{}) {
+	runCtx, cancelRun := context.WithCancel(s.ctx)
+	s.onEnd(cancelRun)
 	interrupted := make(chan struct{})
+	s.runCtx, s.interrupted = runCtx, interrupted
 	go func() {
 		select {
-		case <-r.opts.Stop:
+		case <-stop:
 			close(interrupted)
 			cancelRun()
 		case <-runCtx.Done():
 		}
 	}()
-	isInterrupted := func() bool {
-		select {
-		case <-interrupted:
-			return true
-		default:
-			return ctx.Err() != nil
-		}
-	}
+}
 
-	req := Request{Cell: jb.cell, Repeat: jb.repeat, Dir: dir}
+func (s *attemptState) isInterrupted() bool {
+	select {
+	case <-s.interrupted:
+		return true
+	default:
+		return s.ctx.Err() != nil
+	}
+}
 
-	// prepare: fetching and building images (shared, cached, possibly
-	// waiting for another cell's build of the same kernel) is not the
-	// cell's time; the cell timeout starts once they are ready.
-	i := clock.start(PhasePrepare)
-	err := r.checkSettings(jb.cell.Settings)
-	if err == nil {
-		err = r.opts.Provider.Prepare(runCtx, req)
-	}
-	clock.end(i, err)
-	if err != nil {
-		if isInterrupted() {
-			return run, false
-		}
-		ev.Err, ev.Phase = classifyHarness(err), PhasePrepare
-		return finalize(), true
-	}
+// timedOut reports whether the cell timeout ended the attempt's time.
+func (s *attemptState) timedOut() bool {
+	return errors.Is(s.cellCtx.Err(), context.DeadlineExceeded) && !s.isInterrupted()
+}
 
-	timeout := r.opts.Timeout
-	if timeout == 0 {
-		timeout = jb.cell.Settings.Timeout
-	}
-	cellCtx := runCtx
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		cellCtx, cancel = context.WithTimeout(runCtx, timeout)
-		defer cancel()
-	}
-	timedOut := func() bool { return errors.Is(cellCtx.Err(), context.DeadlineExceeded) && !isInterrupted() }
-
-	// console
+// watchMachine gives the next machine its early end and the phase context
+// that end cancels; cancel ends that context.
+func (s *attemptState) watchMachine() (cancel context.CancelFunc) {
 	end := &earlyEnd{ch: make(chan struct{})}
-	ownsLog := false
-	if c, ok := r.opts.Provider.(ConsoleLogWriter); ok && c.WritesConsoleLog() {
-		ownsLog = true
-	}
-	con, err := r.openConsole(dir, ownsLog, end)
-	if err != nil {
-		ev.Err, ev.Phase = err, PhaseBoot
-		return finalize(), true
-	}
-	req.Console = con
-	// consoles: the machine's, then the rebooted machine's of a crash check.
-	consoles := []*consoleSink{con}
-	closeConsole := func() {
-		for i, c := range consoles {
-			if !c.open() {
-				continue
-			}
-			found := c.close()
-			if i > 0 {
-				found = afterPowerCut(found)
-			}
-			ev.Console = append(ev.Console, found...)
-		}
-	}
-	defer closeConsole()
-
-	// boot
-	i = clock.start(PhaseBoot)
-	m, err := r.opts.Provider.Boot(cellCtx, req)
-	clock.end(i, err)
-	if err != nil {
-		if isInterrupted() {
-			return run, false
-		}
-		closeConsole()
-		ev.Err, ev.Phase, ev.TimedOut = classifyHarness(err), PhaseBoot, timedOut()
-		return finalize(), true
-	}
-	machines := []Machine{m} // every machine of this attempt, for their artifact errors
-	var mu sync.Mutex        // guards stopped
-	stopped := false
-	teardown := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		stopped = true
-		r.stopMachine(ctx, m)
-	}
-	defer func() {
-		teardown()
-		_ = m.Close()
-	}()
-	if p := m.Process(); p.Pid != 0 {
-		if err := r.journal.Append(journalRecord{Type: recMachine, Cell: jb.cell.ID, Repeat: jb.repeat, Attempt: try, Machine: &p}); err != nil {
-			ev.Err, ev.Phase = Infra("journal", err), PhaseBoot
-			return finalize(), true
-		}
-	}
-	go watchExit(runCtx, m, end)
-	info := m.Info()
-	ev.NoConsole = info.NoConsole
-
-	// phaseCtx ends at the cell timeout, an interruption or an early end.
-	phaseCtx, cancelPhase := context.WithCancel(cellCtx)
-	defer cancelPhase()
+	phaseCtx, cancel := context.WithCancel(s.cellCtx)
+	s.end, s.phaseCtx = end, phaseCtx
 	go func() {
 		select {
 		case <-end.ch:
-			cancelPhase()
+			cancel()
 		case <-phaseCtx.Done():
 		}
 	}()
+	return cancel
+}
 
-	// docker-ready
-	i = clock.start(PhaseDocker)
-	host, err := m.WaitDocker(phaseCtx)
-	clock.end(i, err)
-	switch {
-	case err == nil:
-	case isInterrupted():
-		return run, false
-	case end.fired(), stoppedByItself(m):
-		// the console or the machine's exit tells what happened (a
-		// machine that stopped is not a dockerd that failed)
-	case timedOut():
-		ev.TimedOut, ev.Phase = true, PhaseDocker
-	default:
-		var u *UnsupportedError
-		if errors.As(err, &u) || IsInfra(err) {
-			ev.Err, ev.Phase = err, PhaseDocker
-		} else {
-			ev.DockerErr, ev.Phase = err, PhaseDocker
-		}
-	}
+func (s *attemptState) request(dir string, console io.Writer) Request {
+	return Request{Cell: s.jb.cell, Repeat: s.jb.repeat, Dir: dir, Console: console}
+}
 
-	// The guest prepared its scratch disk once dockerd answered; before that
-	// the disk may hold no filesystem and checking it would report damage
-	// that is not there.
-	scratchReady := err == nil
+func (s *attemptState) machine() Machine {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m
+}
 
-	// probes
-	if err == nil {
-		soak := r.opts.Soak
-		if soak == 0 {
-			soak = jb.cell.Settings.Soak
-		}
-		{
-			i = clock.start(PhaseProbes)
-			faults := startFaults(phaseCtx, m, jb.cell.Settings.Faults)
-			rep, perr := r.opts.Prober.RunProbes(phaseCtx, ProbeRequest{DockerHost: host, Probes: jb.cell.Settings.Probes, Duration: soak, RecordsPath: filepath.Join(dir, "probes.jsonl")})
-			injected, ferr := faults.wait()
-			ev.Faults = injected
-			if ferr != nil && ev.Err == nil {
-				ev.Err, ev.Phase = ferr, PhaseProbes
-			}
-			clock.end(i, perr)
-			run.Artifacts = addArtifact(run.Artifacts, "probes", filepath.Join(rel, "probes.jsonl"))
-			ev.Probes = rep
-			switch {
-			case isInterrupted():
-				return run, false
-			case end.fired():
-			case timedOut():
-				ev.TimedOut, ev.Phase = true, PhaseProbes
-			default:
-				pingCtx, cancel := context.WithTimeout(cellCtx, 30*time.Second)
-				pingErr := m.Ping(pingCtx)
-				cancel()
-				switch {
-				case pingErr != nil && !end.fired():
-					ev.DockerErr, ev.Phase = fmt.Errorf("after probes: %w", pingErr), PhaseProbes
-				case perr != nil && IsInfra(perr):
-					ev.Err, ev.Phase = perr, PhaseProbes
-				case perr != nil:
-					ev.Probes.FailedOps = append(ev.Probes.FailedOps, "probes: "+perr.Error())
-				}
-			}
-		}
+// adopt makes m the attempt's current machine; dockerd in it has not
+// answered yet.
+func (r *run) adopt(s *attemptState, m Machine) {
+	s.mu.Lock()
+	first := s.m == nil
+	s.m = m
+	s.mu.Unlock()
+	s.machines = append(s.machines, m)
+	s.host, s.dockerUp = "", false
+	if first {
+		s.onEnd(func() { r.teardown(s) })
 	}
+}
 
-	// crash-consistency check: cut the power, boot again on the same
-	// scratch disk, re-verify; the rebooted machine is shut down and checked.
-	artifactDir, artifactKey := rel, ""
-	if wantsCrashCheck(jb.cell.Settings) && err == nil && !end.fired() && !isInterrupted() && !timedOut() && ev.Err == nil {
-		cc := r.crashCheck(ctx, cellCtx, crashAttempt{jb: jb, try: try, dir: dir, rel: rel, host: host, ownsLog: ownsLog, clock: clock, ev: &ev, run: &run,
-			closeConsole: closeConsole, isInterrupted: isInterrupted, timedOut: timedOut}, m)
-		if cc.next != nil {
-			scratchReady = true // the first machine prepared the disk the next one reuses
-			machines = append(machines, cc.next)
-			mu.Lock()
-			m = cc.next // the deferred teardown and Close now apply to it
-			mu.Unlock()
-			artifactDir, artifactKey = filepath.Join(rel, crashDir), crashKeyPrefix
-			consoles = append(consoles, cc.console)
-		}
-		if cc.interrupted {
-			return run, false
-		}
-		if cc.next == nil {
-			if cc.orphanScratch != "" && !r.opts.Retain {
-				_ = os.Remove(cc.orphanScratch)
-			}
-			return finalize(), true
-		}
+// teardown ends the current machine unless it was stopped, and closes it.
+func (r *run) teardown(s *attemptState) {
+	s.mu.Lock()
+	if !s.stopped {
+		s.stopped = true
+		r.stopMachine(s.ctx, s.m)
 	}
+	m := s.m
+	s.mu.Unlock()
+	_ = m.Close()
+}
 
-	// shutdown
-	exitedByItself := false
-	select {
-	case <-m.Exited():
-		exitedByItself = true
-	default:
+// attachConsole opens the current machine's console sink, whose log goes
+// to dir; closeConsoles closes it.
+func (r *run) attachConsole(s *attemptState, dir string) (*consoleSink, error) {
+	con, err := r.openConsole(dir, s.ownsLog, s.end)
+	if err != nil {
+		return nil, err
 	}
-	if isInterrupted() {
-		return run, false
-	}
-	if !exitedByItself {
-		i = clock.start(PhaseStop)
-		err := r.shutdown(ctx, m)
-		clock.end(i, err)
-		if err != nil {
-			if isInterrupted() {
-				return run, false
-			}
-			ev.ShutdownErr = err
-		}
-	}
-	mu.Lock()
-	stopped = true
-	mu.Unlock()
-	ev.Exit = m.Exit()
-	if !exitedByItself && ev.Exit.Reason != ExitShutdown && ev.Exit.Reason != ExitHang {
-		// We stopped it; nothing to report about the cell. A watchdog that
-		// fired while we waited for the shutdown did see a silent machine.
-		ev.Exit = Exit{Reason: ExitKilled}
-	}
-	closeConsole()
-	info = m.Info()
-	run.KernelRelease, run.DockerServer = info.KernelRelease, info.DockerServer
-	r.machineArtifacts(&run, m, artifactDir, artifactKey, ownsLog)
+	s.consoles = append(s.consoles, con)
+	return con, nil
+}
 
-	// check
-	var artifactErrs []error // evidence that could not be kept
-	scratch := m.Scratch()
-	checkable := scratch.Path != "" && scratchReady && ev.Exit.Reason == ExitShutdown && ev.ShutdownErr == nil
-	if checkable {
-		injected, err := corruptScratch(jb.cell.Settings.Faults, scratch)
-		ev.Faults = append(ev.Faults, injected...)
-		if err != nil && ev.Err == nil {
-			ev.Err, ev.Phase = Infra("inject fault", err), PhaseCheck
+// closeConsoles closes the consoles still open into the evidence; the
+// findings of a machine booted after a power cut say so.
+func (s *attemptState) closeConsoles() {
+	for i, c := range s.consoles {
+		if !c.open() {
+			continue
 		}
-	}
-	if checkable && r.opts.Checker != nil {
-		i = clock.start(PhaseCheck)
-		res, err := r.opts.Checker.Check(ctx, scratch)
-		clock.end(i, err)
-		if err != nil {
-			if ev.Err == nil {
-				ev.Err, ev.Phase = Infra("check scratch disk", err), PhaseCheck
-			}
-		} else {
-			ev.Checker = res
-			run.Checker = res
-			var b strings.Builder
-			fmt.Fprintf(&b, "$ %s %s\nexit %d (clean: %v)\n\n%s", res.Tool, strings.Join(res.Args, " "), res.ExitCode, res.Clean, res.Output)
-			if err := WriteFileAtomic(filepath.Join(dir, "checker.txt"), []byte(b.String()), 0o644); err != nil {
-				artifactErrs = append(artifactErrs, fmt.Errorf("checker.txt: %w", err))
-			} else {
-				run.Artifacts = addArtifact(run.Artifacts, "checker", filepath.Join(rel, "checker.txt"))
-			}
+		found := c.close()
+		if i > 0 {
+			found = afterPowerCut(found)
 		}
+		s.ev.Console = append(s.ev.Console, found...)
 	}
-	for _, c := range consoles {
-		if err := c.writeErr(); err != nil {
-			artifactErrs = append(artifactErrs, err)
-		}
+}
+
+// journalMachine journals m's host process, so that a resumed controller
+// can kill it if this one dies.
+func (r *run) journalMachine(s *attemptState, m Machine) error {
+	p := m.Process()
+	if p.Pid == 0 {
+		return nil
 	}
-	for _, mm := range machines {
-		if aw, ok := mm.(ArtifactWriter); ok {
-			if err := aw.ArtifactErr(); err != nil {
-				artifactErrs = append(artifactErrs, err)
-			}
-		}
-	}
-	if len(artifactErrs) > 0 && ev.Err == nil {
-		ev.Err, ev.Phase = Infra("write artifacts", errors.Join(artifactErrs...)), "results"
-	}
-	out := finalize()
-	if scratch.Path != "" && !(r.opts.Retain && out.Verdict != results.Pass) {
-		_ = os.Remove(scratch.Path)
-	}
-	return out, true
+	return r.journal.Append(journalRecord{Type: recMachine, Cell: s.jb.cell.ID, Repeat: s.jb.repeat, Attempt: s.try, Machine: &p})
+}
+
+// addArtifact records file, in the run directory, as artifact name.
+func (s *attemptState) addArtifact(name, file string) {
+	s.run.Artifacts = addArtifact(s.run.Artifacts, name, filepath.Join(s.rel, file))
 }
 
 // stoppedByItself reports whether m has stopped (WaitDocker can return

@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,235 +60,206 @@ func wantsCrashCheck(s matrix.Settings) bool {
 
 func flipsData(s matrix.Settings) bool { return slices.Contains(s.Faults, flipDataFault) }
 
-// crashAttempt is what the crash check shares with its attempt.
-type crashAttempt struct {
-	jb      job
-	try     int
-	dir     string // the run directory
-	rel     string // the run directory relative to the results directory
-	host    string // the first machine's DOCKER_HOST
-	ownsLog bool
-	clock   *phaseClock
-	ev      *Evidence
-	run     *results.Run
-	// closeConsole closes the first machine's console into ev.Console.
-	closeConsole  func()
-	isInterrupted func() bool
-	timedOut      func() bool
-}
-
-// crashOutcome is how the crash check ended.
-type crashOutcome struct {
-	// next is the machine booted after the cut, running; the attempt shuts
-	// it down and checks its scratch disk. nil: the check ended earlier and
-	// its evidence is in the attempt's Evidence.
-	next Machine
-	// console is next's console sink.
-	console *consoleSink
-	// interrupted: Stop or the hard stop came; nothing is recorded.
-	interrupted bool
-	// orphanScratch is a scratch image no machine owns any more (the
-	// reboot failed after taking it over); the attempt removes it.
-	orphanScratch string
-}
-
-// crashCheck cuts m's power while the IO probe writes and boots the cell
-// again on the same scratch disk; see the comment at the top of this file.
-// ctx is the hard stop, cellCtx the cell's deadline.
-func (r *run) crashCheck(ctx, cellCtx context.Context, a crashAttempt, m Machine) crashOutcome {
-	ev := a.ev
-
-	if flipsData(a.jb.cell.Settings) {
-		return r.flipAndReboot(ctx, cellCtx, a, m)
+// crashCheck is the attempt's crash-consistency check, in place of the
+// clean shutdown of the machine that ran the probes: the power cut (or the
+// flip-data fault), then reboot and verify; see the comment at the top of
+// this file. The rebooted machine is the attempt's from then on: the stop
+// and check steps shut it down and check its scratch disk.
+func (r *run) crashCheck(s *attemptState) error {
+	if !wantsCrashCheck(s.jb.cell.Settings) || !s.dockerUp || s.end.fired() || s.isInterrupted() || s.timedOut() || s.ev.Err != nil {
+		return nil
 	}
+	cut := r.powerCut
+	if flipsData(s.jb.cell.Settings) {
+		cut = r.flipData
+	}
+	kept, err := cut(s)
+	if err != nil {
+		return err
+	}
+	cancel := s.watchMachine() // the machine booted next
+	defer cancel()
+	if err := r.reboot(s); err != nil || !s.dockerUp {
+		return err
+	}
+	return r.verify(s, kept)
+}
 
-	// power-cut
-	i := a.clock.start(PhasePowerCut)
-	runID := fmt.Sprintf("cut%d%06x", a.try, time.Now().UnixNano()&0xffffff)
-	cutRecords := filepath.Join(a.dir, "probes-power-cut.jsonl")
+// keptIO is the IO probe run whose container and volume a crash check
+// kept for the re-verification, and how to sum up what it found.
+type keptIO struct {
+	runID   string
+	summary func(ProbeReport) string
+}
+
+// powerCut cuts the machine's power while the IO probe writes and retires
+// the machine; its scratch disk stays for the reboot.
+func (r *run) powerCut(s *attemptState) (keptIO, error) {
+	m := s.machine()
+	i := s.clock.start(PhasePowerCut)
+	runID := fmt.Sprintf("cut%d%06x", s.try, time.Now().UnixNano()&0xffffff)
+	cutRecords := filepath.Join(s.dir, "probes-power-cut.jsonl")
 	after := r.opts.PowerCutAfter
 	if after == 0 {
 		after = crashCut
 	}
-	cut, cutErr := r.cutPower(cellCtx, m, after, ProbeRequest{
-		DockerHost: a.host, Probes: []string{"io"}, Duration: after + 2*time.Minute,
+	cut, cutErr := r.cutPower(s.cellCtx, m, after, ProbeRequest{
+		DockerHost: s.host, Probes: []string{"io"}, Duration: after + 2*time.Minute,
 		RecordsPath: cutRecords, KeepIO: true, RunID: runID,
 	})
-	a.clock.end(i, cutErr)
-	a.run.Artifacts = addArtifact(a.run.Artifacts, "probes-power-cut", filepath.Join(a.rel, "probes-power-cut.jsonl"))
-	r.retire(a, m) // killed; its scratch disk stays for the reboot
+	s.clock.end(i, cutErr)
+	s.addArtifact("probes-power-cut", "probes-power-cut.jsonl")
+	r.retire(s, m) // killed; its scratch disk stays for the reboot
 	switch {
-	case a.isInterrupted():
-		return crashOutcome{interrupted: true}
-	case a.timedOut():
-		ev.TimedOut, ev.Phase = true, PhasePowerCut
-		return crashOutcome{orphanScratch: m.Scratch().Path}
+	case s.isInterrupted():
+		return keptIO{}, errInterrupted
+	case s.timedOut():
+		s.ev.TimedOut, s.ev.Phase = true, PhasePowerCut
+		return keptIO{}, r.dropScratch(m.Scratch().Path, s.cellCtx.Err())
 	case cutErr != nil:
 		// The probe ended before the cut: its report is the evidence.
-		ev.Probes = mergeReports(ev.Probes, cut.report)
-		if cut.err != nil && IsInfra(cut.err) && ev.Err == nil {
-			ev.Err, ev.Phase = cut.err, PhasePowerCut
+		s.ev.Probes = mergeReports(s.ev.Probes, cut.report)
+		if cut.err != nil && IsInfra(cut.err) && s.ev.Err == nil {
+			s.ev.Err, s.ev.Phase = cut.err, PhasePowerCut
 		}
-		ev.Faults = append(ev.Faults, results.Finding{Source: "runner", Category: "crash-check", Severity: "warning",
+		s.ev.Faults = append(s.ev.Faults, results.Finding{Source: "runner", Category: "crash-check", Severity: "warning",
 			Title: "crash check not done: " + cutErr.Error()})
-		return crashOutcome{orphanScratch: m.Scratch().Path}
+		return keptIO{}, r.dropScratch(m.Scratch().Path, cutErr)
 	}
 	before := ioProgress(cutRecords)
-	return r.rebootAndVerify(cellCtx, a, m, runID, func(rep ProbeReport) string { return crashSummary(cut.after, before, rep) })
+	return keptIO{runID, func(rep ProbeReport) string { return crashSummary(cut.after, before, rep) }}, nil
 }
 
-// rebootAndVerify boots the cell again on stopped machine m's scratch disk,
-// re-verifies what run runID's kept IO probe promised, and records a
-// finding with summary's text.
-func (r *run) rebootAndVerify(cellCtx context.Context, a crashAttempt, m Machine, runID string, summary func(ProbeReport) string) crashOutcome {
-	ev := a.ev
-	rb := r.opts.Provider.(Rebooter)          // checkSettings made sure
-	verifier := r.opts.Prober.(CrashVerifier) // checkSettings made sure
-
-	// reboot
-	i := a.clock.start(PhaseReboot)
-	dir2 := filepath.Join(a.dir, crashDir)
-	if err := os.MkdirAll(dir2, 0o755); err != nil {
-		a.clock.end(i, err)
-		ev.Err, ev.Phase = Infra("create "+crashDir, err), PhaseReboot
-		return crashOutcome{orphanScratch: m.Scratch().Path}
+// reboot boots the cell again on the stopped machine's scratch disk, up
+// to dockerd, with its artifacts in crashDir. Its error ends the attempt:
+// no machine booted. A machine that booted is the attempt's; a failure
+// after its boot is in the evidence, and dockerUp stays false.
+func (r *run) reboot(s *attemptState) error {
+	prev := s.machine()
+	i := s.clock.start(PhaseReboot)
+	dir := filepath.Join(s.dir, crashDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		s.clock.end(i, err)
+		return r.dropScratch(prev.Scratch().Path, s.fail(PhaseReboot, Infra("create "+crashDir, err)))
 	}
-	end := &earlyEnd{ch: make(chan struct{})}
-	con, err := r.openConsole(dir2, a.ownsLog, end)
+	con, err := r.attachConsole(s, dir)
 	if err != nil {
-		a.clock.end(i, err)
-		ev.Err, ev.Phase = err, PhaseReboot
-		return crashOutcome{orphanScratch: m.Scratch().Path}
+		s.clock.end(i, err)
+		return r.dropScratch(prev.Scratch().Path, s.fail(PhaseReboot, err))
 	}
-	closeCon := func() { ev.Console = append(ev.Console, afterPowerCut(con.close())...) }
-	req := Request{Cell: a.jb.cell, Repeat: a.jb.repeat, Dir: dir2, Console: con}
-	m2, err := rb.Reboot(cellCtx, req, m)
+	m, err := r.opts.Provider.(Rebooter).Reboot(s.cellCtx, s.request(dir, con), prev) // checkSettings made sure
 	if err != nil {
-		a.clock.end(i, err)
-		closeCon()
-		orphan := filepath.Join(dir2, "scratch.img")
-		if a.isInterrupted() {
+		s.clock.end(i, err)
+		s.closeConsoles()
+		orphan := filepath.Join(dir, "scratch.img")
+		if s.isInterrupted() {
 			_ = os.Remove(orphan)
-			return crashOutcome{interrupted: true}
+			return errInterrupted
 		}
-		ev.Err, ev.Phase, ev.TimedOut = classifyHarness(err), PhaseReboot, a.timedOut()
-		return crashOutcome{orphanScratch: orphan}
+		s.ev.TimedOut = s.timedOut()
+		return r.dropScratch(orphan, s.fail(PhaseReboot, classifyHarness(err)))
 	}
-	out := crashOutcome{next: m2, console: con}
-	if p := m2.Process(); p.Pid != 0 {
-		if err := r.journal.Append(journalRecord{Type: recMachine, Cell: a.jb.cell.ID, Repeat: a.jb.repeat, Attempt: a.try, Machine: &p}); err != nil {
-			a.clock.end(i, err)
-			ev.Err, ev.Phase = Infra("journal", err), PhaseReboot
-			return out
-		}
+	r.adopt(s, m)
+	s.scratchReady = true // the first machine prepared the disk this one reuses
+	s.artifactDir, s.artifactKey = filepath.Join(s.rel, crashDir), crashKeyPrefix
+	if err := r.journalMachine(s, m); err != nil {
+		s.clock.end(i, err)
+		_ = s.fail(PhaseReboot, Infra("journal", err))
+		return nil
 	}
-	phaseCtx, cancel := context.WithCancel(cellCtx)
-	defer cancel()
-	go watchExit(phaseCtx, m2, end)
-	go func() {
-		select {
-		case <-end.ch:
-			cancel()
-		case <-phaseCtx.Done():
-		}
-	}()
-	host, err := m2.WaitDocker(phaseCtx)
-	a.clock.end(i, err)
-	if err != nil {
-		switch {
-		case a.isInterrupted():
-			out.interrupted = true
-		case end.fired(), stoppedByItself(m2):
-			// the console or the machine's exit tells what happened
-		case a.timedOut():
-			ev.TimedOut, ev.Phase = true, PhaseReboot
-		default:
-			var u *UnsupportedError
-			if errors.As(err, &u) || IsInfra(err) {
-				ev.Err, ev.Phase = err, PhaseReboot
-			} else {
-				ev.DockerErr, ev.Phase = fmt.Errorf("after the power cut: %w", err), PhaseReboot
-			}
-		}
-		return out
-	}
+	go watchExit(s.phaseCtx, m, s.end)
+	host, err := m.WaitDocker(s.phaseCtx)
+	s.clock.end(i, err)
+	return s.dockerWaited(host, err, PhaseReboot, "after the power cut")
+}
 
-	// verify
-	i = a.clock.start(PhaseVerify)
-	rep, verr := verifier.VerifyAfterCrash(phaseCtx, VerifyRequest{DockerHost: host, RunID: runID, RecordsPath: filepath.Join(a.dir, "probes-verify.jsonl")})
-	a.clock.end(i, verr)
-	a.run.Artifacts = addArtifact(a.run.Artifacts, "probes-verify", filepath.Join(a.rel, "probes-verify.jsonl"))
+// dropScratch removes a scratch image no machine owns any more, unless
+// scratch images are retained, and returns err, which ends the attempt.
+func (r *run) dropScratch(path string, err error) error {
+	if path != "" && !r.opts.Retain {
+		_ = os.Remove(path)
+	}
+	return err
+}
+
+// verify runs the kept IO container again on the rebooted machine, checks
+// every block it promised, and records a finding with kept's summary.
+func (r *run) verify(s *attemptState, kept keptIO) error {
+	i := s.clock.start(PhaseVerify)
+	rep, verr := r.opts.Prober.(CrashVerifier).VerifyAfterCrash(s.phaseCtx, VerifyRequest{ // checkSettings made sure
+		DockerHost: s.host, RunID: kept.runID, RecordsPath: filepath.Join(s.dir, "probes-verify.jsonl")})
+	s.clock.end(i, verr)
+	s.addArtifact("probes-verify", "probes-verify.jsonl")
 	switch {
-	case a.isInterrupted():
-		out.interrupted = true
-		return out
-	case end.fired():
-		return out
-	case a.timedOut():
-		ev.TimedOut, ev.Phase = true, PhaseVerify
-		return out
+	case s.isInterrupted():
+		return errInterrupted
+	case s.end.fired():
+		return nil
+	case s.timedOut():
+		s.ev.TimedOut, s.ev.Phase = true, PhaseVerify
+		return nil
 	}
-	ev.Probes = mergeReports(ev.Probes, rep)
-	if verr != nil && IsInfra(verr) && ev.Err == nil {
-		ev.Err, ev.Phase = verr, PhaseVerify
+	s.ev.Probes = mergeReports(s.ev.Probes, rep)
+	if verr != nil && IsInfra(verr) && s.ev.Err == nil {
+		s.ev.Err, s.ev.Phase = verr, PhaseVerify
 	}
-	ev.Faults = append(ev.Faults, results.Finding{Source: "runner", Category: "crash-check", Severity: "info",
-		Title: summary(rep)})
-	return out
+	s.ev.Faults = append(s.ev.Faults, results.Finding{Source: "runner", Category: "crash-check", Severity: "info",
+		Title: kept.summary(rep)})
+	return nil
 }
 
 // retire closes the machine a crash check stopped (its scratch disk
 // stays), closes its console and records its artifacts and versions.
-func (r *run) retire(a crashAttempt, m Machine) {
+func (r *run) retire(s *attemptState, m Machine) {
 	_ = m.Close()
-	a.closeConsole()
-	r.machineArtifacts(a.run, m, a.rel, "", a.ownsLog)
+	s.closeConsoles()
+	r.machineArtifacts(&s.run, m, s.rel, "", s.ownsLog)
 	info := m.Info()
-	a.run.KernelRelease, a.run.DockerServer = info.KernelRelease, info.DockerServer
+	s.run.KernelRelease, s.run.DockerServer = info.KernelRelease, info.DockerServer
 }
 
-// flipAndReboot is the flip-data fault: the IO probe writes and promises
-// for a few seconds, keeping its container and volume; the machine shuts
-// down cleanly; a promised block in the volume is corrupted on the
-// stopped scratch image; then the cell boots again on it and the
-// re-verification must catch the damage (data-loss, file and offset).
-func (r *run) flipAndReboot(ctx, cellCtx context.Context, a crashAttempt, m Machine) crashOutcome {
-	ev := a.ev
-	i := a.clock.start(PhaseCorrupt)
-	runID := fmt.Sprintf("flip%d%06x", a.try, time.Now().UnixNano()&0xffffff)
-	rep, err := r.opts.Prober.RunProbes(cellCtx, ProbeRequest{
-		DockerHost: a.host, Probes: []string{"io"}, Duration: crashCut,
-		RecordsPath: filepath.Join(a.dir, "probes-flip-data.jsonl"), KeepIO: true, RunID: runID,
+// flipData is the flip-data fault: the IO probe writes and promises for a
+// few seconds, keeping its container and volume; the machine shuts down
+// cleanly; a promised block in the volume is corrupted on the stopped
+// scratch image. The reboot and re-verification that follow must catch
+// the damage (data-loss, file and offset).
+func (r *run) flipData(s *attemptState) (keptIO, error) {
+	m := s.machine()
+	i := s.clock.start(PhaseCorrupt)
+	runID := fmt.Sprintf("flip%d%06x", s.try, time.Now().UnixNano()&0xffffff)
+	rep, err := r.opts.Prober.RunProbes(s.cellCtx, ProbeRequest{
+		DockerHost: s.host, Probes: []string{"io"}, Duration: crashCut,
+		RecordsPath: filepath.Join(s.dir, "probes-flip-data.jsonl"), KeepIO: true, RunID: runID,
 	})
-	a.run.Artifacts = addArtifact(a.run.Artifacts, "probes-flip-data", filepath.Join(a.rel, "probes-flip-data.jsonl"))
+	s.addArtifact("probes-flip-data", "probes-flip-data.jsonl")
 	if err == nil {
-		err = r.shutdown(ctx, m)
+		err = r.shutdown(s.ctx, m)
 		if err != nil {
-			ev.ShutdownErr = err
+			s.ev.ShutdownErr = err
 		}
 	}
 	var where string
 	if err == nil {
-		where, err = flipPromisedBlock(cellCtx, m.Scratch(), runID)
+		where, err = flipPromisedBlock(s.cellCtx, m.Scratch(), runID)
 	}
-	a.clock.end(i, err)
-	r.retire(a, m)
+	s.clock.end(i, err)
+	r.retire(s, m)
 	switch {
-	case a.isInterrupted():
-		return crashOutcome{interrupted: true}
-	case a.timedOut():
-		ev.TimedOut, ev.Phase = true, PhaseCorrupt
-		return crashOutcome{orphanScratch: m.Scratch().Path}
+	case s.isInterrupted():
+		return keptIO{}, errInterrupted
+	case s.timedOut():
+		s.ev.TimedOut, s.ev.Phase = true, PhaseCorrupt
+		return keptIO{}, r.dropScratch(m.Scratch().Path, s.cellCtx.Err())
 	case err != nil:
-		ev.Probes = mergeReports(ev.Probes, rep)
-		if ev.ShutdownErr == nil && ev.Err == nil {
-			ev.Err, ev.Phase = classifyHarness(err), PhaseCorrupt
+		s.ev.Probes = mergeReports(s.ev.Probes, rep)
+		if s.ev.ShutdownErr == nil && s.ev.Err == nil {
+			s.ev.Err, s.ev.Phase = classifyHarness(err), PhaseCorrupt
 		}
-		return crashOutcome{orphanScratch: m.Scratch().Path}
+		return keptIO{}, r.dropScratch(m.Scratch().Path, err)
 	}
-	ev.Faults = append(ev.Faults, results.Finding{Source: "runner", Category: "fault-injected", Severity: "info",
+	s.ev.Faults = append(s.ev.Faults, results.Finding{Source: "runner", Category: "fault-injected", Severity: "info",
 		Title: "injected fault " + flipDataFault + ": " + where})
-	return r.rebootAndVerify(cellCtx, a, m, runID, verifySummary)
+	return keptIO{runID, verifySummary}, nil
 }
 
 // verifySummary says what the re-verification after the reboot found.
