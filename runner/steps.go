@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/matrixctl/matrixctl/results"
+	"github.com/matrixctl/matrixctl/api/results"
 )
 
 // The steps of an attempt (attempt.go runs them in this order), each

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/matrix"
-	"github.com/matrixctl/matrixctl/results"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
 )
 
