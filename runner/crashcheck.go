@@ -122,7 +122,7 @@ func (r *run) powerCut(s *attemptState) (keptIO, error) {
 		if cut.err != nil && IsInfra(cut.err) && s.ev.Err == nil {
 			s.ev.Err, s.ev.Phase = cut.err, PhasePowerCut
 		}
-		s.ev.Faults = append(s.ev.Faults, results.Finding{Source: "runner", Category: "crash-check", Severity: "warning",
+		s.ev.Faults = append(s.ev.Faults, results.Finding{Source: "runner", Category: results.CatCrashCheck, Severity: results.SevWarning,
 			Title: "crash check not done: " + cutErr.Error()})
 		return keptIO{}, r.dropScratch(m.Scratch().Path, cutErr)
 	}
@@ -203,7 +203,7 @@ func (r *run) verify(s *attemptState, kept keptIO) error {
 	if verr != nil && IsInfra(verr) && s.ev.Err == nil {
 		s.ev.Err, s.ev.Phase = verr, PhaseVerify
 	}
-	s.ev.Faults = append(s.ev.Faults, results.Finding{Source: "runner", Category: "crash-check", Severity: "info",
+	s.ev.Faults = append(s.ev.Faults, results.Finding{Source: "runner", Category: results.CatCrashCheck, Severity: results.SevInfo,
 		Title: kept.summary(rep)})
 	return nil
 }
@@ -257,7 +257,7 @@ func (r *run) flipData(s *attemptState) (keptIO, error) {
 		}
 		return keptIO{}, r.dropScratch(m.Scratch().Path, err)
 	}
-	s.ev.Faults = append(s.ev.Faults, results.Finding{Source: "runner", Category: "fault-injected", Severity: "info",
+	s.ev.Faults = append(s.ev.Faults, results.Finding{Source: "runner", Category: results.CatFaultInjected, Severity: results.SevInfo,
 		Title: "injected fault " + flipDataFault + ": " + where})
 	return keptIO{runID, verifySummary}, nil
 }
