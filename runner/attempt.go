@@ -127,6 +127,9 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 		ev.Err, ev.Phase = classifyHarness(err), PhasePrepare
 		return finalize(), true
 	}
+	if pf, ok := r.opts.Provider.(Preflighter); ok {
+		ev.Preflight = pf.Preflight(req)
+	}
 
 	timeout := r.opts.Timeout
 	if timeout == 0 {

@@ -34,6 +34,9 @@ type Evidence struct {
 	// Faults records the faults injected on purpose (fault-injection
 	// cells); they decide nothing, the evidence they cause does.
 	Faults []results.Finding
+	// Preflight holds the provider's warnings about the kernel, found
+	// before boot (Preflighter); they decide nothing.
+	Preflight []results.Finding
 }
 
 // Judgement is the verdict of one run with its reason and evidence.
@@ -202,6 +205,7 @@ func Judge(e Evidence) Judgement {
 func evidenceFindings(e *Evidence) []results.Finding {
 	out := append([]results.Finding{}, e.Console...)
 	out = append(out, e.Faults...)
+	out = append(out, e.Preflight...)
 	if e.NoConsole {
 		out = append(out, results.Finding{Source: "runner", Category: results.CatNoConsole, Severity: results.SevWarning,
 			Title: "this provider has no console: kernel messages were not analysed"})
