@@ -36,6 +36,32 @@ type KernelFiles struct {
 	ModulesDir string // lib/modules/<release>
 }
 
+// Kernel is an imported kernel's config and module tree, read once for the
+// preflights of every cell that boots it.
+type Kernel struct {
+	Release string
+	Config  kconfig.Config // nil: the kernel has no config file
+	Modules kconfig.Modules
+}
+
+// ReadKernel reads k's config and module tree; failing is an *InfraError.
+func ReadKernel(k KernelFiles) (*Kernel, error) {
+	out := &Kernel{Release: k.Release}
+	if k.Config != "" {
+		cfg, err := kconfig.Read(k.Config)
+		if err != nil {
+			return nil, Infra("read kernel config", err)
+		}
+		out.Config = cfg
+	}
+	mods, err := kconfig.ReadModules(k.ModulesDir)
+	if err != nil {
+		return nil, Infra("read module tree", err)
+	}
+	out.Modules = mods
+	return out, nil
+}
+
 // KernelPreflight decides before boot whether kernel k can run cell c:
 // first the cell's pending kernel checks (compatibility rules: their
 // reasons stay as the rules word them), then the kernel requirements table
@@ -44,27 +70,15 @@ type KernelFiles struct {
 // CONFIG_ symbols or modules and why they are needed; missing optional
 // features come back as warning findings. A kernel without a config file
 // (a local kernel) gets its pending checks decided on its modules alone
-// and one warning that the table was not checked. Reading the kernel's
-// files failing is an *InfraError.
-func KernelPreflight(c matrix.Cell, k KernelFiles) ([]results.Finding, error) {
-	cfg := kconfig.Config{}
-	if k.Config != "" {
-		var err error
-		if cfg, err = kconfig.Read(k.Config); err != nil {
-			return nil, Infra("read kernel config", err)
-		}
-	}
-	mods, err := kconfig.ReadModules(k.ModulesDir)
-	if err != nil {
-		return nil, Infra("read module tree", err)
-	}
-	if ok, reason := matrix.EvalKernelChecks(c.Pending, cfg, mods.Has); !ok {
+// and one warning that the table was not checked.
+func KernelPreflight(c matrix.Cell, k *Kernel) ([]results.Finding, error) {
+	if ok, reason := matrix.EvalKernelChecks(c.Pending, k.Config, k.Modules.Has); !ok {
 		return nil, &UnsupportedError{Reason: fmt.Sprintf("kernel %s: %s", k.Release, reason)}
 	}
-	if k.Config == "" {
+	if k.Config == nil {
 		return []results.Finding{kernelConfigWarning(k.Release, "no config file beside the kernel: its kernel requirements were not checked")}, nil
 	}
-	r := kconfig.Check(cfg, mods.Has, KernelHost(c), c.Driver)
+	r := kconfig.Check(k.Config, k.Modules.Has, KernelHost(c), c.Driver)
 	if !r.OK() {
 		return nil, &UnsupportedError{Reason: fmt.Sprintf("kernel %s: %s", k.Release, r.Reason())}
 	}

@@ -96,7 +96,11 @@ func TestKernelPreflight(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			warnings, err := KernelPreflight(tc.cell, tc.kernel)
+			k, err := ReadKernel(tc.kernel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			warnings, err := KernelPreflight(tc.cell, k)
 			var u *UnsupportedError
 			switch {
 			case tc.unsupported != "" && (!errors.As(err, &u) || u.Reason != tc.unsupported):
@@ -113,7 +117,7 @@ func TestKernelPreflight(t *testing.T) {
 			}
 		})
 	}
-	if _, err := KernelPreflight(cell("vfs", "bookworm"), KernelFiles{Config: filepath.Join(t.TempDir(), "none")}); !errors.As(err, new(*InfraError)) {
+	if _, err := ReadKernel(KernelFiles{Config: filepath.Join(t.TempDir(), "none")}); !errors.As(err, new(*InfraError)) {
 		t.Errorf("unreadable config: %v, want an infra error", err)
 	}
 }

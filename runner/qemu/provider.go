@@ -62,7 +62,11 @@ func (p *Provider) Prepare(ctx context.Context, req runner.Request) error {
 	if err != nil {
 		return imagesError("kernel", err)
 	}
-	warnings, err := runner.KernelPreflight(req.Cell, runner.KernelFiles{Release: k.Release, Config: k.Config, ModulesDir: k.ModulesDir})
+	kernel, err := runner.ReadKernel(runner.KernelFiles{Release: k.Release, Config: k.Config, ModulesDir: k.ModulesDir})
+	if err != nil {
+		return err
+	}
+	warnings, err := runner.KernelPreflight(req.Cell, kernel)
 	if err != nil {
 		return err
 	}
