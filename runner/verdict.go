@@ -249,8 +249,11 @@ func evidenceFindings(e *Evidence) []results.Finding {
 	var u *UnsupportedError
 	switch {
 	case errors.As(e.Err, &u):
-		out = append(out, results.Finding{Source: "runner", Category: results.CatUnsupported, Severity: results.SevWarning,
-			Title: summaryLine(u.Reason)})
+		f := results.Finding{Source: "runner", Category: results.CatUnsupported, Severity: results.SevWarning, Title: summaryLine(u.Reason)}
+		if f.Title != u.Reason {
+			f.Excerpt = tail(u.Reason, 4000) // a kernel preflight's reason names several missing features with their sources
+		}
+		out = append(out, f)
 	case e.Err != nil:
 		out = append(out, results.Finding{Source: "runner", Category: results.CatHarnessError, Severity: results.SevError,
 			Title: summaryLine("in " + orDefault(e.Phase, "?") + ": " + e.Err.Error()), Excerpt: tail(e.Err.Error(), 4000)})

@@ -83,6 +83,23 @@ func TestJudge(t *testing.T) {
 
 // TestPrecedenceMatchesSeverity keeps the rule order consistent with the
 // shared severity order in results.VerdictOrder.
+// TestLongUnsupportedReasonIsKept: the verdict's reason is one bounded
+// line, but the unsupported finding keeps all of it (a kernel preflight
+// names every missing feature with its source).
+func TestLongUnsupportedReasonIsKept(t *testing.T) {
+	reason := "kernel 9.9-custom: " + strings.Repeat("namespaces needs CONFIG_NET_NS: CONFIG_NET_NS is not set [moby contrib/check-config.sh]; ", 5)
+	j := Judge(Evidence{Err: &UnsupportedError{Reason: reason}})
+	if j.Verdict != results.Unsupported || len(j.Reason) > maxReason+len("…") {
+		t.Fatalf("%s %q", j.Verdict, j.Reason)
+	}
+	if len(j.Findings) != 1 || j.Findings[0].Excerpt != reason {
+		t.Errorf("findings %+v: want the unsupported finding with the whole reason as its excerpt", j.Findings)
+	}
+	if j := Judge(Evidence{Err: &UnsupportedError{Reason: "short"}}); j.Findings[0].Excerpt != "" {
+		t.Errorf("short reason: excerpt %q, want none", j.Findings[0].Excerpt)
+	}
+}
+
 func TestPrecedenceMatchesSeverity(t *testing.T) {
 	rank := map[results.Verdict]int{}
 	for i, v := range results.VerdictOrder {
