@@ -40,6 +40,43 @@ type PlanCellJSON struct {
 	Settings        SettingsJSON  `json:"settings"`
 	ScratchMkfsArgs []string      `json:"scratch_mkfs_args,omitempty"`
 	Detail          CellDetail    `json:"detail"`
+	// Preflight is set for a runnable cell whose kernel is already in the cache.
+	Preflight *Preflight `json:"preflight,omitempty"`
+}
+
+// Preflight is what the kernel preflight (the cell's pending kernel checks
+// and the kernel requirements table) says of a runnable cell whose kernel
+// is already in the cache; the runner decides it again before boot.
+type Preflight struct {
+	Kernel   string   `json:"kernel"` // the cached kernel's release
+	Status   string   `json:"status"` // PreflightOK, PreflightWarnings, PreflightUnsupported or PreflightError
+	Reason   string   `json:"reason,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Preflight statuses.
+const (
+	PreflightOK          = "ok"
+	PreflightWarnings    = "warnings"    // runs, with warning findings about optional kernel features
+	PreflightUnsupported = "unsupported" // the runner will report the cell unsupported with Reason
+	PreflightError       = "error"       // the cached kernel's files could not be read
+)
+
+// String is the preflight for the plan table: "ok (kernel 6.1.0-28-amd64)",
+// "unsupported: kernel 6.1.0-28-amd64: …", "1 warning (kernel …): …".
+func (p Preflight) String() string {
+	switch p.Status {
+	case PreflightOK:
+		return "ok (kernel " + p.Kernel + ")"
+	case PreflightWarnings:
+		n := "warnings"
+		if len(p.Warnings) == 1 {
+			n = "warning"
+		}
+		return fmt.Sprintf("%d %s (kernel %s): %s", len(p.Warnings), n, p.Kernel, strings.Join(p.Warnings, "; "))
+	default:
+		return p.Status + ": " + p.Reason
+	}
 }
 
 // CellDetail holds a cell's full axis references.
@@ -62,8 +99,9 @@ type SettingsJSON struct {
 	Faults     []string `json:"faults,omitempty"`
 }
 
-// NewPlanJSON converts cells for JSON output.
-func NewPlanJSON(cells []Cell) PlanJSON {
+// NewPlanJSON converts cells for JSON output, with the preflights known
+// (by cell ID; nil: none).
+func NewPlanJSON(cells []Cell, pre map[string]Preflight) PlanJSON {
 	out := PlanJSON{Cells: make([]PlanCellJSON, 0, len(cells))}
 	for _, c := range cells {
 		s := c.Settings
@@ -78,23 +116,28 @@ func NewPlanJSON(cells []Cell) PlanJSON {
 			ScratchMkfsArgs: c.ScratchMkfsArgs,
 			Detail:          CellDetail{Kernel: c.Kernel, Distro: c.Distro, Docker: c.Docker},
 		})
+		if p, ok := pre[c.ID]; ok {
+			out.Cells[len(out.Cells)-1].Preflight = &p
+		}
 	}
 	return out
 }
 
-// WriteJSON writes the plan as indented JSON.
-func WriteJSON(w io.Writer, cells []Cell) error {
+// WriteJSON writes the plan as indented JSON, with the preflights known.
+func WriteJSON(w io.Writer, cells []Cell, pre map[string]Preflight) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(NewPlanJSON(cells))
+	return enc.Encode(NewPlanJSON(cells, pre))
 }
 
-// WriteTable writes the plan as an aligned table with a summary line.
+// WriteTable writes the plan as an aligned table with a summary line, and
+// the preflight of each cell that has one (by cell ID; nil: none).
 // Text that came from the spec is stripped of control characters.
-func WriteTable(w io.Writer, cells []Cell) error {
+func WriteTable(w io.Writer, cells []Cell, pre map[string]Preflight) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CELL\tSTATUS\tREASON / PENDING KERNEL CHECKS")
 	runnable, pending := 0, 0
+	preflights := map[string]int{}
 	for _, c := range cells {
 		note := c.Reason
 		if c.Status == StatusRunnable {
@@ -110,14 +153,25 @@ func WriteTable(w io.Writer, cells []Cell) error {
 			if c.Settings.ScratchFS != "" {
 				note = strings.TrimPrefix(note+"; scratch "+c.Settings.ScratchFS+" "+strings.Join(c.ScratchMkfsArgs, " "), "; ")
 			}
+			if p, ok := pre[c.ID]; ok {
+				preflights[p.Status]++
+				note = strings.TrimPrefix(note+"; preflight: "+p.String(), "; ")
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", printable(c.ID), c.Status, printable(strings.TrimSpace(note)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\n%d cells: %d runnable (%d with kernel checks decided after download), %d unsupported\n",
-		len(cells), runnable, pending, len(cells)-runnable)
+	if _, err := fmt.Fprintf(w, "\n%d cells: %d runnable (%d with kernel checks decided after download), %d unsupported\n",
+		len(cells), runnable, pending, len(cells)-runnable); err != nil {
+		return err
+	}
+	if len(preflights) == 0 {
+		return nil
+	}
+	_, err := fmt.Fprintf(w, "kernel preflight of the runnable cells whose kernel is cached: %d ok, %d with warnings, %d unsupported, %d unreadable\n",
+		preflights[PreflightOK], preflights[PreflightWarnings], preflights[PreflightUnsupported], preflights[PreflightError])
 	return err
 }
 

@@ -37,6 +37,8 @@ type script struct {
 	// to the console of the machine booted after the power cut.
 	verify        ProbeReport
 	rebootConsole string
+	// preflight is what Preflight reports after Prepare.
+	preflight []results.Finding
 }
 
 type fakeProvider struct {
@@ -64,6 +66,12 @@ func (p *fakeProvider) Prepare(_ context.Context, req Request) error {
 	s := p.script(req.Cell.ID)
 	time.Sleep(s.prepareDelay)
 	return s.prepareErr
+}
+
+var _ Preflighter = (*fakeProvider)(nil)
+
+func (p *fakeProvider) Preflight(req Request) []results.Finding {
+	return p.script(req.Cell.ID).preflight
 }
 
 func (p *fakeProvider) Boot(_ context.Context, req Request) (Machine, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -293,6 +294,26 @@ func TestUnsupportedAtPrepareIsNotPreparedAgain(t *testing.T) {
 		if r.Verdict != results.Unsupported || !strings.Contains(r.Reason, "no aufs") {
 			t.Errorf("r%d: %s %q", r.Repeat, r.Verdict, r.Reason)
 		}
+	}
+}
+
+// TestPreflightWarningsOnTheRun: what a Preflighter reports after Prepare
+// lands in the run's findings and leaves a pass a pass.
+func TestPreflightWarningsOnTheRun(t *testing.T) {
+	warn := results.Finding{Source: "runner", Category: results.CatKernelConfig, Severity: results.SevWarning,
+		Title: "kernel 6.1.0-28-amd64: seccomp profiles needs CONFIG_SECCOMP, CONFIG_SECCOMP_FILTER: CONFIG_SECCOMP_FILTER is not set"}
+	fake := newFake(map[string]*script{"warned": {preflight: []results.Finding{warn}, probes: ProbeReport{Probes: []results.Probe{{Name: "io", OK: true}}}}})
+	out := t.TempDir()
+	if _, err := Run(context.Background(), []matrix.Cell{testCell("warned")}, Options{Provider: fake, Prober: fakeProber{fake}, Out: out, Parallel: 1}); err != nil {
+		t.Fatal(err)
+	}
+	f := readResults(t, out)
+	if len(f.Runs) != 1 {
+		t.Fatalf("%d runs", len(f.Runs))
+	}
+	r := f.Runs[0]
+	if r.Verdict != results.Pass || !slices.Contains(r.Findings, warn) {
+		t.Errorf("%s %q, findings %v; want pass with the kernel-config warning", r.Verdict, r.Reason, r.Findings)
 	}
 }
 

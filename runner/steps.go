@@ -55,6 +55,9 @@ func (r *run) prepare(s *attemptState) error {
 		}
 		return s.fail(PhasePrepare, classifyHarness(err))
 	}
+	if pf, ok := r.opts.Provider.(Preflighter); ok {
+		s.ev.Preflight = pf.Preflight(s.request(s.dir, nil))
+	}
 
 	timeout := r.opts.Timeout
 	if timeout == 0 {

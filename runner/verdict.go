@@ -34,6 +34,9 @@ type Evidence struct {
 	// Faults records the faults injected on purpose (fault-injection
 	// cells); they decide nothing, the evidence they cause does.
 	Faults []results.Finding
+	// Preflight holds the provider's warnings about the kernel, found
+	// before boot (Preflighter); they decide nothing.
+	Preflight []results.Finding
 }
 
 // Judgement is the verdict of one run with its reason and evidence.
@@ -202,6 +205,7 @@ func Judge(e Evidence) Judgement {
 func evidenceFindings(e *Evidence) []results.Finding {
 	out := append([]results.Finding{}, e.Console...)
 	out = append(out, e.Faults...)
+	out = append(out, e.Preflight...)
 	if e.NoConsole {
 		out = append(out, results.Finding{Source: "runner", Category: results.CatNoConsole, Severity: results.SevWarning,
 			Title: "this provider has no console: kernel messages were not analysed"})
@@ -245,8 +249,11 @@ func evidenceFindings(e *Evidence) []results.Finding {
 	var u *UnsupportedError
 	switch {
 	case errors.As(e.Err, &u):
-		out = append(out, results.Finding{Source: "runner", Category: results.CatUnsupported, Severity: results.SevWarning,
-			Title: summaryLine(u.Reason)})
+		f := results.Finding{Source: "runner", Category: results.CatUnsupported, Severity: results.SevWarning, Title: summaryLine(u.Reason)}
+		if f.Title != u.Reason {
+			f.Excerpt = tail(u.Reason, 4000) // a kernel preflight's reason names several missing features with their sources
+		}
+		out = append(out, f)
 	case e.Err != nil:
 		out = append(out, results.Finding{Source: "runner", Category: results.CatHarnessError, Severity: results.SevError,
 			Title: summaryLine("in " + orDefault(e.Phase, "?") + ": " + e.Err.Error()), Excerpt: tail(e.Err.Error(), 4000)})

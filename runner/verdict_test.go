@@ -14,6 +14,8 @@ func TestJudge(t *testing.T) {
 	ext4F := results.Finding{Source: "console", Category: "ext4-error", Severity: "error", Title: "EXT4-fs error (device vdb): bad inode"}
 	ioF := results.Finding{Source: "console", Category: "io-error", Severity: "error", Title: "I/O error, dev vdb, sector 2048"}
 	oomF := results.Finding{Source: "console", Category: "oom-kill", Severity: "warning", Title: "Out of memory: Killed process 42 (probe)"}
+	kconfigW := results.Finding{Source: "runner", Category: results.CatKernelConfig, Severity: results.SevWarning, Title: "kernel 6.1.0-28-amd64: seccomp profiles … needs CONFIG_SECCOMP_FILTER"}
+	unknownWarning := results.Finding{Source: "console", Category: "something-new", Severity: "warning", Title: "new odd thing"}
 	unknownFatal := results.Finding{Source: "console", Category: "something-new", Severity: "fatal", Title: "new fatal thing"}
 	dirty := &results.Checker{Tool: "e2fsck", Args: []string{"-fn", "x.img"}, ExitCode: 4, Output: "Inode 12 has bad mode"}
 	clean := &results.Checker{Tool: "e2fsck", Args: []string{"-fn", "x.img"}, Clean: true}
@@ -29,6 +31,8 @@ func TestJudge(t *testing.T) {
 		reason string // substring
 	}{
 		{"pass", Evidence{Probes: okProbes, Checker: clean, Exit: Exit{Reason: ExitShutdown}}, results.Pass, "passed"},
+		{"kernel-config warnings decide nothing", Evidence{Probes: okProbes, Checker: clean, Exit: Exit{Reason: ExitShutdown}, Preflight: []results.Finding{kconfigW}}, results.Pass, "passed"},
+		{"a warning of a category the table does not know decides nothing", Evidence{Console: []results.Finding{unknownWarning}, Probes: okProbes, Checker: clean, Exit: Exit{Reason: ExitShutdown}}, results.Pass, "passed"},
 		{"unsupported beats everything", Evidence{Err: &UnsupportedError{Reason: "kernel has no aufs module"}, Console: []results.Finding{panicF}}, results.Unsupported, "aufs"},
 		{"panic on console", Evidence{Console: []results.Finding{panicF}, Probes: okProbes}, results.KernelCrash, "sysrq"},
 		{"vm exited by itself", Evidence{Exit: Exit{Reason: ExitCrashed, Detail: "qemu exited 0 during probes"}}, results.KernelCrash, "by itself"},
@@ -79,6 +83,23 @@ func TestJudge(t *testing.T) {
 
 // TestPrecedenceMatchesSeverity keeps the rule order consistent with the
 // shared severity order in results.VerdictOrder.
+// TestLongUnsupportedReasonIsKept: the verdict's reason is one bounded
+// line, but the unsupported finding keeps all of it (a kernel preflight
+// names every missing feature with its source).
+func TestLongUnsupportedReasonIsKept(t *testing.T) {
+	reason := "kernel 9.9-custom: " + strings.Repeat("namespaces needs CONFIG_NET_NS: CONFIG_NET_NS is not set [moby contrib/check-config.sh]; ", 5)
+	j := Judge(Evidence{Err: &UnsupportedError{Reason: reason}})
+	if j.Verdict != results.Unsupported || len(j.Reason) > maxReason+len("…") {
+		t.Fatalf("%s %q", j.Verdict, j.Reason)
+	}
+	if len(j.Findings) != 1 || j.Findings[0].Excerpt != reason {
+		t.Errorf("findings %+v: want the unsupported finding with the whole reason as its excerpt", j.Findings)
+	}
+	if j := Judge(Evidence{Err: &UnsupportedError{Reason: "short"}}); j.Findings[0].Excerpt != "" {
+		t.Errorf("short reason: excerpt %q, want none", j.Findings[0].Excerpt)
+	}
+}
+
 func TestPrecedenceMatchesSeverity(t *testing.T) {
 	rank := map[results.Verdict]int{}
 	for i, v := range results.VerdictOrder {

@@ -89,6 +89,10 @@ const (
 	CatFaultInjected     Category = "fault-injected"
 	CatFaultNotInjected  Category = "fault-not-injected"
 	CatCrashCheck        Category = "crash-check"
+	// CatKernelConfig: the kernel lacks an optional feature the cell could
+	// use (the preflight before boot; a missing essential makes the cell
+	// unsupported instead).
+	CatKernelConfig Category = "kernel-config"
 )
 
 // MachineCategory is the category of the finding that records why the

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 
+	"github.com/matrixctl/matrixctl/internal/images"
 	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/runner"
 	"github.com/spf13/cobra"
 )
 
@@ -73,7 +76,11 @@ func newPlanCommand(g *globalFlags, streams Streams) *cobra.Command {
 		Long: `plan expands the matrix spec (-f, default matrix.yaml) into cells and classifies each one
 before anything boots: runnable, or unsupported with the compatibility rule and its source.
 Runnable cells may carry kernel checks (e.g. "does this kernel ship aufs?") that the runner
-decides once it has downloaded the kernel package.
+decides once it has downloaded the kernel package. When a cell's kernel is already in the
+cache (--cache; plan downloads nothing), plan shows the runner's kernel preflight for it:
+the kernel checks and the kernel requirements (namespaces, cgroups, networking, systemd,
+the storage driver) read from the kernel's config and module tree — ok, warnings about
+optional features, or unsupported with the CONFIG_ symbols or modules missing.
 
 Filters: values within one flag are alternatives (repeat the flag or separate with commas),
 different flags must all match. A kernel or docker value is a release line ("3.16" selects
@@ -81,9 +88,11 @@ different flags must all match. A kernel or docker value is a release line ("3.1
 that selects nothing is an error that lists the values the plan has.
 
 Formats:
-  table          one line per cell: ID, status, reason or pending kernel checks
+  table          one line per cell: ID, status, reason or pending kernel checks, preflight
   json           {"cells": [{"id", "status", "reason", "kernel", "distro", "docker", "driver",
-                 "pending", "settings", "detail"}, ...]}
+                 "pending", "settings", "detail", "preflight"}, ...]}; "preflight" (cached
+                 kernels only) is {"kernel", "status": ok|warnings|unsupported|error,
+                 "reason", "warnings"}
   github-matrix  a value for a GitHub Actions strategy.matrix (use it with fromJSON):
                  without --shards, {"include": [{"cell", "kernel", "distro", "docker", "driver"}]}
                  with one entry per runnable cell (run it with: matrixctl run --cell ...);
@@ -122,9 +131,9 @@ Exit codes: 0 ok, 2 spec or usage error (the message names file:line:column and 
 			}
 			switch format {
 			case "table":
-				err = matrix.WriteTable(streams.Out, cells)
+				err = matrix.WriteTable(streams.Out, cells, preflights(g.Cache, cells))
 			case "json":
-				err = matrix.WriteJSON(streams.Out, cells)
+				err = matrix.WriteJSON(streams.Out, cells, preflights(g.Cache, cells))
 			case "github-matrix":
 				err = matrix.WriteGitHubMatrix(streams.Out, cells, shards)
 			default:
@@ -142,4 +151,58 @@ Exit codes: 0 ok, 2 spec or usage error (the message names file:line:column and 
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json", "github-matrix"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("driver", cobra.FixedCompletions(matrix.Drivers(), cobra.ShellCompDirectiveNoFileComp))
 	return cmd
+}
+
+// preflights runs the runner's kernel preflight for each runnable cell
+// whose kernel is already in the cache (nothing is downloaded), by cell ID.
+func preflights(cacheDir string, cells []matrix.Cell) map[string]matrix.Preflight {
+	out := map[string]matrix.Preflight{}
+	type read struct {
+		k   *runner.Kernel
+		err error
+	}
+	kernels := map[string]read{} // by module tree
+	for _, c := range cells {
+		if c.Status != matrix.StatusRunnable {
+			continue
+		}
+		k, err := images.CachedKernel(cacheDir, c.Kernel)
+		if err != nil {
+			out[c.ID] = matrix.Preflight{Status: matrix.PreflightError, Reason: err.Error()}
+			continue
+		}
+		if k == nil {
+			continue
+		}
+		r, ok := kernels[k.ModulesDir]
+		if !ok {
+			r.k, r.err = runner.ReadKernel(runner.KernelFiles{Release: k.Release, Config: k.Config, ModulesDir: k.ModulesDir})
+			kernels[k.ModulesDir] = r
+		}
+		if r.err != nil {
+			out[c.ID] = matrix.Preflight{Kernel: k.Release, Status: matrix.PreflightError, Reason: r.err.Error()}
+			continue
+		}
+		out[c.ID] = preflightOf(c, r.k)
+	}
+	return out
+}
+
+// preflightOf is the preflight of cell c on kernel k, for the plan.
+func preflightOf(c matrix.Cell, k *runner.Kernel) matrix.Preflight {
+	p := matrix.Preflight{Kernel: k.Release, Status: matrix.PreflightOK}
+	warnings, err := runner.KernelPreflight(c, k)
+	var u *runner.UnsupportedError
+	switch {
+	case errors.As(err, &u):
+		p.Status, p.Reason = matrix.PreflightUnsupported, u.Reason
+	case err != nil:
+		p.Status, p.Reason = matrix.PreflightError, err.Error()
+	case len(warnings) > 0:
+		p.Status = matrix.PreflightWarnings
+		for _, w := range warnings {
+			p.Warnings = append(p.Warnings, w.Excerpt)
+		}
+	}
+	return p
 }

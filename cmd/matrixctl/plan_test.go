@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/matrixctl/matrixctl/internal/kconfig"
 	"github.com/matrixctl/matrixctl/matrix"
 )
 
@@ -146,5 +149,90 @@ func TestPlanGitHubMatrix(t *testing.T) {
 		`{"cell":"k6.12-debian13-docker26.1.5-vfs","distro":"debian13","docker":"26.1.5","driver":"vfs","kernel":"6.12"}]}` + "\n"
 	if code != ExitOK || out != want {
 		t.Errorf("code %d, got\n%s\nwant\n%s", code, out, want)
+	}
+}
+
+// fakeCachedKernel imports nothing: it writes a kernel cache entry as
+// internal/images leaves one (manifest, config, module tree) for bookworm's
+// linux-image-amd64, with every symbol of the preflight table but the
+// listed ones, tristates as modules.
+func fakeCachedKernel(t *testing.T, cache, release string, drop ...string) {
+	t.Helper()
+	dir := filepath.Join(cache, "kernels", "fake")
+	modDir := filepath.Join("root", "lib", "modules", release)
+	if err := os.MkdirAll(filepath.Join(dir, modDir, "kernel"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var cfg strings.Builder
+	for _, r := range kconfig.Table() {
+		for _, s := range r.Symbols {
+			switch {
+			case slices.Contains(drop, s.Config):
+				cfg.WriteString("# " + s.Config + " is not set\n")
+			case s.Module != "":
+				cfg.WriteString(s.Config + "=m\n")
+				if err := os.WriteFile(filepath.Join(dir, modDir, "kernel", s.Module+".ko"), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				cfg.WriteString(s.Config + "=y\n")
+			}
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config"), []byte(cfg.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	manifest := map[string]any{
+		"format": 1, "kind": "kernels", "created": "2026-12-01T00:00:00Z",
+		"inputs": map[string]string{"suite": "bookworm", "package": "linux-image-" + release},
+		"kernel": map[string]string{"release": release, "version": "6.1.99", "vmlinuz": "vmlinuz",
+			"modules_dir": modDir, "modules_image": "modules.ext4", "config": "config"},
+		"files": []map[string]any{{"path": "config", "size": cfg.Len(), "sha256": ""}},
+	}
+	b, err := json.Marshal(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPlanPreflight: the cells whose kernel is in the cache show the
+// runner's kernel preflight; the others show none, and nothing is fetched.
+func TestPlanPreflight(t *testing.T) {
+	cache := t.TempDir()
+	fakeCachedKernel(t, cache, "6.1.0-99-amd64", "CONFIG_AUFS_FS", "CONFIG_SECCOMP_FILTER")
+	code, out, errOut := run(t, "plan", "-f", exampleSpec, "--cache", cache, "--driver", "overlay2,aufs,vfs")
+	if code != ExitOK {
+		t.Fatalf("code %d, stderr %s", code, errOut)
+	}
+	seccomp := "seccomp profiles (dockerd runs containers unconfined without them) needs CONFIG_SECCOMP, CONFIG_SECCOMP_FILTER: CONFIG_SECCOMP_FILTER is not set " +
+		"[Docker docs: Seccomp security profiles for Docker, https://docs.docker.com/engine/security/seccomp/]"
+	var lines []string // with single blanks between columns
+	for _, l := range strings.Split(out, "\n") {
+		lines = append(lines, strings.Join(strings.Fields(l), " "))
+	}
+	for _, want := range []string{
+		"k6.1-debian12-docker20.10.24-overlay2 runnable scratch xfs -n ftype=1; preflight: 1 warning (kernel 6.1.0-99-amd64): " + seccomp,
+		"k6.1-debian12-docker20.10.24-aufs runnable pending: CONFIG_AUFS_FS=y|m or module aufs; preflight: unsupported: kernel 6.1.0-99-amd64: " +
+			"the kernel has no aufs (CONFIG_AUFS_FS, module aufs): aufs is not in mainline and needs an AUFS-patched kernel",
+		"k5.10-debian11-docker20.10.5-vfs runnable", // its kernel is not cached
+		"kernel preflight of the runnable cells whose kernel is cached: 0 ok, 2 with warnings, 1 unsupported, 0 unreadable",
+	} {
+		if !slices.Contains(lines, want) {
+			t.Errorf("output lacks the line %q:\n%s", want, out)
+		}
+	}
+
+	p := planJSON(t, "-f", exampleSpec, "--cache", cache, "--kernel", "6.1", "--driver", "aufs")
+	if len(p.Cells) != 1 || p.Cells[0].Preflight == nil {
+		t.Fatalf("cells %+v: want the 6.1 aufs cell with a preflight", p.Cells)
+	}
+	if pf := p.Cells[0].Preflight; pf.Kernel != "6.1.0-99-amd64" || pf.Status != matrix.PreflightUnsupported || !strings.Contains(pf.Reason, "no aufs") {
+		t.Errorf("preflight %+v", pf)
+	}
+	if entries, _ := os.ReadDir(cache); len(entries) != 1 {
+		t.Errorf("plan wrote into the cache: %v", entries)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/kconfig"
 	"github.com/matrixctl/matrixctl/matrix"
 )
 
@@ -560,30 +561,11 @@ func (k *Kernel) ModuleDeps(name string) ([]string, error) {
 	return append(out, path), nil
 }
 
-// ConfigMap parses the kernel's config: CONFIG_X → "y", "m" or a value.
-// Options that are "not set" are absent.
-func (k *Kernel) ConfigMap() (map[string]string, error) {
+// ConfigMap parses the kernel's config (internal/kconfig): CONFIG_X → "y",
+// "m", "n" (not set) or a value.
+func (k *Kernel) ConfigMap() (kconfig.Config, error) {
 	if k.Config == "" {
 		return nil, fmt.Errorf("kernel %s: no config file", k.Release)
 	}
-	b, err := os.ReadFile(k.Config)
-	if err != nil {
-		return nil, err
-	}
-	return parseConfig(b), nil
-}
-
-func parseConfig(b []byte) map[string]string {
-	out := map[string]string{}
-	scanLines(string(b), func(line string) {
-		line = strings.TrimSpace(line)
-		if !strings.HasPrefix(line, "CONFIG_") {
-			return
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if ok {
-			out[k] = strings.Trim(v, `"`)
-		}
-	})
-	return out
+	return kconfig.Read(k.Config)
 }

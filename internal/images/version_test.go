@@ -51,13 +51,3 @@ func TestPackageErrorMessage(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
-
-func TestParseConfig(t *testing.T) {
-	got := parseConfig([]byte("# CONFIG_AUFS_FS is not set\nCONFIG_OVERLAY_FS=m\nCONFIG_EXT4_FS=y\nCONFIG_LOCALVERSION=\"-x\"\n"))
-	if len(got) != 3 || got["CONFIG_OVERLAY_FS"] != "m" || got["CONFIG_LOCALVERSION"] != "-x" {
-		t.Errorf("got %v", got)
-	}
-	if _, ok := got["CONFIG_AUFS_FS"]; ok {
-		t.Error("not-set option present")
-	}
-}

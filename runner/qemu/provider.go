@@ -1,29 +1,27 @@
 package qemu
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/docker/docker/client"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/internal/drivers"
 	"github.com/matrixctl/matrixctl/internal/images"
-	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/runner"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
 )
 
 // Provider adapts runner/qemu and internal/images to Provider: Prepare
-// imports the cell's kernel and builds its rootfs (cached) and decides the
-// cell's pending kernel checks; Boot starts the VM.
+// imports the cell's kernel, decides the cell's pending kernel checks and
+// the kernel preflight (runner.KernelPreflight) and builds its rootfs
+// (cached); Boot starts the VM.
 type Provider struct {
 	Cache *images.Cache
 	// CacheDir holds the initramfs cache and built helper binaries.
@@ -39,8 +37,9 @@ type Provider struct {
 }
 
 type cellImages struct {
-	kernel *images.Kernel
-	rootfs *images.Rootfs
+	kernel    *images.Kernel
+	rootfs    *images.Rootfs
+	preflight []results.Finding // the kernel preflight's warnings
 }
 
 var _ runner.Provider = (*Provider)(nil)
@@ -63,15 +62,16 @@ func (p *Provider) Prepare(ctx context.Context, req runner.Request) error {
 	if err != nil {
 		return imagesError("kernel", err)
 	}
-	if len(req.Cell.Pending) > 0 {
-		config, err := readKernelConfig(k.Config)
-		if err != nil {
-			return runner.Infra("read kernel config", err)
-		}
-		ok, reason := matrix.EvalKernelChecks(req.Cell.Pending, config, func(name string) bool { return hasModule(k.ModulesDir, name) })
-		if !ok {
-			return &runner.UnsupportedError{Reason: fmt.Sprintf("kernel %s: %s", k.Release, reason)}
-		}
+	kernel, err := runner.ReadKernel(runner.KernelFiles{Release: k.Release, Config: k.Config, ModulesDir: k.ModulesDir})
+	if err != nil {
+		return err
+	}
+	warnings, err := runner.KernelPreflight(req.Cell, kernel)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(logf, "preflight: warning: %s\n", w.Excerpt)
 	}
 	r, err := p.Cache.Rootfs(ctx, req.Cell.Distro, req.Cell.Docker, logf)
 	if err != nil {
@@ -81,7 +81,7 @@ func (p *Provider) Prepare(ctx context.Context, req runner.Request) error {
 	if p.prepared == nil {
 		p.prepared = map[string]cellImages{}
 	}
-	p.prepared[req.Dir] = cellImages{kernel: k, rootfs: r}
+	p.prepared[req.Dir] = cellImages{kernel: k, rootfs: r, preflight: warnings}
 	p.mu.Unlock()
 	return nil
 }
@@ -96,49 +96,14 @@ func imagesError(what string, err error) error {
 	return runner.Infra(what, err)
 }
 
-// readKernelConfig parses CONFIG_X=y|m|"..." lines ("" path: empty config).
-func readKernelConfig(path string) (map[string]string, error) {
-	cfg := map[string]string{}
-	if path == "" {
-		return cfg, nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		if k, v, ok := strings.Cut(line, "="); ok {
-			cfg[k] = v
-		}
-	}
-	return cfg, sc.Err()
-}
+var _ runner.Preflighter = (*Provider)(nil)
 
-// hasModule reports whether the module tree has name.ko (also .ko.xz/.zst,
-// and with - and _ treated alike as modprobe does).
-func hasModule(dir, name string) bool {
-	want := strings.ReplaceAll(name, "-", "_")
-	found := false
-	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || found {
-			return nil
-		}
-		base := d.Name()
-		for _, ext := range []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} {
-			if strings.HasSuffix(base, ext) && strings.ReplaceAll(strings.TrimSuffix(base, ext), "-", "_") == want {
-				found = true
-				return fs.SkipAll
-			}
-		}
-		return nil
-	})
-	return found
+// Preflight implements runner.Preflighter: the warnings of the kernel
+// preflight Prepare ran for req.
+func (p *Provider) Preflight(req runner.Request) []results.Finding {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.prepared[req.Dir].preflight
 }
 
 // Boot implements runner.Provider.
