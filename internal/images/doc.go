@@ -36,7 +36,7 @@
 //
 // Errors: a *PackageError (errors.Is ErrNotFound) says a suite lacks a
 // package or version and names what it has; a *MirrorError that the mirror
-// is unreachable or lacks a suite; an *ExecError that a tool (apt-get,
+// is unreachable or lacks a suite; an *proc.Error that a tool (apt-get,
 // dpkg-deb, depmod, mkfs.ext4, mmdebstrap) failed, with argv, exit code and
 // the tail of its output; a *CorruptError that an entry does not match its
 // manifest (Kernel and Rootfs handle that by rebuilding). Every child process
