@@ -71,6 +71,16 @@ func Run(ctx context.Context, c Cmd) (string, error) {
 	return p.Output(), err
 }
 
+// Output runs c to completion and returns its standard output in full, for a
+// command whose output is parsed (like exec.Cmd.Output): only stderr is
+// captured (and copied to Cmd.Out), and a failure's *Error carries its tail.
+func Output(ctx context.Context, c Cmd) (string, error) {
+	var stdout strings.Builder
+	c.Stdout = &stdout
+	_, err := Run(ctx, c)
+	return stdout.String(), err
+}
+
 // Process is a started child. It is reaped as soon as it exits, whether or
 // not Wait is called.
 type Process struct {
@@ -209,6 +219,18 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// Cause is the cause behind the *Error in err's chain (the start error, or
+// the exit status wrapped in the context's error), for an error type that
+// names the command and carries its output itself; other errors are
+// returned as they are.
+func Cause(err error) error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
 
 // Quote joins argv as a POSIX shell reads it back.
 func Quote(argv []string) string {

@@ -47,6 +47,14 @@ func TestStderrOnlyWhenStdoutTaken(t *testing.T) {
 	}
 }
 
+func TestOutputKeepsStdoutWhole(t *testing.T) {
+	out, err := proc.Output(context.Background(), proc.Cmd{Argv: []string{"sh", "-c", "head -c 100000 /dev/zero; echo complaint >&2; exit 2"}, Tail: 100})
+	var pe *proc.Error
+	if len(out) != 100000 || !errors.As(err, &pe) || pe.Output != "complaint\n" {
+		t.Fatalf("Output = %d bytes, %#v", len(out), err)
+	}
+}
+
 func TestOutputIsBounded(t *testing.T) {
 	// 100 KiB of output, the last line says where it ended.
 	script := "i=0; while [ $i -lt 1600 ]; do printf '%063d\\n' $i; i=$((i+1)); done; echo THE-END"
