@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/proc"
 	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
 )
@@ -55,7 +56,7 @@ func TestIntegrationBuildBox(t *testing.T) {
 			t.Fatalf("%s: %v", f, err)
 		}
 	}
-	out, err := Run(ctx, Cmd{Argv: []string{"tar", "-tf", box.File}})
+	out, err := proc.Output(ctx, proc.Cmd{Argv: []string{"tar", "-tf", box.File}})
 	if err != nil {
 		t.Fatal(err)
 	}
