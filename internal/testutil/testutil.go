@@ -5,13 +5,14 @@ package testutil
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/matrixctl/matrixctl/internal/proc"
 )
 
 // ownerEnv tags every process a test binary starts: children inherit the
@@ -53,7 +54,7 @@ func RequiresRoot(t testing.TB) {
 func RequiresBinary(t testing.TB, names ...string) {
 	t.Helper()
 	for _, name := range names {
-		if _, err := exec.LookPath(name); err != nil {
+		if _, err := proc.LookPath(name); err != nil {
 			t.Skipf("needs %s: %v", name, err)
 		}
 	}

@@ -28,7 +28,7 @@ func Debugfs(ctx context.Context, image, request string) ([]byte, error) {
 		err = errors.New(strings.Join(complaints, "; "))
 	}
 	if err != nil {
-		return nil, &ToolError{Tool: "debugfs", Args: args, ExitCode: exitCode(err), Output: tailBytes(stderr, maxOutput), Err: cause(err)}
+		return nil, &ToolError{Tool: "debugfs", Args: args, ExitCode: exitCode(err), Output: tailBytes(stderr, maxOutput), Err: proc.Cause(err)}
 	}
 	return stdout.Bytes(), nil
 }
@@ -52,14 +52,4 @@ func exitCode(err error) int {
 		return pe.ExitCode
 	}
 	return -1
-}
-
-// cause is what a ToolError wraps: a *proc.Error's own cause, since the
-// ToolError already names the tool, its arguments and its output.
-func cause(err error) error {
-	var pe *proc.Error
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

@@ -120,7 +120,7 @@ func Check(ctx context.Context, image, fs string) (*results.Checker, error) {
 	case errors.As(err, &pe) && pe.ExitCode >= 0 && ctx.Err() == nil:
 		code = pe.ExitCode
 	default:
-		return nil, &ToolError{Tool: t.name, Args: args, ExitCode: -1, Output: output, Err: cause(err)}
+		return nil, &ToolError{Tool: t.name, Args: args, ExitCode: -1, Output: output, Err: proc.Cause(err)}
 	}
 	res := &results.Checker{Tool: t.name, Args: args, ExitCode: code, Output: output}
 	clean, ok := t.judge(code)
