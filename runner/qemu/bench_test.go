@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/proc"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
 )
 
@@ -141,7 +142,7 @@ func BenchmarkBoot(b *testing.B) {
 				"-device", "virtio-blk-pci,drive=d2,serial=" + agentproto.SerialScratch,
 				"-nic", fmt.Sprintf("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:%d-:2375", port),
 			}
-			b.Logf("hand-built: %s", shellQuote(argv))
+			b.Logf("hand-built: %s", proc.Quote(argv))
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
