@@ -7,8 +7,8 @@
 // Lifecycle: Start launches QEMU and returns a *VM; WaitDockerReady blocks
 // until the guest's dockerd answers through a QEMU hostfwd port on 127.0.0.1
 // (typed errors: *UnsupportedError, *BootError, *InfraError). Shutdown asks the
-// agent to power off (bounded, then SIGKILL); Kill is a power cut; Freeze/Thaw
-// stop and continue QEMU. Wait reports how QEMU ended (Exit.Reason). Close is
+// agent to power off (bounded, then SIGKILL); Kill is a power cut; Freeze
+// stops QEMU. Wait reports how QEMU ended (Exit.Reason). Close is
 // idempotent and releases everything: the QEMU process group (killed and
 // reaped), the agent and QMP sockets, the scratch image (unless KeepScratch)
 // and with QEMU the forwarded port. The serial console is written to
@@ -240,12 +240,6 @@ type Ready struct {
 	BootToDocker time.Duration
 }
 
-// Event is one message from the agent.
-type Event struct {
-	At      time.Time
-	Message agentproto.Message
-}
-
 // VM is one running QEMU.
 type VM struct {
 	cfg            Config
@@ -295,7 +289,6 @@ type VM struct {
 	hello         chan struct{}
 	exit          Exit
 
-	events    chan Event
 	exited    chan struct{}
 	closeOnce sync.Once
 }
@@ -492,7 +485,7 @@ func launchOnce(ctx context.Context, cfg Config, initrd string, accel Accel, con
 	v := &VM{
 		cfg: cfg, accel: accel, replies: map[uint64]chan agentproto.Message{},
 		connected: make(chan struct{}), consoleDone: make(chan struct{}), changed: make(chan struct{}),
-		hello: make(chan struct{}), exited: make(chan struct{}), events: make(chan Event, 1024), tail: newRing(16 << 10),
+		hello: make(chan struct{}), exited: make(chan struct{}), tail: newRing(16 << 10),
 	}
 	var cleanups []func()
 	defer func() {
@@ -820,14 +813,7 @@ func (v *VM) handle(m agentproto.Message) {
 	}
 	v.notify()
 	v.mu.Unlock()
-	select {
-	case v.events <- Event{At: now, Message: m}:
-	default: // nobody reads fast enough: drop
-	}
 }
-
-// Events delivers the agent's messages (best effort: dropped when 1024 are unread).
-func (v *VM) Events() <-chan Event { return v.events }
 
 // Accel is the accelerator QEMU runs with; FellBack reports an AccelAuto fallback to TCG.
 func (v *VM) Accel() (accel Accel, fellBack bool, reason string) {
@@ -845,9 +831,6 @@ func (v *VM) PID() int { return v.proc.PID() }
 
 // ConsoleTail returns the last bytes of the serial console.
 func (v *VM) ConsoleTail() string { return v.tail.String() }
-
-// Launched is when QEMU was started.
-func (v *VM) Launched() time.Time { return v.launched }
 
 // WaitHello blocks until the agent said hello and returns the time from launch.
 func (v *VM) WaitHello(ctx context.Context) (time.Duration, error) {
@@ -969,9 +952,6 @@ func (v *VM) Kill() { v.killWith(ExitKilled) }
 
 // Freeze stops QEMU (SIGSTOP): the guest goes silent, as a hung machine does.
 func (v *VM) Freeze() error { return v.signal(syscall.SIGSTOP) }
-
-// Thaw continues a frozen QEMU.
-func (v *VM) Thaw() error { return v.signal(syscall.SIGCONT) }
 
 func (v *VM) signal(sig syscall.Signal) error {
 	select {
