@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Static binaries: the guest agent runs as init inside VMs, the probe runs FROM scratch.
 STATIC := CGO_ENABLED=0
 
-.PHONY: all build box test test-short test-faults soak bench fuzz lint vet fmt clean
+.PHONY: all build box test test-short test-faults soak bench fuzz lint vet fmt tidy clean
 
 all: build
 
@@ -61,13 +61,18 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./runner/qemu
 	$(GO) test -run '^$$' -bench 'MatrixScaling' -benchtime 1x -timeout 60m ./runner
 
-lint: vet fmt
+lint: vet fmt tidy
 
 vet:
 	$(GO) vet ./...
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# go.mod and go.sum as go mod tidy leaves them: a directly imported module is
+# not marked indirect, and nothing is missing or unused (prints the diff).
+tidy:
+	$(GO) mod tidy -diff
 
 clean:
 	rm -rf bin
