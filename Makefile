@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Static binaries: the guest agent runs as init inside VMs, the probe runs FROM scratch.
 STATIC := CGO_ENABLED=0
 
-.PHONY: all build box test test-short test-faults soak bench fuzz lint vet fmt layout clean
+.PHONY: all build box test test-short test-faults soak bench fuzz lint vet fmt layout tidy clean
 
 all: build
 
@@ -62,7 +62,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'RunnerOverhead' -benchtime 3x ./runner
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./runner/qemu
 
-lint: vet fmt layout
+lint: vet fmt layout tidy
 
 vet:
 	$(GO) vet ./...
@@ -73,6 +73,11 @@ fmt:
 # The import boundaries of README's layout table (also part of every test run).
 layout:
 	$(GO) test -count=1 ./internal/layout
+
+# go.mod and go.sum as go mod tidy leaves them: a directly imported module is
+# not marked indirect, and nothing is missing or unused (prints the diff).
+tidy:
+	$(GO) mod tidy -diff
 
 clean:
 	rm -rf bin

@@ -14,7 +14,7 @@
 //	errors.Is(err, ErrProbe)         the workload failed: connection errors, leaks, watchdog (probe-failure)
 //	any other error                  inconclusive: the harness or the client connection broke (infra-error)
 //
-// Use Verdict to map an error onto results' taxonomy.
+// The runner sorts these into a run's evidence (runner/probes_adapter.go).
 //
 // Every container, volume, network and churn image carries the labels
 // LabelProbe=1 and LabelRun=<run id>; Cleanup removes them by label.
@@ -91,28 +91,6 @@ func (e *ProbeError) Error() string {
 func (e *ProbeError) Is(target error) bool { return target == e.Kind }
 
 func (e *ProbeError) Unwrap() error { return e.Err }
-
-// Verdict maps a probe error onto the results taxonomy.
-func Verdict(err error) results.Verdict {
-	table := []struct {
-		kind    error
-		verdict results.Verdict
-	}{
-		{ErrDataLoss, results.DataLoss},
-		{ErrIntegrity, results.FSCorruption},
-		{ErrDaemon, results.DockerFailure},
-		{ErrProbe, results.ProbeFailure},
-	}
-	if err == nil {
-		return results.Pass
-	}
-	for _, row := range table {
-		if errors.Is(err, row.kind) {
-			return row.verdict
-		}
-	}
-	return results.InfraError
-}
 
 // Options configure Run.
 type Options struct {

@@ -3,35 +3,14 @@ package probes
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/url"
 	"testing"
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/probes/record"
 )
-
-func TestVerdict(t *testing.T) {
-	tests := []struct {
-		err  error
-		want results.Verdict
-	}{
-		{nil, results.Pass},
-		{&ProbeError{Probe: "io", Kind: ErrIntegrity}, results.FSCorruption},
-		{fmt.Errorf("wrapped: %w", &ProbeError{Probe: "io", Kind: ErrDataLoss}), results.DataLoss},
-		{&ProbeError{Probe: "net", Kind: ErrProbe}, results.ProbeFailure},
-		{errors.Join(errors.New("x"), &ProbeError{Probe: "churn", Kind: ErrDaemon}), results.DockerFailure},
-		{errors.New("connection refused"), results.InfraError},
-	}
-	for _, tt := range tests {
-		if got := Verdict(tt.err); got != tt.want {
-			t.Errorf("Verdict(%v) = %s, want %s", tt.err, got, tt.want)
-		}
-	}
-}
 
 func TestOptionsValidation(t *testing.T) {
 	for _, o := range []Options{{Probes: []string{"disk"}}, {Intensity: 11}, {Duration: 1}} {
@@ -80,20 +59,25 @@ func TestBuildImageReproducible(t *testing.T) {
 	}
 }
 
+// TestClassify: a daemon that answered with a failure is ErrDaemon
+// (docker-failure); a broken connection or a cancellation is no probe
+// failure class (infra-error).
 func TestClassify(t *testing.T) {
 	tests := []struct {
-		err  error
-		want results.Verdict
+		err    error
+		daemon bool
 	}{
-		{cerrdefs.ErrUnavailable, results.DockerFailure},
-		{cerrdefs.ErrInternal, results.DockerFailure},
-		{cerrdefs.ErrInvalidArgument, results.InfraError},
-		{context.Canceled, results.InfraError},
-		{&url.Error{Op: "Post", URL: "http://docker", Err: io.ErrUnexpectedEOF}, results.InfraError},
+		{cerrdefs.ErrUnavailable, true},
+		{cerrdefs.ErrInternal, true},
+		{cerrdefs.ErrInvalidArgument, false},
+		{context.Canceled, false},
+		{&url.Error{Op: "Post", URL: "http://docker", Err: io.ErrUnexpectedEOF}, false},
 	}
 	for _, tt := range tests {
-		if got := Verdict(classify("x", "op", tt.err)); got != tt.want {
-			t.Errorf("classify(%v) -> %s, want %s", tt.err, got, tt.want)
+		err := classify("x", "op", tt.err)
+		var pe *ProbeError
+		if got := errors.Is(err, ErrDaemon); got != tt.daemon || (!tt.daemon && errors.As(err, &pe)) {
+			t.Errorf("classify(%v) = %v, want daemon failure %v", tt.err, err, tt.daemon)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/proc"
 	"github.com/matrixctl/matrixctl/matrix"
 )
 
@@ -165,7 +166,7 @@ func buildBox(ctx context.Context, cache *images.Cache, spec BoxSpec, progress i
 	argv = append(argv, lines...)
 	env := []string{"MODULES_SRC=" + k.ModulesDir, "RELEASE=" + k.Release, "CONFIG_SRC=" + k.Config, "PUBKEY=" + filepath.Join(tmp, "vagrant.pub"),
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	if _, err := Run(ctx, Cmd{Argv: argv, Dir: tmp, Env: env, Out: prefixWriter(progress, "box mmdebstrap: ")}); err != nil {
+	if _, err := proc.Run(ctx, proc.Cmd{Argv: argv, Dir: tmp, Env: env, Out: prefixWriter(progress, "box mmdebstrap: ")}); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(progress, "box %s: rootfs in %s\n", name, time.Since(start).Round(time.Second))
@@ -178,7 +179,7 @@ func buildBox(ctx context.Context, cache *images.Cache, spec BoxSpec, progress i
 		return nil, &images.PackageError{Suite: spec.Distro.Suite, Package: "docker.io", Want: spec.Docker.Version, Have: []string{dockerPkg}}
 	}
 	for src, dst := range map[string]string{filepath.Join(tree, "boot/initrd.img"): filepath.Join(tmp, "initrd.img"), k.Vmlinuz: filepath.Join(tmp, "vmlinuz")} {
-		if _, err := Run(ctx, Cmd{Argv: []string{"cp", "--sparse=always", src, dst}}); err != nil {
+		if _, err := proc.Run(ctx, proc.Cmd{Argv: []string{"cp", "--sparse=always", src, dst}}); err != nil {
 			return nil, err
 		}
 	}
@@ -188,7 +189,7 @@ func buildBox(ctx context.Context, cache *images.Cache, spec BoxSpec, progress i
 			_ = os.Remove(p)
 		}
 	}
-	used, err := Run(ctx, Cmd{Argv: []string{"du", "-sxm", tree}})
+	used, err := proc.Output(ctx, proc.Cmd{Argv: []string{"du", "-sxm", tree}})
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +200,7 @@ func buildBox(ctx context.Context, cache *images.Cache, spec BoxSpec, progress i
 	// Room for logs and a foreign Docker install; whole GiB for metadata.json.
 	gib := (mib+1536)/1024 + 1
 	raw := filepath.Join(tmp, "root.ext4")
-	if _, err := Run(ctx, Cmd{Argv: []string{"mkfs.ext4", "-q", "-F", "-L", "root", "-d", tree, raw, strconv.Itoa(gib) + "G"}}); err != nil {
+	if _, err := proc.Run(ctx, proc.Cmd{Argv: []string{"mkfs.ext4", "-q", "-F", "-L", "root", "-d", tree, raw, strconv.Itoa(gib) + "G"}}); err != nil {
 		return nil, err
 	}
 	if err := os.RemoveAll(tree); err != nil {
@@ -209,7 +210,7 @@ func buildBox(ctx context.Context, cache *images.Cache, spec BoxSpec, progress i
 	if err := os.MkdirAll(boxDir, 0o755); err != nil {
 		return nil, err
 	}
-	if _, err := Run(ctx, Cmd{Argv: []string{"qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, filepath.Join(boxDir, "box.img")}}); err != nil {
+	if _, err := proc.Run(ctx, proc.Cmd{Argv: []string{"qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, filepath.Join(boxDir, "box.img")}}); err != nil {
 		return nil, err
 	}
 	_ = os.Remove(raw)
@@ -220,7 +221,7 @@ func buildBox(ctx context.Context, cache *images.Cache, spec BoxSpec, progress i
 	if err := os.WriteFile(filepath.Join(boxDir, "Vagrantfile"), []byte(boxVagrantfile), 0o644); err != nil {
 		return nil, err
 	}
-	if _, err := Run(ctx, Cmd{Argv: []string{"tar", "-C", boxDir, "-cf", filepath.Join(tmp, "matrixctl.box"), "metadata.json", "Vagrantfile", "box.img"}}); err != nil {
+	if _, err := proc.Run(ctx, proc.Cmd{Argv: []string{"tar", "-C", boxDir, "-cf", filepath.Join(tmp, "matrixctl.box"), "metadata.json", "Vagrantfile", "box.img"}}); err != nil {
 		return nil, err
 	}
 	if err := os.RemoveAll(boxDir); err != nil {
@@ -243,7 +244,7 @@ func buildBox(ctx context.Context, cache *images.Cache, spec BoxSpec, progress i
 	if err := os.WriteFile(filepath.Join(tmp, "manifest.json"), append(mb, '\n'), 0o644); err != nil {
 		return nil, err
 	}
-	if _, err := Run(ctx, Cmd{Argv: []string{"sync", "-f", filepath.Join(tmp, "manifest.json")}}); err != nil {
+	if _, err := proc.Run(ctx, proc.Cmd{Argv: []string{"sync", "-f", filepath.Join(tmp, "manifest.json")}}); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(tmp, dir); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/proc"
 	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
 )
@@ -39,7 +40,7 @@ func TestIntegrationBuildBox(t *testing.T) {
 			t.Fatalf("%s: %v", f, err)
 		}
 	}
-	out, err := Run(ctx, Cmd{Argv: []string{"tar", "-tf", box.File}})
+	out, err := proc.Output(ctx, proc.Cmd{Argv: []string{"tar", "-tf", box.File}})
 	if err != nil {
 		t.Fatal(err)
 	}

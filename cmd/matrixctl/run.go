@@ -237,9 +237,6 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 		file, err = runner.Run(hardCtx, cells, opts)
 	}
 	if err != nil && !errors.Is(err, runner.ErrInterrupted) {
-		if file == nil {
-			return withExit(ExitInfra, err)
-		}
 		return withExit(ExitInfra, err)
 	}
 	interrupted := err != nil

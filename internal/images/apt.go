@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/matrixctl/matrixctl/internal/proc"
 )
 
 // KeyringPath is the host's Debian archive keyring; it covers bullseye,
@@ -181,7 +183,7 @@ func (a *aptEnv) update(ctx context.Context) error {
 	t := time.Now()
 	argv := append([]string{"apt-get"}, a.opts()...)
 	argv = append(argv, "-q", "--error-on=any", "update")
-	if _, err := run(ctx, command{argv: argv}); err != nil {
+	if _, err := run(ctx, proc.Cmd{Argv: argv}); err != nil {
 		return classifyAptError(c.mirrors, a.suite, err)
 	}
 	c.progressf("apt: indexes for %s updated in %s\n", a.suite, since(t))
@@ -218,7 +220,7 @@ var aptFailure = []struct {
 }
 
 func classifyAptError(m Mirrors, suite string, err error) error {
-	var ee *ExecError
+	var ee *proc.Error
 	if !errors.As(err, &ee) || ee.ExitCode < 0 {
 		return err
 	}
@@ -255,8 +257,8 @@ func (a *aptEnv) show(ctx context.Context, pkg string, all bool) ([]pkgRecord, e
 	}
 	argv = append(argv, pkg)
 	var stdout strings.Builder
-	if _, err := run(ctx, command{argv: argv, stdout: &stdout}); err != nil {
-		var ee *ExecError
+	if _, err := run(ctx, proc.Cmd{Argv: argv, Stdout: &stdout}); err != nil {
+		var ee *proc.Error
 		if errors.As(err, &ee) && (strings.Contains(ee.Output, "No packages found") || strings.Contains(ee.Output, "Unable to locate")) {
 			return nil, &PackageError{Suite: a.suite, Package: pkg}
 		}
@@ -290,8 +292,8 @@ func (a *aptEnv) download(ctx context.Context, rec pkgRecord, dir string) (strin
 	defer unlock()
 	argv := append([]string{"apt-get"}, a.opts()...)
 	argv = append(argv, "-q", "download", rec.Package+"="+rec.Version)
-	cmd := command{argv: argv, dir: dir, progress: a.c.opts.progress, prefix: "apt: "}
-	if _, err := run(ctx, cmd); err != nil {
+	cmd := proc.Cmd{Argv: argv, Dir: dir}
+	if _, err := runShowing(ctx, cmd, a.c.opts.progress, "apt: "); err != nil {
 		err = classifyAptError(a.c.mirrors, a.suite, err)
 		var me *MirrorError
 		if !errors.As(err, &me) || !me.Missing {
@@ -302,7 +304,7 @@ func (a *aptEnv) download(ctx context.Context, rec pkgRecord, dir string) (strin
 		if uerr := a.update(ctx); uerr != nil {
 			return "", errors.Join(err, uerr)
 		}
-		if _, err := run(ctx, cmd); err != nil {
+		if _, err := runShowing(ctx, cmd, a.c.opts.progress, "apt: "); err != nil {
 			return "", classifyAptError(a.c.mirrors, a.suite, err)
 		}
 	}

@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/matrixctl/matrixctl/internal/testutil"
 )
 
 // fakeBuild writes two files and counts its calls.
@@ -185,37 +183,5 @@ func TestLockFileHonoursContext(t *testing.T) {
 	defer cancel()
 	if _, err := lockFile(ctx, p); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("second lock: %v, want deadline exceeded", err)
-	}
-}
-
-func TestRunKillsProcessGroupOnCancel(t *testing.T) {
-	marker := "matrixctl-images-test-" + filepath.Base(t.TempDir())
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	// The shell starts a grandchild; the whole group must die.
-	inner := "sleep 30; : " + marker
-	_, err := run(ctx, command{argv: []string{"sh", "-c", "sh -c '" + inner + "' & " + inner}})
-	var ee *ExecError
-	if !errors.As(err, &ee) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("error %v, want *ExecError wrapping deadline exceeded", err)
-	}
-	if ee.ExitCode != -1 || ee.Argv[0] != "sh" {
-		t.Errorf("ExecError %+v", ee)
-	}
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		if len(testutil.Processes(marker)) == 0 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Errorf("processes left: %v", testutil.Processes(marker))
-}
-
-func TestRunFailureCarriesOutput(t *testing.T) {
-	_, err := run(context.Background(), command{argv: []string{"sh", "-c", "echo out; echo err >&2; exit 3"}})
-	var ee *ExecError
-	if !errors.As(err, &ee) || ee.ExitCode != 3 || ee.Output != "out\nerr\n" {
-		t.Fatalf("error %#v", err)
 	}
 }

@@ -36,12 +36,12 @@
 //
 // Errors: a *PackageError (errors.Is ErrNotFound) says a suite lacks a
 // package or version and names what it has; a *MirrorError that the mirror
-// is unreachable or lacks a suite; an *ExecError that a tool (apt-get,
+// is unreachable or lacks a suite; a *proc.Error that a tool (apt-get,
 // dpkg-deb, depmod, mkfs.ext4, mmdebstrap) failed, with argv, exit code and
 // the tail of its output; a *CorruptError that an entry does not match its
 // manifest (Kernel and Rootfs handle that by rebuilding). Every child process
-// runs in its own process group, dies with this process (Pdeathsig) and is
-// killed as a group when the context ends.
+// is started by internal/proc: its own process group, dead with this process
+// (Pdeathsig), killed as a group when the context ends.
 //
 // Building needs root (mmdebstrap's root mode, file ownership in the images)
 // and the tools apt-get, dpkg-deb, depmod, xz, zstd, mkfs.ext4, mmdebstrap

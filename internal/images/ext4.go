@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/matrixctl/matrixctl/internal/proc"
 )
 
 // treeUsage returns the disk blocks (4 KiB) and inodes a directory tree needs.
@@ -70,7 +72,7 @@ func makeExt4(ctx context.Context, dir, image string, spec ext4Spec) error {
 	argv := []string{"mkfs.ext4", "-q", "-F", "-b", "4096", "-m", "0",
 		"-N", strconv.FormatInt(inodes, 10), "-L", spec.label, "-O", features,
 		"-E", "root_owner=0:0,nodiscard", "-d", dir, image}
-	if _, err := run(ctx, command{argv: argv}); err != nil {
+	if _, err := run(ctx, proc.Cmd{Argv: argv}); err != nil {
 		return err
 	}
 	return nil

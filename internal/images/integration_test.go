@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/proc"
 	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
 )
@@ -87,10 +88,10 @@ func checkKernel(t *testing.T, k *Kernel, line string) {
 	if st, err := os.Stat(k.ModulesImage); err != nil || st.Size() < 10<<20 {
 		t.Errorf("modules image: %v", err)
 	}
-	if _, err := run(context.Background(), command{argv: []string{"e2fsck", "-fn", k.ModulesImage}}); err != nil {
+	if _, err := run(context.Background(), proc.Cmd{Argv: []string{"e2fsck", "-fn", k.ModulesImage}}); err != nil {
 		t.Errorf("modules image does not fsck clean: %v", err)
 	}
-	out, err := run(context.Background(), command{argv: []string{"debugfs", "-R", "stat /modules.dep", k.ModulesImage}})
+	out, err := run(context.Background(), proc.Cmd{Argv: []string{"debugfs", "-R", "stat /modules.dep", k.ModulesImage}})
 	if err != nil || !strings.Contains(out, "Type: regular") {
 		t.Errorf("modules image has no /modules.dep: %v\n%s", err, out)
 	}
@@ -143,17 +144,17 @@ func TestIntegrationRootfsBookworm(t *testing.T) {
 	if UpstreamVersion(r.DockerPackageVersion) != "20.10.24" || r.Suite != "bookworm" {
 		t.Errorf("rootfs %+v, want docker 20.10.24 from bookworm", r)
 	}
-	if _, err := run(ctx, command{argv: []string{"e2fsck", "-fn", r.Image}}); err != nil {
+	if _, err := run(ctx, proc.Cmd{Argv: []string{"e2fsck", "-fn", r.Image}}); err != nil {
 		t.Errorf("rootfs image does not fsck clean: %v", err)
 	}
 	for _, p := range []string{"/usr/sbin/dockerd", "/usr/bin/containerd", "/usr/sbin/runc", "/usr/sbin/mkfs.xfs",
 		"/usr/sbin/mkfs.btrfs", "/usr/sbin/lvcreate", "/usr/sbin/thin_check", "/usr/sbin/iptables", "/usr/bin/mount", "/usr/sbin/modprobe"} {
-		out, err := run(ctx, command{argv: []string{"debugfs", "-R", "stat " + p, r.Image}})
+		out, err := run(ctx, proc.Cmd{Argv: []string{"debugfs", "-R", "stat " + p, r.Image}})
 		if err != nil || !strings.Contains(out, "Type: ") || strings.Contains(out, "File not found") {
 			t.Errorf("rootfs lacks %s: %v %s", p, err, out)
 		}
 	}
-	out, _ := run(ctx, command{argv: []string{"debugfs", "-R", "ls /usr/share/man", r.Image}})
+	out, _ := run(ctx, proc.Cmd{Argv: []string{"debugfs", "-R", "ls /usr/share/man", r.Image}})
 	if !strings.Contains(out, "File not found") && strings.Count(out, "man") > 3 {
 		t.Errorf("man pages were not dropped: %s", out)
 	}
@@ -249,9 +250,9 @@ func TestIntegrationMirrorUnreachable(t *testing.T) {
 	defer cancel()
 	_, err = c.Kernel(ctx, matrix.KernelRef{Version: "6.1", Suite: "bookworm"})
 	var me *MirrorError
-	var ee *ExecError
+	var ee *proc.Error
 	if !errors.As(err, &me) || me.Missing || !errors.As(err, &ee) || ee.ExitCode <= 0 {
-		t.Fatalf("error %v, want *MirrorError (unreachable) wrapping apt-get's *ExecError", err)
+		t.Fatalf("error %v, want *MirrorError (unreachable) wrapping apt-get's *proc.Error", err)
 	}
 	if !strings.Contains(err.Error(), "mirror http://"+addr+"/debian unreachable: ") || !strings.Contains(err.Error(), "apt-get") {
 		t.Errorf("message %q", err)
@@ -281,7 +282,7 @@ func TestIntegrationKernelLocal(t *testing.T) {
 		{"sh", "-c", "xz " + src + "/lib/modules/" + rel + "/kernel/fs/overlayfs/overlay.ko"},
 		{"sh", "-c", "zstd -q --rm " + src + "/lib/modules/" + rel + "/kernel/drivers/block/virtio_blk.ko"},
 	} {
-		if _, err := run(ctx, command{argv: argv}); err != nil {
+		if _, err := run(ctx, proc.Cmd{Argv: argv}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/matrixctl/matrixctl/internal/kconfig"
+	"github.com/matrixctl/matrixctl/internal/proc"
 	"github.com/matrixctl/matrixctl/matrix"
 )
 
@@ -34,7 +35,7 @@ var versionedKernel = regexp.MustCompile(`^linux-image-[0-9]+\.[0-9]+`)
 // metapackage to the versioned package), or local files (ref.Vmlinuz and
 // ref.Modules). The kernel's upstream version must belong to ref.Version's
 // release line. A *PackageError says the suite has no such kernel, a
-// *MirrorError that the mirror failed, an *ExecError that a tool failed.
+// *MirrorError that the mirror failed, an *proc.Error that a tool failed.
 func (c *Cache) Kernel(ctx context.Context, ref matrix.KernelRef) (*Kernel, error) {
 	var k *Kernel
 	var err error
@@ -136,7 +137,7 @@ func (c *Cache) debianKernel(ctx context.Context, ref matrix.KernelRef) (*Kernel
 		c.progressf("kernel: downloaded %s in %s\n", filepath.Base(deb), since(t))
 		x := filepath.Join(tmp, "extract")
 		t = time.Now()
-		if _, err := run(ctx, command{argv: []string{"dpkg-deb", "-x", deb, x}}); err != nil {
+		if _, err := run(ctx, proc.Cmd{Argv: []string{"dpkg-deb", "-x", deb, x}}); err != nil {
 			return err
 		}
 		c.progressf("kernel: extracted in %s\n", since(t))
@@ -222,7 +223,7 @@ func (c *Cache) assemble(ctx context.Context, tmp string, k *Kernel, src assembl
 		if err := os.Rename(src.modules, dst); err != nil {
 			return err
 		}
-	} else if _, err := run(ctx, command{argv: []string{"cp", "-a", "--", src.modules, dst}}); err != nil {
+	} else if _, err := run(ctx, proc.Cmd{Argv: []string{"cp", "-a", "--", src.modules, dst}}); err != nil {
 		return err
 	}
 	// build/source point at headers outside the tree; modules.dep* from a
@@ -239,7 +240,7 @@ func (c *Cache) assemble(ctx context.Context, tmp string, k *Kernel, src assembl
 	}
 	c.progressf("kernel %s: decompressed %d modules in %s\n", k.Release, n, since(t))
 	t = time.Now()
-	if _, err := run(ctx, command{argv: []string{"depmod", "-b", filepath.Join(tmp, "root"), k.Release}}); err != nil {
+	if _, err := run(ctx, proc.Cmd{Argv: []string{"depmod", "-b", filepath.Join(tmp, "root"), k.Release}}); err != nil {
 		return err
 	}
 	c.progressf("kernel %s: depmod in %s\n", k.Release, since(t))
@@ -306,7 +307,7 @@ func decompressModules(ctx context.Context, dir string) (int, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if _, err := run(ctx, command{argv: argv}); err != nil {
+			if _, err := run(ctx, proc.Cmd{Argv: argv}); err != nil {
 				errs[i] = err
 				cancel()
 			}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/proc"
 	"github.com/matrixctl/matrixctl/matrix"
 )
 
@@ -159,7 +160,7 @@ func (c *Cache) buildRootfs(ctx context.Context, tmp, suite string, include, lin
 	argv = append(argv, suite, tree)
 	argv = append(argv, lines...)
 	fmt.Fprintf(progress, "%smmdebstrap %s (%d packages)\n", label, suite, len(include))
-	if _, err := run(ctx, command{argv: argv, dir: tmp, progress: progress, prefix: label + "mmdebstrap: "}); err != nil {
+	if _, err := runShowing(ctx, proc.Cmd{Argv: argv, Dir: tmp}, progress, label+"mmdebstrap: "); err != nil {
 		m, _ := c.Mirrors()
 		return nil, classifyBuildError(m, suite, err)
 	}
@@ -235,7 +236,7 @@ var missingPackage = regexp.MustCompile(`Unable to locate package (\S+)|Version 
 // classifyBuildError turns mmdebstrap's failure into a *PackageError or
 // *MirrorError when its output says so.
 func classifyBuildError(m Mirrors, suite string, err error) error {
-	var ee *ExecError
+	var ee *proc.Error
 	if errors.As(err, &ee) && ee.ExitCode >= 0 {
 		if sm := missingPackage.FindStringSubmatch(ee.Output); sm != nil {
 			if sm[1] != "" {

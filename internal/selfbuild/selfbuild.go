@@ -9,15 +9,14 @@
 package selfbuild
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
+
+	"github.com/matrixctl/matrixctl/internal/proc"
 )
 
 // Program is one of the project's helper programs.
@@ -68,7 +67,7 @@ func Path(ctx context.Context, p Program, dir string) (string, error) {
 // build compiles p with the Go toolchain from the module source that contains
 // the current working directory (tests) or the running binary.
 func build(ctx context.Context, p Program, dir string) (string, error) {
-	goBin, err := exec.LookPath("go")
+	goBin, err := proc.LookPath("go")
 	if err != nil {
 		if _, statErr := os.Stat("/usr/local/go/bin/go"); statErr != nil {
 			return "", fmt.Errorf("%s not found beside matrixctl and no Go toolchain to build it (set %s or run make build): %w", p.Name, p.Env, err)
@@ -84,14 +83,9 @@ func build(ctx context.Context, p Program, dir string) (string, error) {
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-o", tmp.Name(), p.Package)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return "", &BuildError{Program: p.Name, Env: p.Env, Output: strings.TrimSpace(out.String()), Err: err}
+	out, err := proc.Run(ctx, proc.Cmd{Argv: []string{goBin, "build", "-trimpath", "-o", tmp.Name(), p.Package}, Env: []string{"CGO_ENABLED=0"}})
+	if err != nil {
+		return "", &BuildError{Program: p.Name, Env: p.Env, Output: strings.TrimSpace(out), Err: proc.Cause(err)}
 	}
 	final := filepath.Join(dir, p.Name)
 	if err := os.Rename(tmp.Name(), final); err != nil {

@@ -2,8 +2,8 @@ package testutil
 
 import (
 	"fmt"
+	"github.com/matrixctl/matrixctl/internal/proc"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 )
@@ -41,7 +41,7 @@ func required(v, capability string) bool {
 func lookPaths(t testing.TB, capability string, names ...string) {
 	t.Helper()
 	for _, name := range names {
-		if _, err := exec.LookPath(name); err != nil {
+		if _, err := proc.LookPath(name); err != nil {
 			missing(t, capability, err.Error())
 		}
 	}
@@ -95,7 +95,7 @@ func RequiresChromium(t testing.TB) string {
 	if path == "" {
 		path = "/usr/bin/chromium"
 	}
-	if _, err := exec.LookPath(path); err != nil {
+	if _, err := proc.LookPath(path); err != nil {
 		missing(t, "chromium", err.Error())
 	}
 	return path

@@ -5,12 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
+
+	"github.com/matrixctl/matrixctl/internal/proc"
 )
 
 // Debugfs runs one read-only debugfs request (e.g. "cat /path") on an ext4
@@ -18,20 +16,10 @@ import (
 // stderr with exit 0, so any stderr line other than its banner is an error.
 func Debugfs(ctx context.Context, image, request string) ([]byte, error) {
 	args := []string{"-R", request, image}
-	path, err := exec.LookPath("debugfs")
-	if err != nil {
-		return nil, &ToolError{Tool: "debugfs", Args: args, ExitCode: -1, Err: err}
-	}
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
+	var stdout bytes.Buffer
+	stderr, err := proc.Run(ctx, proc.Cmd{Argv: append([]string{"debugfs"}, args...), Env: []string{"LC_ALL=C"}, Stdout: &stdout, Tail: 2 * maxOutput})
 	var complaints []string
-	for _, l := range strings.Split(stderr.String(), "\n") {
+	for _, l := range strings.Split(stderr, "\n") {
 		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "debugfs ") {
 			complaints = append(complaints, l)
 		}
@@ -40,7 +28,7 @@ func Debugfs(ctx context.Context, image, request string) ([]byte, error) {
 		err = errors.New(strings.Join(complaints, "; "))
 	}
 	if err != nil {
-		return nil, &ToolError{Tool: "debugfs", Args: args, ExitCode: exitCode(err), Output: tailBytes(stderr.String(), maxOutput), Err: err}
+		return nil, &ToolError{Tool: "debugfs", Args: args, ExitCode: exitCode(err), Output: tailBytes(stderr, maxOutput), Err: proc.Cause(err)}
 	}
 	return stdout.Bytes(), nil
 }
@@ -56,10 +44,12 @@ func ParseBmap(out []byte) (int64, error) {
 	return n, nil
 }
 
+// exitCode is the exit status behind err, -1 when the tool did not exit by
+// itself (killed, not found).
 func exitCode(err error) int {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode()
+	var pe *proc.Error
+	if errors.As(err, &pe) {
+		return pe.ExitCode
 	}
 	return -1
 }

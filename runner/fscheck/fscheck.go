@@ -5,17 +5,14 @@
 package fscheck
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/matrixctl/matrixctl/api/results"
+	"github.com/matrixctl/matrixctl/internal/proc"
 )
 
 // maxOutput bounds the checker output kept in results (the tail is kept).
@@ -112,28 +109,18 @@ func Check(ctx context.Context, image, fs string) (*results.Checker, error) {
 	if _, err := os.Stat(image); err != nil {
 		return nil, fmt.Errorf("check %s: %w", image, err)
 	}
-	path, err := exec.LookPath(t.name)
-	if err != nil {
-		return nil, &ToolError{Tool: t.name, Args: t.args(image), ExitCode: -1, Err: err}
-	}
 	args := t.args(image)
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
-	output := tailBytes(out.String(), maxOutput)
+	// Twice maxOutput, so that tailBytes marks a cut.
+	out, err := proc.Run(ctx, proc.Cmd{Argv: append([]string{t.name}, args...), Env: []string{"LC_ALL=C"}, Tail: 2 * maxOutput})
+	output := tailBytes(out, maxOutput)
 	code := 0
-	var exitErr *exec.ExitError
+	var pe *proc.Error
 	switch {
 	case err == nil:
-	case errors.As(err, &exitErr) && ctx.Err() == nil:
-		code = exitErr.ExitCode()
+	case errors.As(err, &pe) && pe.ExitCode >= 0 && ctx.Err() == nil:
+		code = pe.ExitCode
 	default:
-		return nil, &ToolError{Tool: t.name, Args: args, ExitCode: -1, Output: output, Err: err}
+		return nil, &ToolError{Tool: t.name, Args: args, ExitCode: -1, Output: output, Err: proc.Cause(err)}
 	}
 	res := &results.Checker{Tool: t.name, Args: args, ExitCode: code, Output: output}
 	clean, ok := t.judge(code)

@@ -5,14 +5,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/proc"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
 )
 
@@ -141,26 +140,21 @@ func BenchmarkBoot(b *testing.B) {
 				"-device", "virtio-blk-pci,drive=d2,serial=" + agentproto.SerialScratch,
 				"-nic", fmt.Sprintf("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:%d-:2375", port),
 			}
-			b.Logf("hand-built: %s", shellQuote(argv))
+			b.Logf("hand-built: %s", proc.Quote(argv))
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-			cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 			start := time.Now()
 			clock := newMarkerClock(start)
-			cmd.Stdout = clock
 			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
+			p, err := proc.Start(ctx, proc.Cmd{Argv: argv, Stdout: clock, Stderr: &stderr})
+			if err != nil {
 				cancel()
 				b.Fatal(err)
 			}
-			exited := make(chan struct{})
-			go func() { cmd.Wait(); close(exited); cancel() }() // an early exit ends the wait
+			go func() { <-p.Done(); cancel() }() // an early exit ends the wait
 			a, err1 := clock.wait(ctx, markAgent)
 			d, err2 := clock.wait(ctx, markDocker)
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
+			p.Kill()
+			<-p.Done()
 			cancel()
 			os.Remove(scratch)
 			if err1 != nil || err2 != nil {

@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/proc"
 	"github.com/matrixctl/matrixctl/internal/testutil"
 )
 
@@ -160,17 +159,15 @@ func armWithoutGuest(t *testing.T, rulesFile bool) {
 	// results arrive as they are printed.
 	args := append([]string{"-oL", "qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none", "-S", "-machine", "pc", "-accel", "tcg",
 		"-qmp", "unix:" + filepath.Join(sockDir, qmpSocket) + ",server=on,wait=off"}, v.scratchArgs()...)
-	cmd := exec.Command("stdbuf", args...)
-	var stderr strings.Builder
+	var stderr testutil.SyncBuffer
 	var stdout testutil.SyncBuffer // HMP qemu-io prints its results on QEMU's stdout
-	cmd.Stderr, cmd.Stdout = &stderr, &stdout
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	p, err := proc.Start(context.Background(), proc.Cmd{Argv: append([]string{"stdbuf"}, args...), Stdout: &stdout, Stderr: &stderr})
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
+		p.Kill()
+		p.Wait()
 		testutil.NoProcessesLeft(t, dir)
 	}()
 	sock := filepath.Join(sockDir, qmpSocket)

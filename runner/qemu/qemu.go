@@ -8,7 +8,7 @@
 // until the guest's dockerd answers through a QEMU hostfwd port on 127.0.0.1
 // (typed errors: *runner.UnsupportedError, *BootError, *InfraError).
 // Shutdown asks the agent to power off (bounded, then SIGKILL); Kill is a
-// power cut; Freeze/Thaw stop and continue QEMU. Wait reports how QEMU ended
+// power cut; Freeze stops QEMU. Wait reports how QEMU ended
 // (Exit.Reason). Close is idempotent and releases everything: the QEMU
 // process group (killed and reaped), the agent and QMP sockets, the scratch
 // image (unless KeepScratch) and with QEMU the forwarded port. The serial console is written to
@@ -38,7 +38,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -48,6 +47,7 @@ import (
 	"time"
 
 	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/proc"
 	"github.com/matrixctl/matrixctl/internal/selfbuild"
 	"github.com/matrixctl/matrixctl/runner"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
@@ -241,12 +241,6 @@ type Ready struct {
 	BootToDocker time.Duration
 }
 
-// Event is one message from the agent.
-type Event struct {
-	At      time.Time
-	Message agentproto.Message
-}
-
 // VM is one running QEMU.
 type VM struct {
 	cfg            Config
@@ -259,7 +253,7 @@ type VM struct {
 	sockDir        string
 	argv           []string
 
-	cmd         *exec.Cmd
+	proc        *proc.Process
 	ln          net.Listener
 	connMu      sync.Mutex
 	conn        net.Conn
@@ -296,7 +290,6 @@ type VM struct {
 	hello         chan struct{}
 	exit          Exit
 
-	events    chan Event
 	exited    chan struct{}
 	closeOnce sync.Once
 }
@@ -312,7 +305,7 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, infraf("create cell dir", err, "")
 	}
-	if _, err := exec.LookPath(cfg.QEMU); err != nil {
+	if _, err := proc.LookPath(cfg.QEMU); err != nil {
 		return nil, infraf("find qemu", err, "")
 	}
 	if cfg.Agent == "" {
@@ -493,7 +486,7 @@ func launchOnce(ctx context.Context, cfg Config, initrd string, accel Accel, con
 	v := &VM{
 		cfg: cfg, accel: accel, replies: map[uint64]chan agentproto.Message{},
 		connected: make(chan struct{}), consoleDone: make(chan struct{}), changed: make(chan struct{}),
-		hello: make(chan struct{}), exited: make(chan struct{}), events: make(chan Event, 1024), tail: newRing(16 << 10),
+		hello: make(chan struct{}), exited: make(chan struct{}), tail: newRing(16 << 10),
 	}
 	var cleanups []func()
 	defer func() {
@@ -532,7 +525,7 @@ func launchOnce(ctx context.Context, cfg Config, initrd string, accel Accel, con
 		return nil, err
 	}
 	v.argv = append([]string{cfg.QEMU}, args...)
-	if err := os.WriteFile(filepath.Join(cfg.Dir, "qemu-cmdline.txt"), []byte(shellQuote(v.argv)+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(cfg.Dir, "qemu-cmdline.txt"), []byte(proc.Quote(v.argv)+"\n"), 0o644); err != nil {
 		return nil, infraf("write qemu-cmdline.txt", err, "")
 	}
 	open := func(name string) (*os.File, error) {
@@ -566,20 +559,17 @@ func launchOnce(ctx context.Context, cfg Config, initrd string, accel Accel, con
 	if err != nil {
 		return nil, infraf("console pipe", err, "")
 	}
-	cmd := exec.Command(v.argv[0], v.argv[1:]...)
-	cmd.Stdin = nil
-	cmd.Stdout = pw
-	cmd.Stderr = stderrF
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	v.launched = time.Now()
 	v.progress.Store(v.launched.UnixNano())
-	if err := cmd.Start(); err != nil {
+	// Not ctx: watch kills QEMU when ctx ends, so that the exit has its reason.
+	p, err := proc.Start(context.Background(), proc.Cmd{Argv: v.argv, Stdout: pw, Stderr: stderrF})
+	if err != nil {
 		pr.Close()
 		pw.Close()
-		return nil, &InfraError{Op: "start qemu", Argv: v.argv, Err: err}
+		return nil, &InfraError{Op: "start qemu", Argv: v.argv, Err: proc.Cause(err)}
 	}
 	pw.Close()
-	v.cmd = cmd
+	v.proc = p
 	go v.readConsole(pr, consoleF, console)
 	go v.waitExit()
 	go v.accept()
@@ -613,20 +603,6 @@ func createSparse(path string, size int64) error {
 		return err
 	}
 	return f.Close()
-}
-
-func shellQuote(argv []string) string {
-	q := make([]string, len(argv))
-	for i, a := range argv {
-		if a != "" && strings.IndexFunc(a, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,@+%", r))
-		}) < 0 {
-			q[i] = a
-			continue
-		}
-		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-	}
-	return strings.Join(q, " ")
 }
 
 func (v *VM) touch() { v.progress.Store(time.Now().UnixNano()) }
@@ -663,10 +639,9 @@ func (v *VM) readConsole(r *os.File, file *os.File, live io.Writer) {
 // waitExit drains the console, then reaps QEMU.
 func (v *VM) waitExit() {
 	<-v.consoleDone
-	err := v.cmd.Wait()
 	status := "exit status 0"
-	if err != nil {
-		status = err.Error()
+	if err := v.proc.Wait(); err != nil {
+		status = proc.Cause(err).Error()
 	}
 	v.mu.Lock()
 	reason := v.reason
@@ -705,7 +680,7 @@ func (v *VM) killWithDetail(reason ExitReason, detail string) {
 		return
 	default:
 	}
-	syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
+	v.proc.Kill()
 }
 
 func (v *VM) watch(ctx context.Context) {
@@ -839,14 +814,7 @@ func (v *VM) handle(m agentproto.Message) {
 	}
 	v.notify()
 	v.mu.Unlock()
-	select {
-	case v.events <- Event{At: now, Message: m}:
-	default: // nobody reads fast enough: drop
-	}
 }
-
-// Events delivers the agent's messages (best effort: dropped when 1024 are unread).
-func (v *VM) Events() <-chan Event { return v.events }
 
 // Accel is the accelerator QEMU runs with; FellBack reports an AccelAuto fallback to TCG.
 func (v *VM) Accel() (accel Accel, fellBack bool, reason string) {
@@ -860,13 +828,10 @@ func (v *VM) ScratchImage() string { return v.scratch }
 func (v *VM) Port() int { return v.port }
 
 // PID is QEMU's process id (also its process group id).
-func (v *VM) PID() int { return v.cmd.Process.Pid }
+func (v *VM) PID() int { return v.proc.PID() }
 
 // ConsoleTail returns the last bytes of the serial console.
 func (v *VM) ConsoleTail() string { return v.tail.String() }
-
-// Launched is when QEMU was started.
-func (v *VM) Launched() time.Time { return v.launched }
 
 // WaitHello blocks until the agent said hello and returns the time from launch.
 func (v *VM) WaitHello(ctx context.Context) (time.Duration, error) {
@@ -989,16 +954,13 @@ func (v *VM) Kill() { v.killWith(ExitKilled) }
 // Freeze stops QEMU (SIGSTOP): the guest goes silent, as a hung machine does.
 func (v *VM) Freeze() error { return v.signal(syscall.SIGSTOP) }
 
-// Thaw continues a frozen QEMU.
-func (v *VM) Thaw() error { return v.signal(syscall.SIGCONT) }
-
 func (v *VM) signal(sig syscall.Signal) error {
 	select {
 	case <-v.exited:
 		return errors.New("vm has exited")
 	default:
 	}
-	return syscall.Kill(-v.cmd.Process.Pid, sig)
+	return v.proc.Signal(sig)
 }
 
 // Wait blocks until QEMU has exited and been reaped.
@@ -1013,7 +975,7 @@ func (v *VM) Exited() <-chan struct{} { return v.exited }
 // Close kills QEMU if it still runs, reaps it and releases every resource. It is idempotent.
 func (v *VM) Close() error {
 	v.closeOnce.Do(func() {
-		if v.cmd != nil {
+		if v.proc != nil {
 			v.killWith(ExitKilled)
 			<-v.exited
 		}

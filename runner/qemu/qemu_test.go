@@ -2,27 +2,14 @@ package qemu
 
 import (
 	"bufio"
-	"os/exec"
+	"context"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/proc"
 )
-
-func TestShellQuote(t *testing.T) {
-	argv := []string{"qemu", "-append", "console=ttyS0 panic=-1", "it's", "", "a,b"}
-	q := shellQuote(argv)
-	out, err := exec.Command("sh", "-c", "for a in "+q+"; do printf '%s\\n' \"$a\"; done").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
-	if strings.Join(got, "|") != strings.Join(argv, "|") {
-		t.Errorf("sh read %q back as %q", q, got)
-	}
-}
 
 func TestReadLineDropsLongLines(t *testing.T) {
 	in := "short\n" + strings.Repeat("x", 300) + "\nnext\nlast"
@@ -75,13 +62,12 @@ func TestGateWriter(t *testing.T) {
 // console and no agent: enough for kill, exit and silence bookkeeping.
 func startedVM(t *testing.T, quiet time.Duration) *VM {
 	t.Helper()
-	cmd := exec.Command("sleep", "60")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	p, err := proc.Start(context.Background(), proc.Cmd{Argv: []string{"sleep", "60"}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
-	v := &VM{cmd: cmd, exited: make(chan struct{}), consoleDone: make(chan struct{}), changed: make(chan struct{})}
+	t.Cleanup(func() { p.Kill() })
+	v := &VM{proc: p, exited: make(chan struct{}), consoleDone: make(chan struct{}), changed: make(chan struct{})}
 	v.launched = time.Now().Add(-2 * quiet)
 	v.progress.Store(time.Now().Add(-quiet).UnixNano())
 	go v.waitExit()
@@ -110,7 +96,7 @@ func TestKillKeepsTheSilenceThatDecidedIt(t *testing.T) {
 // its end.
 func TestSelfExitSilence(t *testing.T) {
 	v := startedVM(t, 3*time.Second)
-	syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL) // not through killWith: no reason
+	v.proc.Kill() // not through killWith: no reason
 	close(v.consoleDone)
 	exit := v.Wait()
 	if exit.Reason != ExitSelf {

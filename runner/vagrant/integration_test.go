@@ -15,10 +15,10 @@ import (
 
 	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/proc"
 	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/runner"
-	"github.com/matrixctl/matrixctl/vagrant"
 )
 
 // oneCell is one cell booted through Vagrant: the project-built Debian 12
@@ -107,16 +107,16 @@ func libvirtObjects(t *testing.T, p *Provider) (doms, vols, nets []string) {
 // no systemd here); they are system daemons and stay running.
 func startLibvirt(t *testing.T) {
 	ctx := context.Background()
-	if _, err := vagrant.Run(ctx, vagrant.Cmd{Argv: []string{"virsh", "-c", "qemu:///system", "version"}}); err == nil {
+	if _, err := proc.Run(ctx, proc.Cmd{Argv: []string{"virsh", "-c", "qemu:///system", "version"}}); err == nil {
 		return
 	}
 	for _, d := range []string{"virtlogd", "libvirtd"} {
-		if _, err := vagrant.Run(ctx, vagrant.Cmd{Argv: []string{d, "-d"}}); err != nil {
+		if _, err := proc.Run(ctx, proc.Cmd{Argv: []string{d, "-d"}}); err != nil {
 			t.Fatalf("start %s: %v", d, err)
 		}
 	}
 	for i := 0; i < 50; i++ {
-		if _, err := vagrant.Run(ctx, vagrant.Cmd{Argv: []string{"virsh", "-c", "qemu:///system", "version"}}); err == nil {
+		if _, err := proc.Run(ctx, proc.Cmd{Argv: []string{"virsh", "-c", "qemu:///system", "version"}}); err == nil {
 			return
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -350,7 +350,7 @@ func TestIntegrationVagrantLeftovers(t *testing.T) {
 	mm := m.(*machine)
 	mm.tail.stop()
 	mm.watchStop()
-	_ = killGroup(mm.forward)
+	_ = mm.forward.Kill()
 	if !strings.Contains(console.String(), "matrixctl-provision: dockerd ready") {
 		t.Errorf("the provisioning line did not reach the console stream:\n%s", tailOf(console.String(), 2000))
 	}

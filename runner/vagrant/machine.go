@@ -6,15 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/matrixctl/matrixctl/internal/proc"
 	"github.com/matrixctl/matrixctl/runner"
-	"github.com/matrixctl/matrixctl/vagrant"
 )
 
 type machine struct {
@@ -30,7 +29,7 @@ type machine struct {
 	stopping    runner.ExitReason // set before we stop the domain ourselves
 	info        runner.Info
 	pid         runner.Process
-	forward     *exec.Cmd
+	forward     *proc.Process
 	host        string
 	scratchCopy string
 	watchStop   context.CancelFunc
@@ -167,7 +166,7 @@ func (m *machine) up(ctx context.Context) error {
 		return runner.Infra("vagrant up log", err)
 	}
 	defer logf.Close()
-	_, err = vagrant.Run(uctx, vagrant.Cmd{Argv: []string{"vagrant", "up", "--provider=libvirt", "--no-provision"},
+	_, err = proc.Run(uctx, proc.Cmd{Argv: []string{"vagrant", "up", "--provider=libvirt", "--no-provision"},
 		Dir: m.vdir, Env: m.p.Env, Out: logf})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -175,7 +174,7 @@ func (m *machine) up(ctx context.Context) error {
 		}
 		return runner.Infra("vagrant up", err)
 	}
-	out, err := vagrant.Run(ctx, vagrant.Cmd{Argv: []string{"vagrant", "ssh-config"}, Dir: m.vdir, Env: m.p.Env})
+	out, err := proc.Output(ctx, proc.Cmd{Argv: []string{"vagrant", "ssh-config"}, Dir: m.vdir, Env: m.p.Env})
 	if err != nil {
 		return runner.Infra("vagrant ssh-config", err)
 	}
@@ -188,7 +187,7 @@ func (m *machine) up(ctx context.Context) error {
 // SSH runs a command in the guest as the vagrant user (through the
 // ssh-config `vagrant ssh-config` wrote) and returns its output.
 func (m *machine) SSH(ctx context.Context, command string) (string, error) {
-	return vagrant.Run(ctx, vagrant.Cmd{Argv: []string{"ssh", "-F", filepath.Join(m.vdir, "ssh-config"),
+	return proc.Output(ctx, proc.Cmd{Argv: []string{"ssh", "-F", filepath.Join(m.vdir, "ssh-config"),
 		"-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "default", command}})
 }
 
@@ -219,10 +218,10 @@ func (m *machine) WaitDocker(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", runner.Infra("provision log", err)
 	}
-	_, err = vagrant.Run(dctx, vagrant.Cmd{Argv: []string{"vagrant", "provision"}, Dir: m.vdir, Env: m.p.Env, Out: logf})
+	_, err = proc.Run(dctx, proc.Cmd{Argv: []string{"vagrant", "provision"}, Dir: m.vdir, Env: m.p.Env, Out: logf})
 	logf.Close()
 	if err != nil {
-		var ee *vagrant.ExecError
+		var ee *proc.Error
 		switch {
 		case ctx.Err() != nil:
 			return "", ctx.Err()
@@ -235,15 +234,15 @@ func (m *machine) WaitDocker(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", runner.Infra("free port", err)
 	}
-	fwd := vagrant.Command(context.Background(), vagrant.Cmd{Argv: []string{"ssh", "-F", filepath.Join(m.vdir, "ssh-config"),
-		"-N", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=5",
-		"-L", "127.0.0.1:" + strconv.Itoa(port) + ":/var/run/docker.sock", "default"}})
 	fwdLog, err := os.Create(filepath.Join(m.dir, "ssh-forward.log"))
 	if err != nil {
 		return "", runner.Infra("forward log", err)
 	}
-	fwd.Stdout, fwd.Stderr = fwdLog, fwdLog
-	if err := fwd.Start(); err != nil {
+	// It lives until Close kills it, not until ctx ends.
+	fwd, err := proc.Start(context.Background(), proc.Cmd{Argv: []string{"ssh", "-F", filepath.Join(m.vdir, "ssh-config"),
+		"-N", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=5",
+		"-L", "127.0.0.1:" + strconv.Itoa(port) + ":/var/run/docker.sock", "default"}, Stdout: fwdLog, Stderr: fwdLog})
+	if err != nil {
 		fwdLog.Close()
 		return "", runner.Infra("ssh forward", err)
 	}
@@ -346,7 +345,7 @@ func (m *machine) copyScratch(ctx context.Context) error {
 		return fmt.Errorf("domain %s has no vdb: %s", m.st.Domain, out)
 	}
 	dst := filepath.Join(m.dir, "scratch.img")
-	if _, err := vagrant.Run(ctx, vagrant.Cmd{Argv: []string{"cp", "--sparse=always", src, dst}}); err != nil {
+	if _, err := proc.Run(ctx, proc.Cmd{Argv: []string{"cp", "--sparse=always", src, dst}}); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -424,15 +423,15 @@ func (m *machine) Close() error {
 		m.stopping = runner.ExitKilled
 	}
 	m.mu.Unlock()
-	if fwd != nil && fwd.Process != nil {
-		_ = killGroup(fwd)
+	if fwd != nil {
+		_ = fwd.Kill()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var errs []error
 	logf, err := os.Create(filepath.Join(m.dir, "vagrant-destroy.log"))
 	if err == nil {
-		_, derr := vagrant.Run(ctx, vagrant.Cmd{Argv: []string{"vagrant", "destroy", "-f"}, Dir: m.vdir, Env: m.p.Env, Out: logf})
+		_, derr := proc.Run(ctx, proc.Cmd{Argv: []string{"vagrant", "destroy", "-f"}, Dir: m.vdir, Env: m.p.Env, Out: logf})
 		logf.Close()
 		if derr != nil {
 			errs = append(errs, derr)
@@ -468,15 +467,6 @@ func keepQemuLog(domain, runDir string) {
 	if err := os.WriteFile(filepath.Join(runDir, "libvirt-qemu.log"), b, 0o644); err == nil {
 		_ = os.Remove(src)
 	}
-}
-
-// killGroup SIGKILLs a child started by vagrant.Command and its group; its
-// waiter goroutine reaps it.
-func killGroup(c *exec.Cmd) error {
-	if c == nil || c.Process == nil {
-		return nil
-	}
-	return c.Cancel()
 }
 
 // tail copies a growing file (the serial console virtlogd writes) to w

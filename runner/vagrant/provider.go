@@ -24,7 +24,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/matrixctl/matrixctl/internal/drivers"
 	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/proc"
 	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/runner"
 	"github.com/matrixctl/matrixctl/vagrant"
@@ -114,13 +114,13 @@ func (p *Provider) uri() string {
 // CheckTools verifies vagrant, the vagrant-libvirt plugin and a reachable
 // libvirtd; the error names what is missing and how to get it.
 func (p *Provider) CheckTools(ctx context.Context) error {
-	if _, err := exec.LookPath("vagrant"); err != nil {
+	if _, err := proc.LookPath("vagrant"); err != nil {
 		return &MissingToolError{Tool: "vagrant", Hint: "install the vagrant package (hack/install-deps.sh)", Err: err}
 	}
-	if _, err := exec.LookPath("virsh"); err != nil {
+	if _, err := proc.LookPath("virsh"); err != nil {
 		return &MissingToolError{Tool: "virsh", Hint: "install libvirt-clients and libvirt-daemon-system", Err: err}
 	}
-	out, err := vagrant.Run(ctx, vagrant.Cmd{Argv: []string{"vagrant", "plugin", "list"}, Env: p.Env})
+	out, err := proc.Output(ctx, proc.Cmd{Argv: []string{"vagrant", "plugin", "list"}, Env: p.Env})
 	if err != nil {
 		return &MissingToolError{Tool: "vagrant", Hint: "`vagrant plugin list` failed", Err: err}
 	}
@@ -210,7 +210,7 @@ func (p *Provider) Prepare(ctx context.Context, req runner.Request) error {
 
 // addBox registers a built box with vagrant unless it already is.
 func (p *Provider) addBox(ctx context.Context, box *vagrant.Box) error {
-	out, err := vagrant.Run(ctx, vagrant.Cmd{Argv: []string{"vagrant", "box", "list", "--machine-readable"}, Env: p.Env})
+	out, err := proc.Output(ctx, proc.Cmd{Argv: []string{"vagrant", "box", "list", "--machine-readable"}, Env: p.Env})
 	if err != nil {
 		return err
 	}
@@ -219,7 +219,7 @@ func (p *Provider) addBox(ctx context.Context, box *vagrant.Box) error {
 			return nil
 		}
 	}
-	_, err = vagrant.Run(ctx, vagrant.Cmd{Argv: []string{"vagrant", "box", "add", "--force", "--name", box.Name, box.File}, Env: p.Env})
+	_, err = proc.Run(ctx, proc.Cmd{Argv: []string{"vagrant", "box", "add", "--force", "--name", box.Name, box.File}, Env: p.Env})
 	return err
 }
 
@@ -227,7 +227,7 @@ func (p *Provider) addBox(ctx context.Context, box *vagrant.Box) error {
 // vagrant-libvirt uploaded for it into libvirt's default pool.
 func (p *Provider) RemoveBox(ctx context.Context, name string) error {
 	var errs []error
-	if _, err := vagrant.Run(ctx, vagrant.Cmd{Argv: []string{"vagrant", "box", "remove", "--force", "--all", name}, Env: p.Env}); err != nil {
+	if _, err := proc.Run(ctx, proc.Cmd{Argv: []string{"vagrant", "box", "remove", "--force", "--all", name}, Env: p.Env}); err != nil {
 		errs = append(errs, err)
 	}
 	out, err := p.virsh(ctx, "vol-list", "--pool", "default")
@@ -311,7 +311,7 @@ func (p *Provider) bootDir() string {
 }
 
 func (p *Provider) virsh(ctx context.Context, args ...string) (string, error) {
-	return vagrant.Run(ctx, vagrant.Cmd{Argv: append([]string{"virsh", "-c", p.uri()}, args...)})
+	return proc.Output(ctx, proc.Cmd{Argv: append([]string{"virsh", "-c", p.uri()}, args...)})
 }
 
 // state is what a run directory keeps so that a later controller can destroy
@@ -572,7 +572,7 @@ func (p *Provider) destroy(ctx context.Context, st state) error {
 			keepQemuLog(st.Domain, filepath.Dir(st.Dir))
 		}
 	}()
-	_, verr := vagrant.Run(ctx, vagrant.Cmd{Argv: []string{"vagrant", "destroy", "-f"}, Dir: st.Dir, Env: p.Env})
+	_, verr := proc.Run(ctx, proc.Cmd{Argv: []string{"vagrant", "destroy", "-f"}, Dir: st.Dir, Env: p.Env})
 	if !p.domainExists(ctx, st.Domain) {
 		return nil
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/matrixctl/matrixctl/internal/images"
+	"github.com/matrixctl/matrixctl/internal/proc"
 	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/vagrant"
 )
@@ -74,7 +75,7 @@ func run() error {
 			return fmt.Errorf("cell %s: %w", c.ID, err)
 		}
 		if *add {
-			if _, err := vagrant.Run(ctx, vagrant.Cmd{Argv: []string{"vagrant", "box", "add", "--force", "--name", box.Name, box.File}, Out: os.Stderr}); err != nil {
+			if _, err := proc.Run(ctx, proc.Cmd{Argv: []string{"vagrant", "box", "add", "--force", "--name", box.Name, box.File}, Out: os.Stderr}); err != nil {
 				return err
 			}
 		}
