@@ -21,18 +21,51 @@ import (
 	"github.com/matrixctl/matrixctl/matrix"
 )
 
-// BoxPackages are installed into every project-built box besides docker.io:
-// what Vagrant needs (systemd, sshd, sudo, DHCP on eth0), what the initramfs
-// needs, and what the provisioning script and the storage drivers call.
+// boxPackages are installed into every project-built box besides docker.io:
+// the one list of what a box's rootfs holds. A box stands for a standard
+// Debian install of its release (Debian's kernel, systemd) on which the user
+// ran `apt-get install docker.io` with its Recommends; each group says why
+// it is here. mmdebstrap's minbase variant has only the Essential and
+// Priority: required packages, so what a standard install has on top and
+// Docker relies on is named here.
 var boxPackages = []string{
-	"systemd", "systemd-sysv", "dbus", "openssh-server", "sudo", "ifupdown", "isc-dhcp-client", "netbase",
-	"initramfs-tools", "zstd", "containerd", "runc", "tini", "iptables", "iproute2", "kmod",
-	"util-linux", "mount", "e2fsprogs", "xfsprogs", "btrfs-progs", "procps", "ca-certificates",
+	// Standard install: the init, device manager and system bus a Debian
+	// host boots with (udev and kmod are Priority: important; dbus is what
+	// systemd recommends and what the systemd cgroup driver talks to).
+	"systemd", "systemd-sysv", "udev", "dbus", "kmod",
+	// Standard install: Debian's kernel package recommends apparmor, and
+	// the kernel enables AppArmor in its default LSM list, so dockerd
+	// loads its docker-default profile with apparmor_parser and every
+	// container start fails without it (issue 15).
+	"apparmor",
+	// apt-get install docker.io: its Depends (apt pulls them anyway) and the
+	// Recommends that change how Docker runs: ca-certificates (TLS to
+	// registries), xz-utils (dockerd runs xz for xz-compressed layers).
+	// Left out, and listed as fidelity costs in provision.sh: git (only for
+	// build contexts from git URLs), needrestart (an apt hook restarting
+	// services after upgrades) and cgroupfs-mount (its unit is masked and
+	// its init script exits at once under systemd).
+	"containerd", "runc", "tini", "iptables", "ca-certificates", "xz-utils",
+	// Standard install: networking (ifupdown + DHCP on eth0, Priority:
+	// important) and the basic tools (mount, ps, ip).
+	"ifupdown", "isc-dhcp-client", "netbase", "iproute2", "util-linux", "mount", "procps",
+	// Harness: Vagrant logs in over ssh as vagrant and becomes root with sudo.
+	"openssh-server", "sudo",
+	// Harness: the box boots its kernel directly with an initramfs made in
+	// the box (zstd compresses it).
+	"initramfs-tools", "zstd",
+	// Harness: provision.sh makes the scratch disk's filesystem for the
+	// drivers the Vagrant provider sets up (overlay2, overlay, vfs on ext4
+	// or xfs, btrfs); docker.io suggests these. No lvm2 or
+	// thin-provisioning-tools: the provider does not set up devicemapper
+	// (a raw scratch disk for a thin pool), it reports it unsupported.
+	"e2fsprogs", "xfsprogs", "btrfs-progs",
 }
 
 // builderVersion changes when the way a box is made changes, so old cache
 // entries are not reused.
-const builderVersion = "3"
+// 4: boxes are standard hosts (apparmor, udev: issue 15).
+const builderVersion = "4"
 
 // KernelCmdline boots a project-built box: the root filesystem is the whole
 // disk (no partition table), the console is the first serial port, the

@@ -4,10 +4,12 @@
 // project's own libvirt boxes.
 //
 // A project-built box is made from a Debian minbase rootfs (mmdebstrap from
-// the host's apt mirrors, found through internal/images) with systemd,
-// openssh-server, sudo, ifupdown + DHCP, the requested docker.io and the
-// kernel internal/images imported (its module tree copied in, an initramfs
-// made with mkinitramfs). The box is a tar of metadata.json, Vagrantfile and
+// the host's apt mirrors, found through internal/images) with what a
+// standard Debian install of the release has and Docker relies on (systemd,
+// udev, AppArmor, iptables; boxPackages says which entry is why), what
+// Vagrant needs (openssh-server, sudo, ifupdown + DHCP), the requested
+// docker.io and the kernel internal/images imported (its module tree copied
+// in, an initramfs made with mkinitramfs). The box is a tar of metadata.json, Vagrantfile and
 // box.img (qcow2); the kernel and initrd stay beside it in the cache entry and
 // are booted directly (libvirt.kernel / initrd / cmd_line), since the image
 // has no partition table and no boot loader.

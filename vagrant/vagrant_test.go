@@ -1,6 +1,7 @@
 package vagrant
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -148,5 +149,32 @@ func TestInstalledVersion(t *testing.T) {
 	}
 	if v := installedVersion(status, "nope"); v != "" {
 		t.Errorf("got %q", v)
+	}
+}
+
+// TestProvisionConfiguresOnlyTheDriver keeps provisioning to what a user
+// does for a storage driver (issue 15): daemon.json names the driver and
+// nothing else, and no systemd drop-in changes Debian's Docker units.
+func TestProvisionConfiguresOnlyTheDriver(t *testing.T) {
+	var code []string
+	for _, l := range strings.Split(string(ProvisionScript), "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			code = append(code, l)
+		}
+	}
+	writes := 0
+	for _, l := range code {
+		if strings.Contains(l, "> /etc/docker/daemon.json") {
+			writes++
+			if keys := regexp.MustCompile(`"([a-z0-9.-]+)"\s*:`).FindAllStringSubmatch(l, -1); len(keys) != 1 || keys[0][1] != "storage-driver" {
+				t.Errorf("daemon.json gets keys %v, want storage-driver alone: %s", keys, l)
+			}
+		}
+		if strings.Contains(l, ".service.d") || strings.Contains(l, "ExecStart") {
+			t.Errorf("provisioning changes a systemd unit: %s", l)
+		}
+	}
+	if writes != 1 {
+		t.Errorf("daemon.json written %d times, want once", writes)
 	}
 }

@@ -172,6 +172,68 @@ func TestIntegrationVagrantCrash(t *testing.T) {
 	// setup's cleanup checks that nothing of the test is left.
 }
 
+// TestIntegrationVagrantPass is the clean path through Vagrant + libvirt
+// (TCG): one cell on a project-built box, provisioned the way a user sets
+// Docker up, the real io probe through the forwarded Docker API, then a
+// clean shutdown and the host checker. A box that lacks what a standard
+// host has fails here (issue 15: no apparmor userland, every container
+// start failed); nothing of the run may be left behind.
+func TestIntegrationVagrantPass(t *testing.T) {
+	p, cells, out := setup(t, 2048)
+	start := time.Now()
+	f, err := runner.Run(context.Background(), cells, runner.Options{
+		Provider: p, Prober: runner.ProbesProber{Workdir: filepath.Join(testutil.CacheDir(), "probes")},
+		Console: runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
+		Out: out, Parallel: 1, Retries: -1, Progress: runner.NewPlainProgress(testutil.LogWriter(t)),
+	})
+	t.Logf("run took %s", time.Since(start).Round(time.Second))
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(f.Runs) != 1 {
+		t.Fatalf("%d runs", len(f.Runs))
+	}
+	r := f.Runs[0]
+	t.Logf("%s: %s (%s) kernel %s docker %s", r.Cell, r.Verdict, r.Reason, r.KernelRelease, r.DockerServer)
+	for _, ph := range r.Phases {
+		t.Logf("  %-12s %8s %s", ph.Name, ph.Duration.Round(100*time.Millisecond), ph.Error)
+	}
+	if r.Verdict != results.Pass {
+		t.Errorf("verdict %s (%s), want %s; findings %+v", r.Verdict, r.Reason, results.Pass, r.Findings)
+	}
+	for _, fd := range r.Findings {
+		if fd.Severity.Rank() >= results.SevError.Rank() {
+			t.Errorf("%s finding from %s: %s\n%s", fd.Severity, fd.Source, fd.Title, fd.Excerpt)
+		} else {
+			t.Logf("%s finding from %s: %s", fd.Severity, fd.Source, fd.Title)
+		}
+	}
+	if r.KernelRelease == "" || !strings.HasPrefix(r.DockerServer, "20.10.24") {
+		t.Errorf("kernel %q docker %q", r.KernelRelease, r.DockerServer)
+	}
+	if len(r.Probes) == 0 {
+		t.Errorf("no probe records in the results")
+	}
+	for _, pr := range r.Probes {
+		t.Logf("probe %s ok %v metrics %v", pr.Name, pr.OK, pr.Metrics)
+		if !pr.OK || len(pr.Errors) > 0 {
+			t.Errorf("probe %s failed: %v", pr.Name, pr.Errors)
+		}
+	}
+	if r.Artifacts["probes"] == "" {
+		t.Errorf("no probes artifact: %v", r.Artifacts)
+	}
+	switch c := r.Checker; {
+	case c == nil:
+		t.Errorf("no checker result")
+	case !c.Clean || c.Tool != "e2fsck":
+		t.Errorf("checker %s %v exit %d clean %v, want e2fsck clean:\n%s", c.Tool, c.Args, c.ExitCode, c.Clean, c.Output)
+	default:
+		t.Logf("checker: %s %v clean", c.Tool, c.Args)
+	}
+	// setup's cleanup checks that nothing of the test is left.
+}
+
 // setup gates an integration test of the provider, starts libvirt, plans
 // the one cell and returns a provider, the cells and a results directory.
 // Its cleanup, which runs on every path out of the test (t.Fatal too),
