@@ -25,6 +25,8 @@ type driverSpec struct {
 	scratchFS string   // default scratch filesystem; "raw" = the driver takes the block device
 	allowedFS []string // scratch filesystems the driver works on
 	opts      func(scratchDev string) []string
+	// daemonOpts are the storage-opts daemon.json gets under init: systemd.
+	daemonOpts func() []string
 }
 
 var drivers = map[string]driverSpec{
@@ -42,6 +44,12 @@ var drivers = map[string]driverSpec{
 			// create the LV's device node and then fails.
 			return []string{"--storage-opt", "dm.thinpooldev=/dev/mapper/" + thinPoolName,
 				"--storage-opt", "dm.override_udev_sync_check=true", "--storage-opt", "dm.use_deferred_removal=false", "--storage-opt", "dm.use_deferred_deletion=false"}
+		},
+		// Docker's devicemapper guide (direct-lvm, daemon.json): a thin pool
+		// and deferred removal/deletion; under systemd udev runs, so no
+		// udev-sync override. The agent still makes the pool (thinPool).
+		daemonOpts: func() []string {
+			return []string{"dm.thinpooldev=/dev/mapper/" + thinPoolName, "dm.use_deferred_removal=true", "dm.use_deferred_deletion=true"}
 		}},
 }
 

@@ -22,6 +22,9 @@ import (
 func main() {
 	// The tool mode is chosen by its argument, not by PID: as a container's
 	// entrypoint the agent is PID 1 too.
+	if len(os.Args) > 1 && os.Args[1] == "guest" {
+		newAgent().runGuest() // never returns
+	}
 	if os.Getpid() != 1 || (len(os.Args) > 1 && os.Args[1] == "print") {
 		os.Exit(tool(os.Args[1:]))
 	}
