@@ -1,6 +1,7 @@
 package matrix
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,6 +19,8 @@ type Rule struct {
 	Drivers   []string // storage drivers
 	Distros   []string // distro names or suites
 	ScratchFS []string // backing filesystems (the cell's scratch_fs, or DefaultScratchFS)
+	Init      []string // the cell's init setting (empty setting: InitSystemd)
+	Cgroup    []string // the cell's cgroup setting (empty setting: CgroupDistro)
 	Kernel    string   // go-version constraint on the kernel version ("6.1" counts as 6.1.0)
 	Docker    string   // go-version constraint on the docker version
 	Check     *KernelCheck
@@ -129,6 +132,14 @@ func BuiltinRules() []Rule {
 			Reason: "the fuse-overlayfs driver first appeared in Docker 20.10.0",
 			Source: fuseRow + ": [5] v20.10.0 tree"},
 
+		// init and cgroup layout
+		{Distros: []string{"debian13", "trixie"}, Init: []string{InitSystemd}, Cgroup: []string{"v1"},
+			Reason: "debian13's systemd 257 refuses cgroup v1 (systemd 256 and later boot v1 only when forced with SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1, 258 removed it); matrixctl does not force it",
+			Source: "DESIGN.md facts (systemd 256 and later refuse cgroup v1 unless forced; 258 removed it); systemd NEWS v256 and v258, https://github.com/systemd/systemd/blob/main/NEWS"},
+		{Init: []string{InitAgent}, Cgroup: []string{"v2"},
+			Reason: "init: agent mounts cgroup v1 by hand; cgroup v2 needs init: systemd",
+			Source: "runner/agent/boot.go mountCgroupV1 (the harness's own limit, not the kernel's)"},
+
 		// daemon kernel floor
 		{Docker: "< 23", Kernel: "< 3.10",
 			Reason: "dockerd before 23.0 refuses to start on kernels older than 3.10",
@@ -188,6 +199,12 @@ func (r compiledRule) matches(c *Cell) bool {
 		if !slices.Contains(r.ScratchFS, fs) {
 			return false
 		}
+	}
+	if len(r.Init) > 0 && !slices.Contains(r.Init, cmp.Or(c.Settings.Init, InitSystemd)) {
+		return false
+	}
+	if len(r.Cgroup) > 0 && !slices.Contains(r.Cgroup, cmp.Or(c.Settings.Cgroup, CgroupDistro)) {
+		return false
 	}
 	if r.kernel != nil {
 		v := coreVersion(c.Kernel.Version)

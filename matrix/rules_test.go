@@ -89,8 +89,14 @@ func TestBuiltinRulesAreSourced(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range BuiltinRules() {
-		if r.Reason == "" || !strings.Contains(r.Source, "STORAGE-DRIVERS.md") {
-			t.Errorf("rule %+v lacks a reason or a STORAGE-DRIVERS.md source", r)
+		// Storage-driver facts cite STORAGE-DRIVERS.md; facts about init
+		// and cgroups cite DESIGN.md; a limit of the harness cites its code.
+		sourced := false
+		for _, s := range []string{"STORAGE-DRIVERS.md", "DESIGN.md", "runner/"} {
+			sourced = sourced || strings.HasPrefix(r.Source, s)
+		}
+		if r.Reason == "" || !sourced {
+			t.Errorf("rule %+v lacks a reason or a source in STORAGE-DRIVERS.md, DESIGN.md or the harness code", r)
 		}
 		if r.Check != nil && (r.Check.Reason == "" || (len(r.Check.AnyConfig) == 0 && r.Check.Module == "")) {
 			t.Errorf("rule %q: check %+v is empty or has no reason", r.Reason, r.Check)
