@@ -342,7 +342,7 @@ func (r *run) attempt(ctx context.Context, jb job, try int, prog Progress) (resu
 	}
 	closeConsole()
 	info = m.Info()
-	run.KernelRelease, run.DockerServer = info.KernelRelease, info.DockerServer
+	run.KernelRelease, run.DockerServer, run.Host = info.KernelRelease, info.DockerServer, info.Host
 	r.machineArtifacts(&run, m, artifactDir, artifactKey, ownsLog)
 
 	// check

@@ -245,7 +245,7 @@ func (r *run) retire(a crashAttempt, m Machine) {
 	a.closeConsole()
 	r.machineArtifacts(a.run, m, a.rel, "", a.ownsLog)
 	info := m.Info()
-	a.run.KernelRelease, a.run.DockerServer = info.KernelRelease, info.DockerServer
+	a.run.KernelRelease, a.run.DockerServer, a.run.Host = info.KernelRelease, info.DockerServer, info.Host
 }
 
 // flipAndReboot is the flip-data fault: the IO probe writes and promises

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/results"
 )
 
 // Provider boots machines for cells. Implementations: runner/local (the
@@ -117,6 +118,8 @@ type Info struct {
 	DockerServer  string
 	// NoConsole is true for machines that have no console at all (local).
 	NoConsole bool
+	// Host is evidence about the guest as a Docker host (nil: unknown).
+	Host *results.Host
 }
 
 // ExitReason says why a machine stopped.
