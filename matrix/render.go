@@ -60,6 +60,8 @@ type SettingsJSON struct {
 	ScratchFS  string   `json:"scratch_fs,omitempty"`
 	CrashCheck bool     `json:"crash_check,omitempty"`
 	Faults     []string `json:"faults,omitempty"`
+	Init       string   `json:"init,omitempty"`
+	Cgroup     string   `json:"cgroup,omitempty"`
 }
 
 // NewPlanJSON converts cells for JSON output.
@@ -74,6 +76,7 @@ func NewPlanJSON(cells []Cell) PlanJSON {
 			Settings: SettingsJSON{
 				Probes: s.Probes, Soak: s.Soak.String(), Repeats: s.Repeats, Timeout: s.Timeout.String(),
 				CPUs: s.CPUs, MemoryMB: s.MemoryMB, ScratchFS: s.ScratchFS, CrashCheck: s.CrashCheck, Faults: s.Faults,
+				Init: s.Init, Cgroup: s.Cgroup,
 			},
 			ScratchMkfsArgs: c.ScratchMkfsArgs,
 			Detail:          CellDetail{Kernel: c.Kernel, Distro: c.Distro, Docker: c.Docker},
