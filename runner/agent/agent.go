@@ -34,7 +34,7 @@ type agent struct {
 	scratchMount string
 
 	// guest is true in guest mode (init: systemd): systemd is PID 1 and owns
-	// dockerd; cmdline is the guest's /proc/cmdline.
+	// dockerd. cmdline is the guest's /proc/cmdline.
 	guest   bool
 	cmdline string
 
@@ -71,7 +71,8 @@ func (a *agent) run() {
 		a.release = unix.ByteSliceToString(uts.Release[:])
 	}
 	cmdline, _ := os.ReadFile("/proc/cmdline")
-	a.configure(string(cmdline))
+	a.cmdline = strings.TrimSpace(string(cmdline))
+	a.configure(a.cmdline)
 	if err := a.openChannel(a.cfg.Channel); err != nil {
 		a.console("agent channel %s: %v", a.cfg.Channel, err)
 	}
@@ -155,7 +156,8 @@ func (a *agent) bringUp() error {
 	a.stMu.Lock()
 	a.state = agentproto.StateDockerReady
 	a.stMu.Unlock()
-	a.send(agentproto.Message{Type: agentproto.TypeState, State: agentproto.StateDockerReady, DockerVersion: version})
+	a.send(agentproto.Message{Type: agentproto.TypeState, State: agentproto.StateDockerReady, DockerVersion: version,
+		Init: "matrixctl-agent " + agentVersion(), Cmdline: a.cmdline})
 	a.logf("docker %s ready after %s", version, time.Since(a.start).Round(time.Millisecond))
 	a.console("docker-ready %s", version) // a console marker, e.g. for boot benchmarks
 	return nil

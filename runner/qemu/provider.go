@@ -250,9 +250,6 @@ func harnessChanges(c Config) []results.HarnessChange {
 // hostEvidence fills h from the guest's report and docker info.
 func hostEvidence(ctx context.Context, r Ready, h *results.Host) error {
 	h.Init, h.KernelCmdline = r.Init, r.Cmdline
-	if h.Init == "" && h.InitMode == agentproto.InitAgent {
-		h.Init = "matrixctl-agent"
-	}
 	cli, err := client.NewClientWithOpts(client.WithHost(r.DockerHost), client.WithAPIVersionNegotiation())
 	if err != nil {
 		return err
