@@ -100,3 +100,20 @@ func TestInstallGuest(t *testing.T) {
 		t.Errorf("wants link does not lead to the unit: %v", err)
 	}
 }
+
+// configure applies the defaults the host relies on, and a cmdline without
+// matrixctl.init boots the distro's systemd.
+func TestConfigure(t *testing.T) {
+	a := newAgent()
+	a.configure("console=ttyS0,115200 panic=-1 net.ifnames=0 matrixctl.driver=vfs")
+	if a.cfg.Channel != "/dev/ttyS1" || a.cfg.DockerdTimeoutS != 180 || a.cfg.Driver != "vfs" {
+		t.Errorf("defaults: %+v", a.cfg)
+	}
+	if a.cfg.InitMode() != "systemd" {
+		t.Errorf("init mode %q, want systemd", a.cfg.InitMode())
+	}
+	a.configure("matrixctl.init=agent matrixctl.cgroup=v1 matrixctl.dockerd_timeout=30")
+	if a.cfg.InitMode() != "agent" || a.cfg.Cgroup != "v1" || a.cfg.DockerdTimeoutS != 30 {
+		t.Errorf("explicit: %+v", a.cfg)
+	}
+}
