@@ -119,4 +119,11 @@ type Settings struct {
 	CrashCheck bool `json:"crash_check,omitempty"`
 	// Faults are injected on purpose (fault-injection suite); empty in normal runs.
 	Faults []string `json:"faults,omitempty"`
+	// Init is what runs as PID 1: "systemd" (the rootfs's own init starts
+	// the distro's docker.service) or "agent" (matrixctl's agent starts
+	// dockerd itself, for kernels or images without systemd). Empty: systemd.
+	Init string `json:"init,omitempty"`
+	// Cgroup is the cgroup layout: "distro" (what the distro's systemd
+	// picks), "v1" or "v2". Empty: distro.
+	Cgroup string `json:"cgroup,omitempty"`
 }

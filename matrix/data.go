@@ -32,6 +32,19 @@ func Probes() []string { return []string{"io", "net", "churn"} }
 // /var/lib/docker.
 func ScratchFilesystems() []string { return []string{"ext4", "xfs", "btrfs"} }
 
+// Inits are what can run as a cell's PID 1 (setting init); the first is the default.
+func Inits() []string { return []string{InitSystemd, InitAgent} }
+
+// Cgroups are the cgroup layouts a cell can ask for (setting cgroup); the first is the default.
+func Cgroups() []string { return []string{CgroupDistro, "v1", "v2"} }
+
+// Default and named values of the init and cgroup settings.
+const (
+	InitSystemd  = "systemd"
+	InitAgent    = "agent"
+	CgroupDistro = "distro"
+)
+
 // Faults are the fault injections the runner implements (DESIGN.md, "Real
 // fault injection that works without extra kernel features").
 func Faults() []string {

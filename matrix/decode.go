@@ -602,6 +602,16 @@ func (d *decoder) settingsHandlers(h map[string]handler, p *SettingsPatch) {
 			p.Faults = &x
 		}
 	}
+	h["init"] = func(k string, v ast.Node) {
+		if x, ok := d.oneOf(k, v, "init", Inits()); ok {
+			p.Init = &x
+		}
+	}
+	h["cgroup"] = func(k string, v ast.Node) {
+		if x, ok := d.oneOf(k, v, "cgroup layout", Cgroups()); ok {
+			p.Cgroup = &x
+		}
+	}
 }
 
 func (d *decoder) axes(key string, n ast.Node, a *Axes) {

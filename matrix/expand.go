@@ -394,7 +394,9 @@ func plural(n int, one, many string) string {
 var unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 // CellID is the readable ID of a cell: k<kernel>-<distro>-docker<version>-<driver>,
-// e.g. "k6.1-debian12-docker20.10.24-overlay2". Characters that are unsafe in
+// e.g. "k6.1-debian12-docker20.10.24-overlay2", plus "-init-agent" and
+// "-cgroupv1"/"-cgroupv2" when the init or cgroup setting is not the
+// default (a different kind of host is a different cell). Characters that are unsafe in
 // a directory name become "_". Plan adds "-2", "-3", ... to IDs that would
 // otherwise collide.
 func CellID(c Cell) string {
@@ -403,6 +405,12 @@ func CellID(c Cell) string {
 		dv = "unknown"
 	}
 	id := fmt.Sprintf("k%s-%s-docker%s-%s", c.Kernel.Version, c.Distro.Name, dv, c.Driver)
+	if c.Settings.Init != "" && c.Settings.Init != InitSystemd {
+		id += "-init-" + c.Settings.Init
+	}
+	if c.Settings.Cgroup != "" && c.Settings.Cgroup != CgroupDistro {
+		id += "-cgroup" + c.Settings.Cgroup
+	}
 	id = unsafeIDChars.ReplaceAllString(id, "_")
 	return strings.Trim(id, ".")
 }

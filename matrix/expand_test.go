@@ -274,3 +274,58 @@ func TestMaxCells(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// init and cgroup are settings (top level and include entries); a cell whose
+// value is not the default is another kind of host and says so in its ID;
+// a combination the distro's systemd refuses is unsupported with the reason.
+func TestInitAndCgroupSettings(t *testing.T) {
+	cells := mustPlan(t, "init.yaml", header+`
+axes:
+  kernel:
+    - {version: "6.1", debian: {suite: bookworm}}
+  distro: [debian12, debian13]
+  docker: [distro]
+  driver: [overlay2, vfs, btrfs]
+cgroup: v1
+include:
+  - {driver: vfs, init: agent, cgroup: v2}
+  - {distro: debian12, driver: overlay2, cgroup: v2}
+  - {driver: btrfs, init: systemd, cgroup: distro}
+`)
+	type want struct {
+		init, cgroup string
+		status       Status
+		reason       string
+	}
+	wants := map[string]want{
+		"k6.1-debian12-docker20.10.24-overlay2-cgroupv2":       {"", "v2", StatusRunnable, ""},
+		"k6.1-debian13-docker26.1.5-overlay2-cgroupv1":         {"", "v1", StatusUnsupported, "systemd 257 refuses cgroup v1"},
+		"k6.1-debian12-docker20.10.24-vfs-init-agent-cgroupv2": {"agent", "v2", StatusUnsupported, "init: agent mounts cgroup v1"},
+		"k6.1-debian13-docker26.1.5-vfs-init-agent-cgroupv2":   {"agent", "v2", StatusUnsupported, "init: agent mounts cgroup v1"},
+		"k6.1-debian12-docker20.10.24-btrfs":                   {"systemd", "distro", StatusRunnable, ""},
+		"k6.1-debian13-docker26.1.5-btrfs":                     {"systemd", "distro", StatusRunnable, ""},
+	}
+	if len(cells) != len(wants) {
+		t.Errorf("cells %v, want %d", ids(cells), len(wants))
+	}
+	for _, c := range cells {
+		w, ok := wants[c.ID]
+		if !ok {
+			t.Errorf("unexpected cell %s", c.ID)
+			continue
+		}
+		if c.Settings.Init != w.init || c.Settings.Cgroup != w.cgroup || c.Status != w.status || !strings.Contains(c.Reason, w.reason) {
+			t.Errorf("%s: init %q cgroup %q %s (%s); want %+v", c.ID, c.Settings.Init, c.Settings.Cgroup, c.Status, c.Reason, w)
+		}
+	}
+	_, err := Parse("bad.yaml", []byte(header+`
+axes: {kernel: ["6.1"], distro: [debian12], docker: [distro], driver: [vfs]}
+init: openrc
+cgroup: v3
+`))
+	for _, key := range []string{"init", "cgroup"} {
+		if err == nil || !strings.Contains(err.Error(), key+":") {
+			t.Errorf("bad %s not reported: %v", key, err)
+		}
+	}
+}

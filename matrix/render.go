@@ -97,6 +97,8 @@ type SettingsJSON struct {
 	ScratchFS  string   `json:"scratch_fs,omitempty"`
 	CrashCheck bool     `json:"crash_check,omitempty"`
 	Faults     []string `json:"faults,omitempty"`
+	Init       string   `json:"init,omitempty"`
+	Cgroup     string   `json:"cgroup,omitempty"`
 }
 
 // NewPlanJSON converts cells for JSON output, with the preflights known
@@ -112,6 +114,7 @@ func NewPlanJSON(cells []Cell, pre map[string]Preflight) PlanJSON {
 			Settings: SettingsJSON{
 				Probes: s.Probes, Soak: s.Soak.String(), Repeats: s.Repeats, Timeout: s.Timeout.String(),
 				CPUs: s.CPUs, MemoryMB: s.MemoryMB, ScratchFS: s.ScratchFS, CrashCheck: s.CrashCheck, Faults: s.Faults,
+				Init: s.Init, Cgroup: s.Cgroup,
 			},
 			ScratchMkfsArgs: c.ScratchMkfsArgs,
 			Detail:          CellDetail{Kernel: c.Kernel, Distro: c.Distro, Docker: c.Docker},

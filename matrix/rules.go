@@ -1,6 +1,7 @@
 package matrix
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -20,6 +21,8 @@ type Rule struct {
 	Drivers   []string // storage drivers
 	Distros   []string // distro names or suites
 	ScratchFS []string // backing filesystems (the cell's scratch_fs, or the driver's default)
+	Init      []string // the cell's init setting (empty setting: InitSystemd)
+	Cgroup    []string // the cell's cgroup setting (empty setting: CgroupDistro)
 	Kernel    string   // go-version constraint on the kernel version ("6.1" counts as 6.1.0)
 	Docker    string   // go-version constraint on the docker version
 	Check     *KernelCheck
@@ -107,6 +110,14 @@ func BuiltinRules() []Rule {
 		// fuse-overlayfs
 		addedRule(fuse),
 
+		// init and cgroup layout
+		{Distros: []string{"debian13", "trixie"}, Init: []string{InitSystemd}, Cgroup: []string{"v1"},
+			Reason: "debian13's systemd 257 refuses cgroup v1 (systemd 256 and later boot v1 only when forced with SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1, 258 removed it); matrixctl does not force it",
+			Source: "systemd NEWS, CHANGES WITH 256 (cgroup v1 deprecated: it boots only with SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1) and CHANGES WITH 258 (cgroup v1 removed), https://github.com/systemd/systemd/blob/main/NEWS"},
+		{Init: []string{InitAgent}, Cgroup: []string{"v2"},
+			Reason: "init: agent mounts cgroup v1 by hand; cgroup v2 needs init: systemd",
+			Source: "harness: matrixctl README, What kind of host a cell is (init: agent mounts cgroup v1 by hand: the harness's own limit, not the kernel's)"},
+
 		// daemon kernel floor
 		{Docker: "< 23", Kernel: "< 3.10",
 			Reason: "dockerd before 23.0 refuses to start on kernels older than 3.10",
@@ -190,6 +201,12 @@ func (r compiledRule) matches(c *Cell) bool {
 		if !slices.Contains(r.ScratchFS, fs) {
 			return false
 		}
+	}
+	if len(r.Init) > 0 && !slices.Contains(r.Init, cmp.Or(c.Settings.Init, InitSystemd)) {
+		return false
+	}
+	if len(r.Cgroup) > 0 && !slices.Contains(r.Cgroup, cmp.Or(c.Settings.Cgroup, CgroupDistro)) {
+		return false
 	}
 	if r.kernel != nil {
 		v := coreVersion(c.Kernel.Version)

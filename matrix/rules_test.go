@@ -89,8 +89,12 @@ func TestBuiltinRulesAreSourced(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range BuiltinRules() {
-		if r.Reason == "" || !strings.Contains(r.Source, "https://") || strings.Contains(r.Source, ".md ") {
-			t.Errorf("rule %+v lacks a reason or a source a user can open (a title and URL)", r)
+		// A fact about Docker, the kernel or a distro cites a public page; a
+		// limit of matrixctl itself cites the README section that states it.
+		public := strings.Contains(r.Source, "https://") && !strings.Contains(r.Source, ".md ")
+		harness := strings.HasPrefix(r.Source, "harness: matrixctl README, ")
+		if r.Reason == "" || !(public || harness) {
+			t.Errorf("rule %+v lacks a reason or a source a user can open (a title and URL, or the README section of a harness limit)", r)
 		}
 		if r.Check != nil && (r.Check.Reason == "" || (len(r.Check.AnyConfig) == 0 && r.Check.Module == "")) {
 			t.Errorf("rule %q: check %+v is empty or has no reason", r.Reason, r.Check)

@@ -85,6 +85,8 @@ type SettingsPatch struct {
 	ScratchFS  *string
 	CrashCheck *bool
 	Faults     *[]string
+	Init       *string
+	Cgroup     *string
 }
 
 // Apply sets every field of p that is set on s.
@@ -115,6 +117,12 @@ func (p SettingsPatch) Apply(s *Settings) {
 	}
 	if p.Faults != nil {
 		s.Faults = append([]string(nil), (*p.Faults)...)
+	}
+	if p.Init != nil {
+		s.Init = *p.Init
+	}
+	if p.Cgroup != nil {
+		s.Cgroup = *p.Cgroup
 	}
 }
 

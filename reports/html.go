@@ -111,6 +111,7 @@ type runView struct {
 	Reason          string
 	KernelRelease   string
 	DockerServer    string
+	Host            *hostView // nil: the provider recorded none
 	Duration        string
 	Findings        []findingView
 	Probes          []probeView
@@ -119,6 +120,28 @@ type runView struct {
 	Phases          []phaseView
 	// Tails are the last lines of logs, shown when no finding points at console lines.
 	Tails []tailView
+}
+
+// hostView is results.Host, cleaned for the page.
+type hostView struct {
+	InitMode, CgroupMode, Init, Cgroup, Security, Runc, Containerd, Cmdline string
+	Changes                                                                 []string
+}
+
+func newHostView(h *results.Host) *hostView {
+	if h == nil {
+		return nil
+	}
+	v := &hostView{InitMode: CleanLine(h.InitMode), CgroupMode: CleanLine(h.CgroupMode), Init: CleanLine(h.Init),
+		Security: CleanLine(strings.Join(h.SecurityOptions, ", ")), Runc: CleanLine(h.RuncVersion),
+		Containerd: CleanLine(h.ContainerdVersion), Cmdline: CleanLine(h.KernelCmdline)}
+	if h.CgroupVersion != "" {
+		v.Cgroup = CleanLine("v" + h.CgroupVersion + " (" + h.CgroupDriver + " driver)")
+	}
+	for _, c := range h.HarnessChanges {
+		v.Changes = append(v.Changes, CleanLine(c.What+" — "+c.Why))
+	}
+	return v
 }
 
 type tailView struct {
@@ -286,7 +309,7 @@ func anchorFor(i int, id string) string {
 
 func (r *Report) runView(run *results.Run, opts HTMLOptions) runView {
 	rv := runView{Repeat: run.Repeat, Attempt: run.Attempt, Verdict: run.Verdict, Reason: CleanLine(run.Reason),
-		KernelRelease: CleanLine(run.KernelRelease), DockerServer: CleanLine(run.DockerServer)}
+		KernelRelease: CleanLine(run.KernelRelease), DockerServer: CleanLine(run.DockerServer), Host: newHostView(run.Host)}
 	if !run.Started.IsZero() && !run.Finished.Before(run.Started) {
 		rv.Duration = run.Finished.Sub(run.Started).Round(100 * time.Millisecond).String()
 	}

@@ -215,7 +215,7 @@ func (r *run) retire(s *attemptState, m Machine) {
 	s.closeConsoles()
 	r.machineArtifacts(&s.run, m, s.rel, "", s.ownsLog)
 	info := m.Info()
-	s.run.KernelRelease, s.run.DockerServer = info.KernelRelease, info.DockerServer
+	s.run.KernelRelease, s.run.DockerServer, s.run.Host = info.KernelRelease, info.DockerServer, info.Host
 }
 
 // flipData is the flip-data fault: the IO probe writes and promises for a

@@ -17,6 +17,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/matrix"
 )
 
@@ -117,6 +118,8 @@ type Info struct {
 	DockerServer  string
 	// NoConsole is true for machines that have no console at all (local).
 	NoConsole bool
+	// Host is evidence about the guest as a Docker host (nil: unknown).
+	Host *results.Host
 }
 
 // ExitReason says why a machine stopped.

@@ -226,7 +226,7 @@ func (r *run) stop(s *attemptState) error {
 	}
 	s.closeConsoles()
 	info := m.Info()
-	s.run.KernelRelease, s.run.DockerServer = info.KernelRelease, info.DockerServer
+	s.run.KernelRelease, s.run.DockerServer, s.run.Host = info.KernelRelease, info.DockerServer, info.Host
 	r.machineArtifacts(&s.run, m, s.artifactDir, s.artifactKey, s.ownsLog)
 	return nil
 }

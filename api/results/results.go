@@ -71,6 +71,9 @@ type Run struct {
 	KernelRelease string `json:"kernel_release,omitempty"`
 	// DockerServer is the version the daemon reported through the API.
 	DockerServer string `json:"docker_server,omitempty"`
+	// Host is what the booted guest looked like as a Docker host, when the
+	// provider could tell (QEMU cells whose dockerd answered).
+	Host *Host `json:"host,omitempty"`
 
 	Verdict Verdict `json:"verdict"`
 	// Reason is a one-line human summary of the verdict.
@@ -84,6 +87,38 @@ type Run struct {
 	Artifacts map[string]string `json:"artifacts,omitempty"`
 	Started   time.Time         `json:"started"`
 	Finished  time.Time         `json:"finished"`
+}
+
+// Host is evidence of what kind of Docker host a run's guest was: its init,
+// cgroup setup and security options (from docker info), and every way the
+// harness made it differ from a standard install.
+type Host struct {
+	// InitMode and CgroupMode are the cell's settings (init: systemd|agent,
+	// cgroup: distro|v1|v2).
+	InitMode   string `json:"init_mode,omitempty"`
+	CgroupMode string `json:"cgroup_mode,omitempty"`
+	// Init is what PID 1 is, as the guest reported it, e.g. "systemd 252 (252.39-1~deb12u1)"
+	// or "matrixctl-agent" when the agent is PID 1.
+	Init string `json:"init,omitempty"`
+	// CgroupVersion ("1" or "2"), CgroupDriver ("systemd", "cgroupfs") and
+	// SecurityOptions ("name=apparmor", "name=seccomp,profile=default", ...)
+	// are docker info's.
+	CgroupVersion     string   `json:"cgroup_version,omitempty"`
+	CgroupDriver      string   `json:"cgroup_driver,omitempty"`
+	SecurityOptions   []string `json:"security_options,omitempty"`
+	RuncVersion       string   `json:"runc_version,omitempty"`
+	ContainerdVersion string   `json:"containerd_version,omitempty"`
+	// KernelCmdline is the guest's /proc/cmdline.
+	KernelCmdline string `json:"kernel_cmdline,omitempty"`
+	// HarnessChanges lists how the harness made this guest differ from a
+	// standard install of its distro plus docker.io.
+	HarnessChanges []HarnessChange `json:"harness_changes,omitempty"`
+}
+
+// HarnessChange is one way the harness made a guest differ from a real host.
+type HarnessChange struct {
+	What string `json:"what"`
+	Why  string `json:"why"`
 }
 
 // Retry is an attempt that ended in an infra-error and was retried.

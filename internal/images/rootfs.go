@@ -17,14 +17,34 @@ import (
 	"github.com/matrixctl/matrixctl/matrix"
 )
 
-// RootfsPackages are installed into every rootfs besides the Docker package:
-// the engine's runtime, the tools the storage drivers need (mkfs, LVM thin
-// pools) and what the guest agent calls. No init system: the agent is PID 1.
+// RootfsPackages are installed into every rootfs besides the Docker package.
+// This is the one list of what a cell's rootfs holds; each group says why.
+// The aim is a standard Debian install of the release plus
+// `apt-get install docker.io`, so that the distro's own systemd starts the
+// distro's own docker.service (init: systemd), plus the tools the harness
+// needs on top (which also serve init: agent, where the agent is PID 1).
 var RootfsPackages = []string{
-	"containerd", "runc", "tini", "iptables", "iproute2", "kmod", "util-linux", "mount",
+	// A standard install's init and device manager; dbus is what systemd
+	// recommends and what runc's systemd cgroup driver talks to.
+	"systemd-sysv", "udev", "dbus",
+	// docker.io's Depends (apt pulls them anyway; listed so that init: agent
+	// finds them by name) and its Recommends that change how Docker runs:
+	// apparmor (Debian kernels enable AppArmor in their default LSM list and
+	// dockerd then loads docker-default), ca-certificates, xz-utils. Left out:
+	// git (only for build contexts from git URLs), needrestart (an apt hook),
+	// cgroupfs-mount (a sysvinit helper systemd does not use).
+	"containerd", "runc", "tini", "iptables", "apparmor", "ca-certificates", "xz-utils",
+	// docker.io's Suggests the storage drivers need: mkfs for scratch disks,
+	// LVM/thin tools for devicemapper.
 	"e2fsprogs", "xfsprogs", "btrfs-progs", "lvm2", "thin-provisioning-tools", "dmsetup",
-	"procps", "ca-certificates", "pigz", "xz-utils",
+	// What the guest agent calls (modprobe, ip, mount) and pigz for image loads.
+	"iproute2", "kmod", "util-linux", "mount", "procps", "pigz",
 }
+
+// rootfsFormat changes whenever what a rootfs holds changes in a way its
+// package list does not show, so old cached images are not reused.
+// 2: a standard install with systemd as init (issue 15).
+const rootfsFormat = "rootfs-2"
 
 // DefaultDockerPackage provides the Docker engine when a DockerRef names none.
 const DefaultDockerPackage = "docker.io"
@@ -111,7 +131,7 @@ func (c *Cache) rootfs(ctx context.Context, distro matrix.DistroRef, docker matr
 			}
 		}
 	}
-	key := keyOf("rootfs", distro.Suite, dockerSuite, strings.Join(include, ","), docker.Version,
+	key := keyOf(rootfsFormat, distro.Suite, dockerSuite, strings.Join(include, ","), docker.Version,
 		strings.Join(lines, "\n"), strings.Join(rootfsExcludes, ","))
 	inputs := map[string]string{"suite": distro.Suite, "docker_suite": dockerSuite, "docker": docker.Version,
 		"include": strings.Join(include, ","), "debian": m.Debian, "security": m.Security}

@@ -33,15 +33,20 @@ type agent struct {
 
 	scratchMount string
 
-	// stopWriters is closed by shutdown; write-loops stop and close their
+	// guest is true in guest mode (init: systemd): systemd is PID 1 and owns
+	// dockerd. cmdline is the guest's /proc/cmdline.
+	guest   bool
+	cmdline string
+
+	// stopWriting is closed by shutdown; write-loops stop and close their
 	// files (writers tracks them) before the scratch fs is unmounted.
-	stopWriters chan struct{}
+	stopWriting chan struct{}
 	stopOnce    sync.Once // shutdown may be asked for more than once
 	writers     sync.WaitGroup
 }
 
 func newAgent() *agent {
-	return &agent{start: time.Now(), state: agentproto.StateBooted, stopWriters: make(chan struct{})}
+	return &agent{start: time.Now(), state: agentproto.StateBooted, stopWriting: make(chan struct{})}
 }
 
 // errUnsupported marks a step that failed because the kernel or rootfs
@@ -66,19 +71,10 @@ func (a *agent) run() {
 		a.release = unix.ByteSliceToString(uts.Release[:])
 	}
 	cmdline, _ := os.ReadFile("/proc/cmdline")
-	cfg, err := agentproto.ParseCmdline(string(cmdline))
-	if err != nil {
-		a.console("%v", err)
-	}
-	if cfg.Channel == "" {
-		cfg.Channel = "/dev/ttyS1"
-	}
-	if cfg.DockerdTimeoutS == 0 {
-		cfg.DockerdTimeoutS = 180
-	}
-	a.cfg = cfg
-	if err := a.openChannel(cfg.Channel); err != nil {
-		a.console("agent channel %s: %v", cfg.Channel, err)
+	a.cmdline = strings.TrimSpace(string(cmdline))
+	a.configure(a.cmdline)
+	if err := a.openChannel(a.cfg.Channel); err != nil {
+		a.console("agent channel %s: %v", a.cfg.Channel, err)
 	}
 	a.send(agentproto.Message{Type: agentproto.TypeHello, Release: a.release, AgentVersion: agentVersion()})
 	go a.heartbeat()
@@ -93,6 +89,21 @@ func (a *agent) run() {
 		a.console("%v", err)
 	}
 	select {} // serve commands until the host shuts us down
+}
+
+// configure reads the cell's BootConfig from the kernel command line.
+func (a *agent) configure(cmdline string) {
+	cfg, err := agentproto.ParseCmdline(cmdline)
+	if err != nil {
+		a.console("%v", err)
+	}
+	if cfg.Channel == "" {
+		cfg.Channel = "/dev/ttyS1"
+	}
+	if cfg.DockerdTimeoutS == 0 {
+		cfg.DockerdTimeoutS = 180
+	}
+	a.cfg = cfg
 }
 
 func agentVersion() string {
@@ -113,6 +124,9 @@ func (a *agent) bringUp() error {
 		return err
 	}
 	a.setState(agentproto.StateModulesLoaded, "")
+	if a.cfg.InitMode() == agentproto.InitSystemd {
+		return a.bootSystemd() // returns only when it failed
+	}
 	if err := a.switchRoot(); err != nil {
 		return err
 	}
@@ -142,7 +156,8 @@ func (a *agent) bringUp() error {
 	a.stMu.Lock()
 	a.state = agentproto.StateDockerReady
 	a.stMu.Unlock()
-	a.send(agentproto.Message{Type: agentproto.TypeState, State: agentproto.StateDockerReady, DockerVersion: version})
+	a.send(agentproto.Message{Type: agentproto.TypeState, State: agentproto.StateDockerReady, DockerVersion: version,
+		Init: "matrixctl-agent " + agentVersion(), Cmdline: a.cmdline})
 	a.logf("docker %s ready after %s", version, time.Since(a.start).Round(time.Millisecond))
 	a.console("docker-ready %s", version) // a console marker, e.g. for boot benchmarks
 	return nil

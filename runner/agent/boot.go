@@ -221,6 +221,8 @@ func (a *agent) network() error {
 			return fmt.Errorf("network: %w", err)
 		}
 	}
-	os.WriteFile("/etc/hosts", []byte("127.0.0.1 localhost matrixctl\n"), 0o644)
+	if !a.guest { // a distro's systemd boot keeps the rootfs's own /etc/hosts
+		os.WriteFile("/etc/hosts", []byte("127.0.0.1 localhost matrixctl\n"), 0o644)
+	}
 	return nil
 }

@@ -37,6 +37,9 @@ func (a *agent) cmdSysrq(c agentproto.Command) error {
 }
 
 func (a *agent) cmdKillDockerd(agentproto.Command) error {
+	if a.guest {
+		return a.guestKillDockerd()
+	}
 	a.dockerMu.Lock()
 	d := a.dockerd
 	a.dockerMu.Unlock()
@@ -78,7 +81,7 @@ func (a *agent) cmdWriteLoop(c agentproto.Command) error {
 			f.WriteAt(buf, int64(i%256)*4096)
 			f.Sync()
 			select {
-			case <-a.stopWriters:
+			case <-a.stopWriting:
 				a.logf("write-loop on %s stopped for shutdown", c.Arg)
 				return
 			case <-time.After(10 * time.Millisecond):
@@ -89,13 +92,12 @@ func (a *agent) cmdWriteLoop(c agentproto.Command) error {
 	return nil
 }
 
-func (a *agent) cmdShutdown(agentproto.Command) error {
-	a.send(agentproto.Message{Type: agentproto.TypeShutdown})
-	// Stop the fault-injection writers first: one still writing while the
-	// machine powers off fails its in-flight writes with I/O errors, which
-	// would be judged as damage of the cell. A writer blocked on a frozen fs
-	// cannot stop; the wait is bounded.
-	a.stopOnce.Do(func() { close(a.stopWriters) })
+// stopWriters stops the fault-injection writers before a power-off: one
+// still writing while the machine powers off fails its in-flight writes with
+// I/O errors, which would be judged as damage of the cell. A writer blocked
+// on a frozen fs cannot stop; the wait is bounded.
+func (a *agent) stopWriters() {
+	a.stopOnce.Do(func() { close(a.stopWriting) })
 	done := make(chan struct{})
 	go func() { a.writers.Wait(); close(done) }()
 	select {
@@ -103,6 +105,14 @@ func (a *agent) cmdShutdown(agentproto.Command) error {
 	case <-time.After(5 * time.Second):
 		a.logf("shutdown: a write-loop did not stop within 5s")
 	}
+}
+
+func (a *agent) cmdShutdown(agentproto.Command) error {
+	if a.guest {
+		return a.guestShutdown()
+	}
+	a.send(agentproto.Message{Type: agentproto.TypeShutdown})
+	a.stopWriters()
 	a.dockerMu.Lock()
 	d, cd := a.dockerd, a.containerd
 	a.dockerMu.Unlock()

@@ -26,6 +26,8 @@ type driverSpec struct {
 	scratchFS string   // default scratch filesystem; "raw" = the driver takes the block device
 	allowedFS []string // scratch filesystems the driver works on
 	opts      func(scratchDev string) []string
+	// daemonOpts are the storage-opts daemon.json gets under init: systemd.
+	daemonOpts func() []string
 }
 
 // lookupDriver reads a driver's facts from the storage-driver table
@@ -36,7 +38,7 @@ func lookupDriver(name string) (driverSpec, bool) {
 		return driverSpec{}, false
 	}
 	return driverSpec{modules: d.Modules, fs: d.ProcFS, scratchFS: d.ScratchDefault, allowedFS: d.ScratchAllowed,
-		opts: driverOpts[name]}, true
+		opts: driverOpts[name], daemonOpts: driverDaemonOpts[name]}, true
 }
 
 // driverOpts are the dockerd options the agent adds per storage driver.
@@ -47,6 +49,17 @@ var driverOpts = map[string]func(scratchDev string) []string{
 		// create the LV's device node and then fails.
 		return []string{"--storage-opt", "dm.thinpooldev=/dev/mapper/" + thinPoolName,
 			"--storage-opt", "dm.override_udev_sync_check=true", "--storage-opt", "dm.use_deferred_removal=false", "--storage-opt", "dm.use_deferred_deletion=false"}
+	},
+}
+
+// driverDaemonOpts are the storage-opts daemon.json gets under init:
+// systemd. devicemapper follows Docker's devicemapper guide (direct-lvm,
+// daemon.json): a thin pool and deferred removal/deletion; under systemd
+// udev runs, so no udev-sync override. The agent still makes the pool
+// (thinPool).
+var driverDaemonOpts = map[string]func() []string{
+	"devicemapper": func() []string {
+		return []string{"dm.thinpooldev=/dev/mapper/" + thinPoolName, "dm.use_deferred_removal=true", "dm.use_deferred_deletion=true"}
 	},
 }
 

@@ -62,6 +62,7 @@ const (
 const (
 	SourceAgent   = "agent"
 	SourceDockerd = "dockerd"
+	SourceJournal = "journal" // the guest's systemd journal of this boot (init: systemd)
 )
 
 // Message is one guest → host line.
@@ -76,6 +77,8 @@ type Message struct {
 	State         State  `json:"state,omitempty"`          // state, heartbeat
 	Reason        string `json:"reason,omitempty"`         // state unsupported/error
 	DockerVersion string `json:"docker_version,omitempty"` // state docker-ready
+	Init          string `json:"init,omitempty"`           // state docker-ready: the guest's init, e.g. "systemd 252 (252.39-1~deb12u1)"
+	Cmdline       string `json:"cmdline,omitempty"`        // state docker-ready: the guest's /proc/cmdline
 	Seq           uint64 `json:"seq,omitempty"`            // heartbeat
 	Source        string `json:"source,omitempty"`         // log
 	Line          string `json:"line,omitempty"`           // log

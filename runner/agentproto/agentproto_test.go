@@ -10,6 +10,9 @@ func TestMessageRoundTrip(t *testing.T) {
 	msgs := []Message{
 		{V: Version, Type: TypeHello, Release: "6.1.0-28-amd64"},
 		{V: Version, Type: TypeState, State: StateDockerReady, DockerVersion: "20.10.24"},
+		{V: Version, Type: TypeState, State: StateDockerReady, DockerVersion: "20.10.24",
+			Init: "systemd 252 (252.39-1~deb12u1)", Cmdline: "console=ttyS0,115200 panic=-1 net.ifnames=0 matrixctl.init=systemd"},
+		{V: Version, Type: TypeLog, Source: SourceJournal, Line: "[    3.1] systemd[1]: Started docker.service"},
 		{V: Version, Type: TypeState, State: StateUnsupported, Reason: "no aufs"},
 		{V: Version, Type: TypeHeartbeat, Seq: 7, State: StateBooted},
 		{V: Version, Type: TypeLog, Source: SourceDockerd, Line: "level=info \"quoted\" \x1b[31m"},
@@ -90,7 +93,8 @@ func TestCommandValidate(t *testing.T) {
 }
 
 func TestBootConfigRoundTrip(t *testing.T) {
-	c := BootConfig{Driver: "overlay2", ScratchFS: "xfs", Channel: "/dev/ttyS1", DockerdTimeoutS: 300, DockerdDebug: true, ReuseScratch: true}
+	c := BootConfig{Driver: "overlay2", ScratchFS: "xfs", Channel: "/dev/ttyS1", DockerdTimeoutS: 300, DockerdDebug: true, ReuseScratch: true,
+		Init: InitAgent, Cgroup: CgroupV1}
 	p, err := c.Params()
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +105,7 @@ func TestBootConfigRoundTrip(t *testing.T) {
 		t.Fatalf("ParseCmdline(%q) = %+v, %v; want %+v", line, got, err, c)
 	}
 	for _, bad := range []string{"matrixctl.driver=a;b", "matrixctl.unknown=1", "matrixctl.channel=/etc/passwd",
-		"matrixctl.dockerd_timeout=-1", "matrixctl.channel=/dev/../etc"} {
+		"matrixctl.dockerd_timeout=-1", "matrixctl.channel=/dev/../etc", "matrixctl.init=openrc", "matrixctl.cgroup=v3"} {
 		if _, err := ParseCmdline(bad); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
@@ -115,6 +119,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte(`{"v":1,"type":"hello","release":"6.1.0"}`))
 	f.Add([]byte(`{"v":1,"type":"log","source":"dockerd","line":"x"}`))
 	f.Add([]byte(`{"v":1,"type":"state","state":"docker-ready","docker_version":"20.10.24"}`))
+	f.Add([]byte(`{"v":1,"type":"state","state":"docker-ready","docker_version":"26.1.5","init":"systemd 257","cmdline":"panic=-1"}`))
 	f.Add([]byte("[ 0.1] noise"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeMessage(b)
@@ -152,6 +157,7 @@ func FuzzDecodeCommand(f *testing.F) {
 func FuzzParseCmdline(f *testing.F) {
 	f.Add("console=ttyS0 matrixctl.driver=overlay2 matrixctl.scratchfs=ext4 matrixctl.channel=/dev/ttyS1")
 	f.Add("matrixctl.dockerd_timeout=30 matrixctl.dockerd_debug=1")
+	f.Add("matrixctl.init=systemd matrixctl.cgroup=v1")
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := ParseCmdline(s)
 		if err != nil {
@@ -166,4 +172,44 @@ func FuzzParseCmdline(f *testing.F) {
 			t.Fatalf("re-parse: %+v, %v; want %+v", c2, err, c)
 		}
 	})
+}
+
+func TestInitParams(t *testing.T) {
+	cases := []struct {
+		c    BootConfig
+		want string
+	}{
+		{BootConfig{}, "net.ifnames=0"},
+		{BootConfig{Init: InitSystemd, Cgroup: CgroupDistro}, "net.ifnames=0"},
+		{BootConfig{Cgroup: CgroupV1}, "net.ifnames=0 systemd.unified_cgroup_hierarchy=0"},
+		{BootConfig{Cgroup: CgroupV2}, "net.ifnames=0 systemd.unified_cgroup_hierarchy=1"},
+		{BootConfig{Init: InitAgent}, ""},
+	}
+	for _, tc := range cases {
+		if got := strings.Join(tc.c.InitParams(), " "); got != tc.want {
+			t.Errorf("%+v: InitParams %q, want %q", tc.c, got, tc.want)
+		}
+	}
+}
+
+// Every kernel parameter the harness adds for an init is listed as a harness change.
+func TestHarnessChangesListInitParams(t *testing.T) {
+	for _, c := range []BootConfig{{}, {Cgroup: CgroupV1}, {Cgroup: CgroupV2}, {Init: InitAgent}} {
+		var text strings.Builder
+		for _, h := range HarnessChanges(c) {
+			if h.What == "" || h.Why == "" {
+				t.Errorf("%+v: change %+v lacks what or why", c, h)
+			}
+			text.WriteString(h.What + "\n")
+		}
+		for _, p := range c.InitParams() {
+			if !strings.Contains(text.String(), p) {
+				t.Errorf("%+v: kernel parameter %s is not listed in HarnessChanges:\n%s", c, p, text.String())
+			}
+		}
+		agentRow := strings.Contains(text.String(), "the agent is PID 1")
+		if agentRow != (c.InitMode() == InitAgent) {
+			t.Errorf("%+v: agent-as-PID-1 row listed = %v", c, agentRow)
+		}
+	}
 }

@@ -41,6 +41,31 @@ type BootConfig struct {
 	// ReuseScratch mounts the scratch disk's existing filesystem instead of
 	// making a new one (a second boot after a power cut).
 	ReuseScratch bool
+	// Init is InitSystemd (the rootfs's /sbin/init is PID 1 and starts the
+	// distro's docker.service; the agent runs as a unit of it) or InitAgent
+	// (the agent stays PID 1 and starts containerd and dockerd itself).
+	// Empty means InitSystemd.
+	Init string
+	// Cgroup is CgroupDistro (empty), CgroupV1 or CgroupV2: the cgroup layout
+	// systemd is asked for on the kernel command line (InitParams).
+	Cgroup string
+}
+
+// Init systems and cgroup layouts a cell can ask for.
+const (
+	InitSystemd  = "systemd"
+	InitAgent    = "agent"
+	CgroupDistro = "distro"
+	CgroupV1     = "v1"
+	CgroupV2     = "v2"
+)
+
+// InitMode is c.Init with the default applied.
+func (c BootConfig) InitMode() string {
+	if c.Init == "" {
+		return InitSystemd
+	}
+	return c.Init
 }
 
 var bootKeys = []struct {
@@ -77,6 +102,19 @@ var bootKeys = []struct {
 		}
 		return ""
 	}, func(c *BootConfig, v string) error { c.ReuseScratch = v == "1"; return nil }, func(string) error { return nil }},
+	{"init", func(c *BootConfig) string { return c.Init }, func(c *BootConfig, v string) error { c.Init = v; return nil }, oneOf(InitSystemd, InitAgent)},
+	{"cgroup", func(c *BootConfig) string { return c.Cgroup }, func(c *BootConfig, v string) error { c.Cgroup = v; return nil }, oneOf(CgroupDistro, CgroupV1, CgroupV2)},
+}
+
+func oneOf(values ...string) func(string) error {
+	return func(v string) error {
+		for _, x := range values {
+			if v == x {
+				return nil
+			}
+		}
+		return fmt.Errorf("bad value %q (want one of %s)", v, strings.Join(values, ", "))
+	}
 }
 
 func token(v string) error {

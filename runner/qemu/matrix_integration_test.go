@@ -6,6 +6,8 @@ import (
 	"github.com/matrixctl/matrixctl/runner/qemu"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,6 +67,7 @@ func TestIntegrationQEMUMatrix(t *testing.T) {
 		if r.Checker == nil || !r.Checker.Clean {
 			t.Errorf("%s: checker %+v", r.Cell, r.Checker)
 		}
+		checkSystemdHost(t, r)
 	}
 	if len(f.Runs) != len(runnable) {
 		t.Fatalf("%d runs for %d cells", len(f.Runs), len(runnable))
@@ -74,6 +77,36 @@ func TestIntegrationQEMUMatrix(t *testing.T) {
 		t.Errorf("scratch disks left: %v", matches)
 	}
 	testutil.NoProcessesLeft(t, out)
+}
+
+// checkSystemdHost asserts that r ran on a guest like a real Debian 12
+// Docker host: the distro's systemd as PID 1, cgroup v2 with Docker's
+// systemd cgroup driver, AppArmor confining containers, and the harness's
+// changes recorded.
+func checkSystemdHost(t *testing.T, r results.Run) {
+	t.Helper()
+	h := r.Host
+	if h == nil {
+		t.Errorf("%s: no host evidence in results.json", r.Cell)
+		return
+	}
+	t.Logf("%s: host init %q cgroup v%s (%s) security %v runc %s containerd %s cmdline %q, %d harness changes",
+		r.Cell, h.Init, h.CgroupVersion, h.CgroupDriver, h.SecurityOptions, h.RuncVersion, h.ContainerdVersion, h.KernelCmdline, len(h.HarnessChanges))
+	if !strings.HasPrefix(h.Init, "systemd") || h.InitMode != "systemd" {
+		t.Errorf("%s: host init %q (mode %q), want the distro's systemd", r.Cell, h.Init, h.InitMode)
+	}
+	if h.CgroupVersion != "2" || h.CgroupDriver != "systemd" {
+		t.Errorf("%s: cgroup v%s driver %q, want v2 and systemd", r.Cell, h.CgroupVersion, h.CgroupDriver)
+	}
+	if !slices.ContainsFunc(h.SecurityOptions, func(o string) bool { return strings.Contains(o, "apparmor") }) {
+		t.Errorf("%s: security options %v lack apparmor", r.Cell, h.SecurityOptions)
+	}
+	if !strings.Contains(h.KernelCmdline, "panic=-1") || len(h.HarnessChanges) == 0 {
+		t.Errorf("%s: kernel cmdline %q, %d harness changes", r.Cell, h.KernelCmdline, len(h.HarnessChanges))
+	}
+	if r.Artifacts["journal"] == "" {
+		t.Errorf("%s: no journal artifact", r.Cell)
+	}
 }
 
 // runnableCells plans spec and returns its runnable cells; it fails tb

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -154,13 +155,18 @@ func (p *Provider) start(ctx context.Context, req runner.Request, img cellImages
 		CacheDir: p.CacheDir, Driver: req.Cell.Driver, ScratchFS: scratchFS, KeepScratch: true, ReuseScratch: reuse,
 		Dir: req.Dir, Console: req.Console, Watchdog: p.Watchdog, BootTimeout: p.BootTimeout,
 		DockerTimeout: p.DockerTimeout, ShutdownTimeout: p.ShutdownTimeout,
+		Init: s.Init, Cgroup: s.Cgroup,
 	})
 	stopWatch()
 	if err != nil {
 		cancel()
 		return nil, qemuError(err)
 	}
-	return &machine{vm: vm, cancel: cancel, scratchFS: drivers.CheckedFS(req.Cell.Driver, scratchFS), dir: req.Dir, img: img}, nil
+	host := &results.Host{InitMode: vm.cfg.bootConfig().InitMode(), CgroupMode: s.Cgroup, HarnessChanges: harnessChanges(vm.cfg)}
+	if host.CgroupMode == "" {
+		host.CgroupMode = agentproto.CgroupDistro
+	}
+	return &machine{vm: vm, cancel: cancel, scratchFS: drivers.CheckedFS(req.Cell.Driver, scratchFS), dir: req.Dir, img: img, host: host}, nil
 }
 
 // qemuError maps runner/qemu's typed errors onto the runner's (an
@@ -182,6 +188,45 @@ type machine struct {
 
 	mu    sync.Mutex
 	ready Ready
+	host  *results.Host // filled in by WaitDocker
+}
+
+// harnessChanges is c.HarnessChanges in results' terms.
+func harnessChanges(c Config) []results.HarnessChange {
+	var out []results.HarnessChange
+	for _, h := range c.HarnessChanges() {
+		out = append(out, results.HarnessChange{What: h.What, Why: h.Why})
+	}
+	return out
+}
+
+// hostEvidence fills h from the guest's report and docker info.
+func hostEvidence(ctx context.Context, r Ready, h *results.Host) error {
+	h.Init, h.KernelCmdline = r.Init, r.Cmdline
+	cli, err := client.NewClientWithOpts(client.WithHost(r.DockerHost), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	info, err := cli.Info(ctx)
+	if err != nil {
+		return err
+	}
+	h.CgroupVersion, h.CgroupDriver, h.SecurityOptions = info.CgroupVersion, info.CgroupDriver, info.SecurityOptions
+	h.RuncVersion, h.ContainerdVersion = info.RuncCommit.ID, info.ContainerdCommit.ID
+	if v, err := cli.ServerVersion(ctx); err == nil {
+		for _, c := range v.Components {
+			switch strings.ToLower(c.Name) {
+			case "runc":
+				h.RuncVersion = c.Version
+			case "containerd":
+				h.ContainerdVersion = c.Version
+			}
+		}
+	}
+	return nil
 }
 
 func (m *machine) WaitDocker(ctx context.Context) (string, error) {
@@ -189,8 +234,13 @@ func (m *machine) WaitDocker(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", qemuError(err)
 	}
+	host := *m.host
+	if err := hostEvidence(ctx, r, &host); err != nil {
+		m.vm.Logf("host evidence: docker info: %v", err)
+	}
 	m.mu.Lock()
 	m.ready = r
+	m.host = &host
 	m.mu.Unlock()
 	return r.DockerHost, nil
 }
@@ -293,6 +343,7 @@ var qemuArtifacts = map[string]string{
 	"console": "console.log", "agent": "agent.log", "dockerd": "dockerd.log",
 	"qemu-stderr": "qemu-stderr.log", "qemu-cmdline": "qemu-cmdline.txt",
 	"console-kvm-attempt": "console-kvm-attempt.log", "prepare": "prepare.log",
+	"journal": "journal.log",
 }
 
 func (m *machine) Artifacts() map[string]string {
@@ -308,7 +359,7 @@ func (m *machine) Artifacts() map[string]string {
 func (m *machine) Info() runner.Info {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return runner.Info{KernelRelease: m.ready.KernelRelease, DockerServer: m.ready.DockerVersion}
+	return runner.Info{KernelRelease: m.ready.KernelRelease, DockerServer: m.ready.DockerVersion, Host: m.host}
 }
 
 func (m *machine) Close() error {

@@ -115,8 +115,12 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// ExtraAppend adds kernel command-line parameters.
 	ExtraAppend []string
-	// DockerdDebug runs dockerd with --debug.
+	// DockerdDebug runs dockerd with --debug (init: agent only: under
+	// systemd docker.service runs as the distro configured it).
 	DockerdDebug bool
+	// Init is agentproto.InitSystemd (default) or InitAgent; Cgroup is
+	// agentproto.CgroupDistro (default), CgroupV1 or CgroupV2.
+	Init, Cgroup string
 }
 
 func (c *Config) defaults() error {
@@ -233,6 +237,9 @@ type Ready struct {
 	DockerHost    string
 	KernelRelease string
 	DockerVersion string
+	// Init and Cmdline are what the guest reported (init: systemd), e.g.
+	// "systemd 252 (252.39-1~deb12u1)" and its /proc/cmdline.
+	Init, Cmdline string
 	Accel         Accel
 	// FellBack is true when AccelAuto's KVM attempt failed and TCG runs the cell.
 	FellBack bool
@@ -267,6 +274,7 @@ type VM struct {
 	artifactErr error
 	agentW      *os.File
 	dockerW     *os.File
+	journalW    *os.File // init: systemd only
 	tail        *ring
 
 	progress atomic.Int64 // unix nanos of the last console byte or agent message
@@ -275,6 +283,8 @@ type VM struct {
 	state         agentproto.State
 	release       string
 	dockerVersion string
+	guestInit     string // docker-ready: the guest's init, e.g. "systemd 252 (...)"
+	guestCmdline  string // docker-ready: the guest's /proc/cmdline
 	helloAt       time.Time
 	readyAt       time.Time
 	final         error
@@ -450,15 +460,26 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
+// bootConfig is what the agent is told on the kernel command line.
+func (c Config) bootConfig() agentproto.BootConfig {
+	return agentproto.BootConfig{Driver: c.Driver, ScratchFS: c.ScratchFS, Channel: "/dev/ttyS1", DockerdDebug: c.DockerdDebug, ReuseScratch: c.ReuseScratch,
+		DockerdTimeoutS: int(c.DockerTimeout / time.Second), Init: c.Init, Cgroup: c.Cgroup}
+}
+
+// HarnessChanges lists how the guest of c differs from a standard install.
+func (c Config) HarnessChanges() []agentproto.HarnessChange {
+	return agentproto.HarnessChanges(c.bootConfig())
+}
+
 func (v *VM) args(initrd string) ([]string, error) {
 	c := v.cfg
-	boot := agentproto.BootConfig{Driver: c.Driver, ScratchFS: c.ScratchFS, Channel: "/dev/ttyS1", DockerdDebug: c.DockerdDebug, ReuseScratch: c.ReuseScratch,
-		DockerdTimeoutS: int(c.DockerTimeout / time.Second)}
+	boot := c.bootConfig()
 	params, err := boot.Params()
 	if err != nil {
 		return nil, err
 	}
 	appendLine := append([]string{"console=ttyS0,115200", "panic=-1", "8250.nr_uarts=2", "edd=off"}, c.ExtraAppend...)
+	appendLine = append(appendLine, boot.InitParams()...)
 	appendLine = append(appendLine, params...)
 	return append([]string{
 		"-name", "guest=matrixctl-" + qemuEscape(filepath.Base(c.Dir)),
@@ -550,6 +571,11 @@ func launchOnce(ctx context.Context, cfg Config, initrd string, accel Accel, con
 	}
 	if v.dockerW, err = open("dockerd.log"); err != nil {
 		return nil, infraf("dockerd log", err, "")
+	}
+	if c := cfg.bootConfig(); c.InitMode() == agentproto.InitSystemd {
+		if v.journalW, err = open("journal.log"); err != nil {
+			return nil, infraf("journal log", err, "")
+		}
 	}
 	stderrF, err := open("qemu-stderr.log")
 	if err != nil {
@@ -777,8 +803,11 @@ func (v *VM) handle(m agentproto.Message) {
 	case agentproto.TypeLog:
 		v.logMu.Lock()
 		w := v.agentW
-		if m.Source == agentproto.SourceDockerd {
+		switch m.Source {
+		case agentproto.SourceDockerd:
 			w = v.dockerW
+		case agentproto.SourceJournal:
+			w = v.journalW
 		}
 		if w != nil {
 			_, err := fmt.Fprintf(w, "[%9.3f] %s\n", float64(m.UptimeMS)/1000, strings.TrimRight(m.Line, "\r\n"))
@@ -801,6 +830,7 @@ func (v *VM) handle(m agentproto.Message) {
 		switch m.State {
 		case agentproto.StateDockerReady:
 			v.dockerVersion, v.readyAt = m.DockerVersion, now
+			v.guestInit, v.guestCmdline = m.Init, m.Cmdline
 		case agentproto.StateUnsupported:
 			v.final = &runner.UnsupportedError{Reason: m.Reason}
 		case agentproto.StateError:
@@ -882,7 +912,7 @@ func (v *VM) WaitDockerReady(ctx context.Context) (Ready, error) {
 func (v *VM) ready(ctx context.Context) (Ready, error) {
 	r := Ready{
 		DockerHost: fmt.Sprintf("tcp://127.0.0.1:%d", v.port), KernelRelease: v.release, DockerVersion: v.dockerVersion,
-		Accel: v.accel, FellBack: v.fellBack, BootToAgent: v.helloAt.Sub(v.launched), BootToDocker: v.readyAt.Sub(v.launched),
+		Init: v.guestInit, Cmdline: v.guestCmdline, Accel: v.accel, FellBack: v.fellBack, BootToAgent: v.helloAt.Sub(v.launched), BootToDocker: v.readyAt.Sub(v.launched),
 	}
 	if err := pingDocker(ctx, r.DockerHost, 30*time.Second); err != nil {
 		return Ready{}, &InfraError{Op: "reach docker through the forwarded port", Err: err}
@@ -992,7 +1022,7 @@ func (v *VM) Close() error {
 		for _, f := range v.files {
 			f.Close()
 		}
-		v.agentW, v.dockerW = nil, nil
+		v.agentW, v.dockerW, v.journalW = nil, nil, nil
 		v.logMu.Unlock()
 		if !v.cfg.KeepScratch {
 			os.Remove(v.scratch)
