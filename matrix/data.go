@@ -32,8 +32,12 @@ func Probes() []string { return []string{"io", "net", "churn"} }
 // /var/lib/docker.
 func ScratchFilesystems() []string { return []string{"ext4", "xfs", "btrfs"} }
 
-// Inits are what can run as a cell's PID 1 (setting init); the first is the default.
+// Inits are what can run as a cell's PID 1 (setting init).
 func Inits() []string { return []string{InitSystemd, InitAgent} }
+
+// DefaultInit is the init of a cell whose spec names none: the agent, for
+// now (agentproto.DefaultInit says why); its cell IDs carry no init suffix.
+const DefaultInit = InitAgent
 
 // Cgroups are the cgroup layouts a cell can ask for (setting cgroup); the first is the default.
 func Cgroups() []string { return []string{CgroupDistro, "v1", "v2"} }

@@ -405,7 +405,7 @@ func CellID(c Cell) string {
 		dv = "unknown"
 	}
 	id := fmt.Sprintf("k%s-%s-docker%s-%s", c.Kernel.Version, c.Distro.Name, dv, c.Driver)
-	if c.Settings.Init != "" && c.Settings.Init != InitSystemd {
+	if c.Settings.Init != "" && c.Settings.Init != DefaultInit {
 		id += "-init-" + c.Settings.Init
 	}
 	if c.Settings.Cgroup != "" && c.Settings.Cgroup != CgroupDistro {

@@ -21,7 +21,7 @@ type Rule struct {
 	Drivers   []string // storage drivers
 	Distros   []string // distro names or suites
 	ScratchFS []string // backing filesystems (the cell's scratch_fs, or the driver's default)
-	Init      []string // the cell's init setting (empty setting: InitSystemd)
+	Init      []string // the cell's init setting (empty setting: DefaultInit)
 	Cgroup    []string // the cell's cgroup setting (empty setting: CgroupDistro)
 	Kernel    string   // go-version constraint on the kernel version ("6.1" counts as 6.1.0)
 	Docker    string   // go-version constraint on the docker version
@@ -202,7 +202,7 @@ func (r compiledRule) matches(c *Cell) bool {
 			return false
 		}
 	}
-	if len(r.Init) > 0 && !slices.Contains(r.Init, cmp.Or(c.Settings.Init, InitSystemd)) {
+	if len(r.Init) > 0 && !slices.Contains(r.Init, cmp.Or(c.Settings.Init, DefaultInit)) {
 		return false
 	}
 	if len(r.Cgroup) > 0 && !slices.Contains(r.Cgroup, cmp.Or(c.Settings.Cgroup, CgroupDistro)) {

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"fmt"
 
 	"github.com/matrixctl/matrixctl/api/results"
@@ -17,12 +18,16 @@ type Preflighter interface {
 }
 
 // KernelHost is the one place a cell's init, cgroup hierarchy and LSM
-// become the kernel preflight's inputs. Cells have no such settings yet:
-// every cell is taken to boot the distro's systemd with the distro's
-// default cgroup hierarchy, under AppArmor (which Debian's kernels enable
-// by default). When matrix.Settings carries init and cgroup, read them here.
+// become the kernel preflight's inputs. Under the distro's systemd the
+// cgroup hierarchy is the cell's cgroup setting (distro: what the suite's
+// systemd picks) and Docker confines containers with AppArmor, which
+// Debian's kernels enable by default. The agent as PID 1 mounts cgroup v1
+// by hand and mounts no securityfs, so Docker sees no AppArmor there.
 func KernelHost(c matrix.Cell) kconfig.Host {
-	h := kconfig.Host{Init: kconfig.InitSystemd, Cgroup: kconfig.CgroupDistro, LSM: kconfig.LSMAppArmor}
+	if cmp.Or(c.Settings.Init, matrix.DefaultInit) == matrix.InitAgent {
+		return kconfig.Host{Init: kconfig.InitAgent, Cgroup: kconfig.CgroupV1}
+	}
+	h := kconfig.Host{Init: kconfig.InitSystemd, Cgroup: cmp.Or(c.Settings.Cgroup, kconfig.CgroupDistro), LSM: kconfig.LSMAppArmor}
 	if h.Cgroup == kconfig.CgroupDistro {
 		h.Cgroup = kconfig.DistroCgroup(c.Distro.Suite)
 	}

@@ -63,6 +63,7 @@ func TestKernelPreflight(t *testing.T) {
 	cell := func(driver, suite string, pending ...matrix.KernelCheck) matrix.Cell {
 		c := testCell("c")
 		c.Driver, c.Distro.Suite, c.Pending = driver, suite, pending
+		c.Settings.Init = matrix.InitSystemd
 		return c
 	}
 	tests := []struct {
@@ -82,6 +83,11 @@ func TestKernelPreflight(t *testing.T) {
 			warning: "kernel 6.1.0-test: seccomp profiles (dockerd runs containers unconfined without them) needs CONFIG_SECCOMP, CONFIG_SECCOMP_FILTER: CONFIG_SECCOMP_FILTER is not in the config"},
 		{name: "bullseye boots cgroup v2: needs BPF", cell: cell("overlay2", "bullseye"), kernel: fakeKernel(t, []string{"CONFIG_CGROUP_BPF"}),
 			unsupported: "kernel 6.1.0-test: cgroup v2 device control (a BPF program per cgroup) needs CONFIG_CGROUP_BPF: CONFIG_CGROUP_BPF is not in the config [Linux kernel docs: Control Group v2 § Device controller, https://docs.kernel.org/admin-guide/cgroup-v2.html#device-controller]"},
+		{name: "the agent mounts cgroup v1: no BPF needed", cell: func() matrix.Cell {
+			c := cell("overlay2", "bullseye")
+			c.Settings.Init = matrix.InitAgent
+			return c
+		}(), kernel: fakeKernel(t, []string{"CONFIG_CGROUP_BPF"})},
 		{name: "buster boots cgroup v1: does not", cell: cell("overlay2", "buster"), kernel: fakeKernel(t, []string{"CONFIG_CGROUP_BPF"})},
 		{name: "no config: pending checks on modules, one warning", cell: cell("aufs", "bullseye", aufsCheck(t)),
 			kernel:  KernelFiles{Release: "3.16.0-local", ModulesDir: filepath.Join(t.TempDir(), "aufs.ko")},

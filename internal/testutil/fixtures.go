@@ -32,6 +32,7 @@ type SmallSpec struct {
 	Timeout string   // "" = 15m
 	CPUs    int      // 0 = 1
 	Memory  int      // MiB; 0 = 1024
+	Init    string   // the init setting; "" = none (the default init)
 }
 
 // YAML is the spec as a matrix file.
@@ -47,6 +48,9 @@ func (s SmallSpec) YAML() string {
 		}
 	}
 	fmt.Fprintf(&b, "probes: %s\nsoak: %s\ntimeout: %s\n", or(s.Probes, "[io]"), or(s.Soak, "3s"), or(s.Timeout, "15m"))
+	if s.Init != "" {
+		fmt.Fprintf(&b, "init: %s\n", s.Init)
+	}
 	fmt.Fprintf(&b, "vm:\n  cpus: %d\n  memory: %d\n", orInt(s.CPUs, 1), orInt(s.Memory, 1024))
 	return b.String()
 }

@@ -103,19 +103,19 @@ func TestInstallGuest(t *testing.T) {
 	}
 }
 
-// configure applies the defaults the host relies on, and a cmdline without
-// matrixctl.init boots the distro's systemd.
+// configure applies the defaults the host relies on; a cmdline without
+// matrixctl.init keeps the agent as PID 1 (agentproto.DefaultInit).
 func TestConfigure(t *testing.T) {
 	a := newAgent()
 	a.configure("console=ttyS0,115200 panic=-1 net.ifnames=0 matrixctl.driver=vfs")
 	if a.cfg.Channel != "/dev/ttyS1" || a.cfg.DockerdTimeoutS != 180 || a.cfg.Driver != "vfs" {
 		t.Errorf("defaults: %+v", a.cfg)
 	}
-	if a.cfg.InitMode() != "systemd" {
-		t.Errorf("init mode %q, want systemd", a.cfg.InitMode())
+	if a.cfg.InitMode() != "agent" {
+		t.Errorf("init mode %q, want agent", a.cfg.InitMode())
 	}
-	a.configure("matrixctl.init=agent matrixctl.cgroup=v1 matrixctl.dockerd_timeout=30")
-	if a.cfg.InitMode() != "agent" || a.cfg.Cgroup != "v1" || a.cfg.DockerdTimeoutS != 30 {
+	a.configure("matrixctl.init=systemd matrixctl.cgroup=v1 matrixctl.dockerd_timeout=30")
+	if a.cfg.InitMode() != "systemd" || a.cfg.Cgroup != "v1" || a.cfg.DockerdTimeoutS != 30 {
 		t.Errorf("explicit: %+v", a.cfg)
 	}
 }

@@ -179,10 +179,10 @@ func TestInitParams(t *testing.T) {
 		c    BootConfig
 		want string
 	}{
-		{BootConfig{}, "net.ifnames=0"},
+		{BootConfig{}, ""}, // DefaultInit: the agent
 		{BootConfig{Init: InitSystemd, Cgroup: CgroupDistro}, "net.ifnames=0"},
-		{BootConfig{Cgroup: CgroupV1}, "net.ifnames=0 systemd.unified_cgroup_hierarchy=0"},
-		{BootConfig{Cgroup: CgroupV2}, "net.ifnames=0 systemd.unified_cgroup_hierarchy=1"},
+		{BootConfig{Init: InitSystemd, Cgroup: CgroupV1}, "net.ifnames=0 systemd.unified_cgroup_hierarchy=0"},
+		{BootConfig{Init: InitSystemd, Cgroup: CgroupV2}, "net.ifnames=0 systemd.unified_cgroup_hierarchy=1"},
 		{BootConfig{Init: InitAgent}, ""},
 	}
 	for _, tc := range cases {

@@ -2,8 +2,6 @@ package qemu_test
 
 import (
 	"context"
-	"github.com/matrixctl/matrixctl/runner"
-	"github.com/matrixctl/matrixctl/runner/qemu"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,16 +13,19 @@ import (
 	"github.com/matrixctl/matrixctl/internal/images"
 	"github.com/matrixctl/matrixctl/internal/testutil"
 	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/runner"
+	"github.com/matrixctl/matrixctl/runner/qemu"
 )
 
-// twoDrivers is a real matrix of two cells: Debian's 6.1 kernel and
-// bookworm's docker.io, overlay2 on ext4 and overlay2 on xfs.
+// twoDrivers is a real matrix of two cells booted by the distro's own
+// systemd (init: systemd): Debian's 6.1 kernel and bookworm's docker.io,
+// overlay2 on xfs and vfs on ext4.
 var twoDrivers = testutil.SmallSpec{
 	Include: []string{
 		`{kernel: "6.1", distro: debian12, driver: overlay2, scratch_fs: xfs}`,
 		`{kernel: "6.1", distro: debian12, docker: distro, driver: vfs}`,
 	},
-	Probes: "[io, churn]", Timeout: "10m", CPUs: 2, Memory: 1536,
+	Probes: "[io, churn]", Timeout: "10m", CPUs: 2, Memory: 1536, Init: "systemd",
 }.YAML()
 
 // TestIntegrationQEMUMatrix runs a real matrix end to end: real Debian
