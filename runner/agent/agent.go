@@ -134,17 +134,10 @@ func (a *agent) bringUp() error {
 		return err
 	}
 	a.setState(agentproto.StateRootMounted, "")
-	if err := a.network(); err != nil {
-		return err
-	}
-	spec, err := a.prepareDriver()
+	spec, err := a.prepareHost()
 	if err != nil {
 		return err
 	}
-	if err := a.prepareScratch(spec); err != nil {
-		return err
-	}
-	a.setState(agentproto.StateScratchReady, "")
 	a.setState(agentproto.StateDockerStarting, "")
 	version, err := a.startDocker(spec)
 	if err != nil {

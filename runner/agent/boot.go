@@ -113,6 +113,13 @@ func (a *agent) switchRoot() error {
 	if err := unix.Mount(dev, newRoot, "ext4", 0, ""); err != nil {
 		return fmt.Errorf("mount root %s: %w", dev, err)
 	}
+	return enterRoot(newRoot)
+}
+
+// enterRoot makes the mounted newRoot the root, as switch_root does: the
+// initramfs's /proc, /sys and /dev move into it, it moves onto / and the
+// agent chroots into it. Both inits take this step (switchRoot, bootSystemd).
+func enterRoot(newRoot string) error {
 	for _, d := range []string{"/proc", "/sys", "/dev"} {
 		target := newRoot + d
 		if err := os.MkdirAll(target, 0o755); err != nil {

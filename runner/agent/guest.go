@@ -78,19 +78,29 @@ func (a *agent) runGuest() {
 	select {}
 }
 
-// guestBringUp does what must be done before Docker starts.
-func (a *agent) guestBringUp() error {
+// prepareHost is what both inits do before Docker starts: the network,
+// the driver's modules and the scratch disk, reported as scratch-ready.
+func (a *agent) prepareHost() (*preparedDriver, error) {
 	if err := a.network(); err != nil {
-		return err
+		return nil, err
 	}
 	spec, err := a.prepareDriver()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := a.prepareScratch(spec); err != nil {
-		return err
+		return nil, err
 	}
 	a.setState(agentproto.StateScratchReady, "")
+	return spec, nil
+}
+
+// guestBringUp does what must be done before Docker starts.
+func (a *agent) guestBringUp() error {
+	spec, err := a.prepareHost()
+	if err != nil {
+		return err
+	}
 	b, err := daemonConfig(spec)
 	if err != nil {
 		return err

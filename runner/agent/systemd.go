@@ -120,24 +120,7 @@ func (a *agent) bootSystemd() error {
 	// Free the initramfs's big files as switch_root does; the rest is tiny.
 	os.Remove("/init")
 	os.RemoveAll(agentproto.InitramfsModuleDir)
-	for _, d := range []string{"/proc", "/sys", "/dev"} {
-		if err := os.MkdirAll(newRoot+d, 0o755); err != nil {
-			return err
-		}
-		if err := unix.Mount(d, newRoot+d, "", unix.MS_MOVE, ""); err != nil {
-			return fmt.Errorf("move %s: %w", d, err)
-		}
-	}
-	if err := unix.Chdir(newRoot); err != nil {
-		return err
-	}
-	if err := unix.Mount(newRoot, "/", "", unix.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("move root: %w", err)
-	}
-	if err := unix.Chroot("."); err != nil {
-		return fmt.Errorf("chroot: %w", err)
-	}
-	if err := unix.Chdir("/"); err != nil {
+	if err := enterRoot(newRoot); err != nil {
 		return err
 	}
 	a.logf("exec %s after %s", sbinInit, time.Since(a.start).Round(time.Millisecond))
