@@ -15,14 +15,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/matrix"
 )
 
-// Provider boots machines for cells. Implementations: runner/local (the
-// host's own dockerd) and the QEMU adapter.
+// Provider boots machines for cells. Implementations: runner/qemu (the
+// default), runner/vagrant and runner/local (the host's own dockerd).
 type Provider interface {
 	// Name is recorded in results.json ("qemu", "local").
 	Name() string
@@ -206,4 +208,17 @@ const defaultShutdownTimeout = 60 * time.Second
 // the run directory themselves; the runner then only analyses the stream.
 type ConsoleLogWriter interface {
 	WritesConsoleLog() bool
+}
+
+// ExistingArtifacts is the part of files (artifact name → file relative to
+// dir) that exists in dir: what a Machine's Artifacts returns when its
+// provider writes a fixed set of files into the run directory.
+func ExistingArtifacts(dir string, files map[string]string) map[string]string {
+	out := map[string]string{}
+	for name, file := range files {
+		if _, err := os.Stat(filepath.Join(dir, file)); err == nil {
+			out[name] = file
+		}
+	}
+	return out
 }

@@ -346,15 +346,7 @@ var qemuArtifacts = map[string]string{
 	"journal": "journal.log",
 }
 
-func (m *machine) Artifacts() map[string]string {
-	out := map[string]string{}
-	for name, file := range qemuArtifacts {
-		if _, err := os.Stat(filepath.Join(m.dir, file)); err == nil {
-			out[name] = file
-		}
-	}
-	return out
-}
+func (m *machine) Artifacts() map[string]string { return runner.ExistingArtifacts(m.dir, qemuArtifacts) }
 
 func (m *machine) Info() runner.Info {
 	m.mu.Lock()

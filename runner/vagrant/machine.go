@@ -392,15 +392,7 @@ var machineArtifacts = map[string]string{
 	"ssh-forward": "ssh-forward.log", "libvirt-qemu": "libvirt-qemu.log",
 }
 
-func (m *machine) Artifacts() map[string]string {
-	out := map[string]string{}
-	for name, file := range machineArtifacts {
-		if _, err := os.Stat(filepath.Join(m.dir, file)); err == nil {
-			out[name] = file
-		}
-	}
-	return out
-}
+func (m *machine) Artifacts() map[string]string { return runner.ExistingArtifacts(m.dir, machineArtifacts) }
 
 func (m *machine) Info() runner.Info {
 	m.mu.Lock()
