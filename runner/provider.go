@@ -65,7 +65,9 @@ type Machine interface {
 	// WaitDocker blocks until dockerd in the machine answers and returns the
 	// DOCKER_HOST to reach it (tcp://127.0.0.1:port or unix:///...).
 	WaitDocker(ctx context.Context) (string, error)
-	// Ping asks dockerd whether it still answers.
+	// Ping asks dockerd whether it still answers, and fails too when the
+	// dockerd the run started exited meanwhile, even if its init restarted
+	// it (the containers it ran are gone).
 	Ping(ctx context.Context) error
 	// Exited is closed, after Exit is valid, when the machine stopped on its
 	// own or was stopped.

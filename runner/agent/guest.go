@@ -149,7 +149,56 @@ func (a *agent) awaitDocker() error {
 		Init: strings.TrimSpace(initVersion), Cmdline: a.cmdline})
 	a.logf("docker %s ready after %s (%s)", version, time.Duration(uptimeMS())*time.Millisecond, initVersion)
 	a.console("docker-ready %s", version)
+	go a.watchDockerd()
 	return nil
+}
+
+// watchDockerd reports every exit of docker.service's main process after
+// docker-ready to the host (agentproto.TypeDockerExit), with what systemd
+// says about the unit, and follows the dockerd systemd starts in its place.
+// The agent is not dockerd's parent under systemd, so it watches the
+// process's /proc entry. An exit after shutdown began is not reported:
+// stopping docker.service is how the guest powers off.
+func (a *agent) watchDockerd() {
+	pid, err := a.dockerdMainPID()
+	if err != nil {
+		a.logf("watch dockerd: %v", err)
+		return
+	}
+	for {
+		for processAlive(pid) {
+			select {
+			case <-a.stopWriting:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+		select {
+		case <-a.stopWriting:
+			return
+		default:
+		}
+		unit, _ := a.runCmd(10*time.Second, "systemctl", "show", "-p", "Result", "-p", "NRestarts", "-p", "Restart", "docker.service")
+		reason := fmt.Sprintf("dockerd (pid %d) exited; docker.service: %s", pid, strings.Join(strings.Fields(unit), " "))
+		a.logf("%s", reason)
+		a.send(agentproto.Message{Type: agentproto.TypeDockerExit, Reason: reason})
+		for old := pid; pid == old; {
+			select {
+			case <-a.stopWriting:
+				return
+			case <-time.After(time.Second):
+			}
+			if p, err := a.dockerdMainPID(); err == nil {
+				pid = p
+			}
+		}
+	}
+}
+
+// processAlive reports whether pid still has a /proc entry.
+func processAlive(pid int) bool {
+	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
+	return err == nil
 }
 
 // streamJournal follows this boot's journal (filtered by args) into source.

@@ -41,6 +41,12 @@ const (
 	TypeLog       Type = "log"       // a log line from Source
 	TypeReply     Type = "reply"     // answer to the Command with the same ID; Error is set on failure
 	TypeShutdown  Type = "shutdown"  // the agent is about to power off
+	// TypeDockerExit: dockerd's main process exited after docker-ready;
+	// Reason says which process and what its init does about it. Under
+	// init: systemd, docker.service's Restart= starts a new dockerd, and
+	// the containers of the old one are gone: the host judges the run a
+	// docker-failure even though dockerd answers again.
+	TypeDockerExit Type = "docker-exit"
 )
 
 // State is the agent's progress through bringing up a cell.
@@ -121,10 +127,11 @@ var messageRules = map[Type]func(Message) error{
 		}
 		return nil
 	},
-	TypeHeartbeat: func(m Message) error { return nil },
-	TypeLog:       func(m Message) error { return need(m.Source != "", "log without source") },
-	TypeReply:     func(m Message) error { return need(m.ID != 0, "reply without id") },
-	TypeShutdown:  func(m Message) error { return nil },
+	TypeHeartbeat:  func(m Message) error { return nil },
+	TypeLog:        func(m Message) error { return need(m.Source != "", "log without source") },
+	TypeReply:      func(m Message) error { return need(m.ID != 0, "reply without id") },
+	TypeShutdown:   func(m Message) error { return nil },
+	TypeDockerExit: func(m Message) error { return need(m.Reason != "", "docker-exit without reason") },
 }
 
 var states = []State{StateBooted, StateModulesLoaded, StateRootMounted, StateScratchReady,

@@ -18,6 +18,7 @@ func TestMessageRoundTrip(t *testing.T) {
 		{V: Version, Type: TypeLog, Source: SourceDockerd, Line: "level=info \"quoted\" \x1b[31m"},
 		{V: Version, Type: TypeReply, ID: 3, Error: "boom"},
 		{V: Version, Type: TypeShutdown},
+		{V: Version, Type: TypeDockerExit, UptimeMS: 61234, Reason: "dockerd (pid 612) exited; docker.service: Restart=always NRestarts=0 Result=success"},
 	}
 	for _, m := range msgs {
 		b, err := Encode(m)
@@ -47,6 +48,7 @@ func TestDecodeMessageRejects(t *testing.T) {
 		"hello no rel":  `{"v":1,"type":"hello"}`,
 		"trailing":      `{"v":1,"type":"shutdown"} {"v":1}`,
 		"reply no id":   `{"v":1,"type":"reply"}`,
+		"exit no why":   `{"v":1,"type":"docker-exit"}`,
 	}
 	for name, line := range cases {
 		if _, err := DecodeMessage([]byte(line)); err == nil {

@@ -62,8 +62,8 @@ const (
 
 // DefaultInit is the init of a cell that names none: for now the agent, the
 // path the fault suite and the clean soak prove in CI. The distro's systemd
-// is opt-in (init: systemd) until its fault rows (kill-dockerd, which
-// docker.service restarts) are decided; see README, "What kind of host a cell is".
+// is opt-in (init: systemd) until they run under it in CI too; see README,
+// "What kind of host a cell is".
 const DefaultInit = InitAgent
 
 // InitMode is c.Init with the default applied.

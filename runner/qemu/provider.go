@@ -252,6 +252,9 @@ func (m *machine) Ping(ctx context.Context) error {
 	if host == "" {
 		return errors.New("dockerd never became ready")
 	}
+	if err := dockerExitError(m.vm.DockerExits()); err != nil {
+		return err
+	}
 	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
 	if err != nil {
 		return err
@@ -259,6 +262,23 @@ func (m *machine) Ping(ctx context.Context) error {
 	defer cli.Close()
 	_, err = cli.Ping(ctx)
 	return err
+}
+
+// dockerExitError is how a dockerd that exited after docker-ready shows
+// up in Ping, even when its init started a new one that answers: under
+// init: systemd docker.service restarts dockerd, and the containers the old
+// one ran are gone — a host where that happens fails its workloads, so the
+// run is a docker-failure with the guest's report as the evidence. nil when
+// dockerd never exited.
+func dockerExitError(exits []string) error {
+	if len(exits) == 0 {
+		return nil
+	}
+	more := ""
+	if len(exits) > 1 {
+		more = fmt.Sprintf(" (and %d more exit(s))", len(exits)-1)
+	}
+	return fmt.Errorf("dockerd exited during the run and its init restarted it; the containers it ran were lost: %s%s", exits[0], more)
 }
 
 func (m *machine) Exited() <-chan struct{} { return m.vm.Exited() }
@@ -346,7 +366,9 @@ var qemuArtifacts = map[string]string{
 	"journal": "journal.log",
 }
 
-func (m *machine) Artifacts() map[string]string { return runner.ExistingArtifacts(m.dir, qemuArtifacts) }
+func (m *machine) Artifacts() map[string]string {
+	return runner.ExistingArtifacts(m.dir, qemuArtifacts)
+}
 
 func (m *machine) Info() runner.Info {
 	m.mu.Lock()

@@ -39,6 +39,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -283,8 +284,9 @@ type VM struct {
 	state         agentproto.State
 	release       string
 	dockerVersion string
-	guestInit     string // docker-ready: the guest's init, e.g. "systemd 252 (...)"
-	guestCmdline  string // docker-ready: the guest's /proc/cmdline
+	guestInit     string   // docker-ready: the guest's init, e.g. "systemd 252 (...)"
+	guestCmdline  string   // docker-ready: the guest's /proc/cmdline
+	dockerExits   []string // docker-exit: every exit of dockerd after docker-ready, as the guest reported it
 	helloAt       time.Time
 	readyAt       time.Time
 	final         error
@@ -814,7 +816,7 @@ func (v *VM) handle(m agentproto.Message) {
 			v.noteWrite(w, err)
 		}
 		v.logMu.Unlock()
-	case agentproto.TypeState, agentproto.TypeHello, agentproto.TypeShutdown:
+	case agentproto.TypeState, agentproto.TypeHello, agentproto.TypeShutdown, agentproto.TypeDockerExit:
 		v.agentLog("agent %s %s %s%s", m.Type, m.State, m.Reason, m.Release)
 	}
 	v.mu.Lock()
@@ -836,6 +838,8 @@ func (v *VM) handle(m agentproto.Message) {
 		case agentproto.StateError:
 			v.final = &BootError{Stage: string(m.State), Reason: "agent: " + m.Reason}
 		}
+	case agentproto.TypeDockerExit:
+		v.dockerExits = append(v.dockerExits, fmt.Sprintf("at %.1fs of guest uptime: %s", float64(m.UptimeMS)/1000, m.Reason))
 	case agentproto.TypeReply:
 		if c, ok := v.replies[m.ID]; ok {
 			delete(v.replies, m.ID)
@@ -1087,4 +1091,12 @@ func (r *ring) String() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return string(r.buf)
+}
+
+// DockerExits lists every exit of dockerd's main process after docker-ready
+// that the guest reported (agentproto.TypeDockerExit), oldest first.
+func (v *VM) DockerExits() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.Clone(v.dockerExits)
 }

@@ -392,7 +392,9 @@ var machineArtifacts = map[string]string{
 	"ssh-forward": "ssh-forward.log", "libvirt-qemu": "libvirt-qemu.log",
 }
 
-func (m *machine) Artifacts() map[string]string { return runner.ExistingArtifacts(m.dir, machineArtifacts) }
+func (m *machine) Artifacts() map[string]string {
+	return runner.ExistingArtifacts(m.dir, machineArtifacts)
+}
 
 func (m *machine) Info() runner.Info {
 	m.mu.Lock()
