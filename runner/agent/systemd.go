@@ -37,7 +37,9 @@ const (
 // starts as soon as the root is writable, not after basic.target; the
 // shutdown lines are the ones the default dependencies would have added.
 // Type=notify: the agent says READY=1 once daemon.json is written and the
-// scratch disk is mounted, and only then may Docker start.
+// scratch disk is mounted, and only then may Docker start. Its progress
+// lines (matrixctl-agent: ...) go to the serial console too, as under the
+// agent init, so a console log shows where a boot got to.
 func guestUnit(binary string) string {
 	return `# Written at boot by matrixctl's initramfs (runtime only); see host.harness_changes.
 [Unit]
@@ -53,6 +55,8 @@ NotifyAccess=main
 ExecStart=` + binary + ` guest
 TimeoutStartSec=600
 Restart=no
+StandardOutput=journal+console
+StandardError=journal+console
 `
 }
 
