@@ -31,6 +31,7 @@ const watchdog = 30 * time.Second
 // and where its evidence must be.
 type expectation struct {
 	fault   string // "" = the clean cell (false-positive check)
+	init    string // the cell's init setting; "" = the default
 	verdict results.Verdict
 	// evidence returns the evidence shown in the table, or an error when
 	// the run lacks what the verdict must carry.
@@ -38,7 +39,7 @@ type expectation struct {
 }
 
 var suite = []expectation{
-	{"", results.Pass, func(r results.Run) (string, error) {
+	{"", "", results.Pass, func(r results.Run) (string, error) {
 		for _, f := range r.Findings {
 			if f.Severity == "fatal" || f.Severity == "error" {
 				return "", fmt.Errorf("clean cell has an %s finding: %s", f.Severity, f.Title)
@@ -49,7 +50,7 @@ var suite = []expectation{
 		}
 		return "no error finding; " + r.Checker.Tool + " clean", nil
 	}},
-	{"sysrq-panic", results.KernelCrash, func(r results.Run) (string, error) {
+	{"sysrq-panic", "", results.KernelCrash, func(r results.Run) (string, error) {
 		for _, f := range r.Findings {
 			if f.Source == "console" && strings.Contains(f.Title, "sysrq") {
 				if !strings.Contains(f.Excerpt, "Kernel panic") {
@@ -60,19 +61,31 @@ var suite = []expectation{
 		}
 		return "", fmt.Errorf("no console finding naming the sysrq panic")
 	}},
-	{"sigstop", results.Hang, func(r results.Run) (string, error) {
+	{"sigstop", "", results.Hang, func(r results.Run) (string, error) {
 		if !strings.HasPrefix(r.Reason, "watchdog:") {
 			return "", fmt.Errorf("reason %q is not the watchdog's", r.Reason)
 		}
 		return r.Reason, nil
 	}},
-	{"kill-dockerd", results.DockerFailure, func(r results.Run) (string, error) {
+	{"kill-dockerd", "", results.DockerFailure, func(r results.Run) (string, error) {
 		if !strings.HasPrefix(r.Reason, "dockerd") {
 			return "", fmt.Errorf("reason %q does not name dockerd", r.Reason)
 		}
 		return r.Reason, nil
 	}},
-	{"hung-task", results.Hang, func(r results.Run) (string, error) {
+	// Under the distro's systemd, docker.service restarts the killed
+	// dockerd: the run is still a docker-failure, and its reason is the
+	// guest's report of the exit, whatever the new dockerd answered.
+	{"kill-dockerd", matrix.InitSystemd, results.DockerFailure, func(r results.Run) (string, error) {
+		if !strings.Contains(r.Reason, "its init restarted it") || !strings.Contains(r.Reason, "docker.service") {
+			return "", fmt.Errorf("reason %q is not the guest's report of dockerd's exit and restart", r.Reason)
+		}
+		if r.Host == nil || r.Host.InitMode != matrix.InitSystemd {
+			return "", fmt.Errorf("host %+v: the cell did not boot the distro's systemd", r.Host)
+		}
+		return r.Reason, nil
+	}},
+	{"hung-task", "", results.Hang, func(r results.Run) (string, error) {
 		for _, f := range r.Findings {
 			if f.Source == "console" && f.Category == "hung-task" {
 				return fmt.Sprintf("%q", f.Title), nil
@@ -80,7 +93,7 @@ var suite = []expectation{
 		}
 		return "", fmt.Errorf("no hung-task console finding")
 	}},
-	{"flip-bytes", results.FSCorruption, func(r results.Run) (string, error) {
+	{"flip-bytes", "", results.FSCorruption, func(r results.Run) (string, error) {
 		where := ""
 		for _, f := range r.Findings {
 			if f.Category == "fault-injected" && strings.Contains(f.Title, "offset") {
@@ -95,7 +108,7 @@ var suite = []expectation{
 		}
 		return fmt.Sprintf("%s; %s exit %d", where, r.Checker.Tool, r.Checker.ExitCode), nil
 	}},
-	{"blkdebug-eio", results.FSCorruption, func(r results.Run) (string, error) {
+	{"blkdebug-eio", "", results.FSCorruption, func(r results.Run) (string, error) {
 		var io, fs string
 		for _, f := range r.Findings {
 			switch {
@@ -117,7 +130,7 @@ var suite = []expectation{
 		}
 		return ev, nil
 	}},
-	{"flip-data", results.DataLoss, func(r results.Run) (string, error) {
+	{"flip-data", "", results.DataLoss, func(r results.Run) (string, error) {
 		where := ""
 		for _, f := range r.Findings {
 			if f.Category == "fault-injected" && strings.HasPrefix(f.Title, "injected fault flip-data: ") {
@@ -136,7 +149,7 @@ var suite = []expectation{
 		}
 		return "", fmt.Errorf("no data-loss finding names %s at offset 0 (reason %q)", file, r.Reason)
 	}},
-	{"power-cut", results.Pass, func(r results.Run) (string, error) {
+	{"power-cut", "", results.Pass, func(r results.Run) (string, error) {
 		var phases []string
 		for _, p := range r.Phases {
 			phases = append(phases, p.Name)
@@ -181,6 +194,10 @@ func cells(t *testing.T) []matrix.Cell {
 		if e.fault != "" {
 			c.Settings.Faults = []string{e.fault}
 			c.ID = planned[0].ID + "-" + e.fault
+		}
+		if e.init != "" {
+			c.Settings.Init = e.init
+			c.ID += "-init-" + e.init
 		}
 		out = append(out, c)
 	}
@@ -227,6 +244,9 @@ func TestIntegrationFaults(t *testing.T) {
 		name := e.fault
 		if name == "" {
 			name = "(none: clean soak)"
+		}
+		if e.init != "" {
+			name += " (init: " + e.init + ")"
 		}
 		r, ok := byID[cs[i].ID]
 		if !ok {
