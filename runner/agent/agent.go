@@ -59,12 +59,10 @@ func unsupportedf(format string, args ...any) error {
 	return &unsupportedError{reason: fmt.Sprintf(format, args...)}
 }
 
-func (a *agent) run() {
-	a.console("starting")
-	os.Setenv("PATH", systemPath) // the kernel starts init without one; exec.LookPath needs it
-	if err := mountEarly(); err != nil {
-		a.console("early mounts: %v", err)
-	}
+// introduce is how both inits start talking to the host: read the kernel
+// release and the boot config from the command line, open the agent
+// channel, say hello and start the heartbeat.
+func (a *agent) introduce() {
 	a.reaper = newReaper()
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err == nil {
@@ -78,6 +76,15 @@ func (a *agent) run() {
 	}
 	a.send(agentproto.Message{Type: agentproto.TypeHello, Release: a.release, AgentVersion: agentVersion()})
 	go a.heartbeat()
+}
+
+func (a *agent) run() {
+	a.console("starting")
+	os.Setenv("PATH", systemPath) // the kernel starts init without one; exec.LookPath needs it
+	if err := mountEarly(); err != nil {
+		a.console("early mounts: %v", err)
+	}
+	a.introduce()
 	go a.serve()
 	if err := a.bringUp(); err != nil {
 		var u *unsupportedError

@@ -39,21 +39,9 @@ func daemonConfig(d *preparedDriver) ([]byte, error) {
 }
 
 func (a *agent) runGuest() {
-	a.reaper = newReaper()
 	a.guest = true
-	var uts unix.Utsname
-	if err := unix.Uname(&uts); err == nil {
-		a.release = unix.ByteSliceToString(uts.Release[:])
-	}
-	cmdline, _ := os.ReadFile("/proc/cmdline")
-	a.cmdline = strings.TrimSpace(string(cmdline))
-	a.configure(a.cmdline)
-	if err := a.openChannel(a.cfg.Channel); err != nil {
-		a.console("agent channel %s: %v", a.cfg.Channel, err)
-	}
 	a.state = agentproto.StateRootMounted
-	a.send(agentproto.Message{Type: agentproto.TypeHello, Release: a.release, AgentVersion: agentVersion()})
-	go a.heartbeat()
+	a.introduce()
 	go a.serve()
 	go a.streamJournal(agentproto.SourceJournal)
 	go a.streamJournal(agentproto.SourceDockerd, "-u", "containerd.service", "-u", "docker.service")
