@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/matrixctl/matrixctl/runner/agentproto"
@@ -37,6 +38,8 @@ type agent struct {
 	// dockerd. cmdline is the guest's /proc/cmdline.
 	guest   bool
 	cmdline string
+	// readyPID is docker.service's main process at docker-ready (guest mode).
+	readyPID atomic.Int64
 
 	// stopWriting is closed by shutdown; write-loops stop and close their
 	// files (writers tracks them) before the scratch fs is unmounted.
@@ -282,6 +285,7 @@ var handlers = map[agentproto.Op]func(*agent, agentproto.Command) error{
 	agentproto.OpFreeze:      func(a *agent, c agentproto.Command) error { return fsIoctl(c.Arg, fiFreeze) },
 	agentproto.OpThaw:        func(a *agent, c agentproto.Command) error { return fsIoctl(c.Arg, fiThaw) },
 	agentproto.OpKillDockerd: (*agent).cmdKillDockerd,
+	agentproto.OpDockerCheck: (*agent).cmdDockerCheck,
 	agentproto.OpSysctl:      (*agent).cmdSysctl,
 	agentproto.OpWriteLoop:   (*agent).cmdWriteLoop,
 }

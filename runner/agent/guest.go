@@ -128,6 +128,11 @@ func (a *agent) awaitDocker() error {
 	if err := a.proxyDocker(); err != nil {
 		return err
 	}
+	if pid, err := a.dockerdMainPID(); err == nil {
+		a.readyPID.Store(int64(pid))
+	} else {
+		a.logf("dockerd's main process: %v; its exits will not be reported", err)
+	}
 	initVersion, _ := a.runCmd(10*time.Second, "systemctl", "--version")
 	initVersion, _, _ = strings.Cut(initVersion, "\n")
 	a.stMu.Lock()
@@ -141,6 +146,26 @@ func (a *agent) awaitDocker() error {
 	return nil
 }
 
+// cmdDockerCheck fails when the dockerd that became ready is gone (systemd
+// restarted it, or it is not running). Under the agent init the agent is
+// dockerd's parent and nothing restarts it: the API ping tells.
+func (a *agent) cmdDockerCheck(agentproto.Command) error {
+	ready := int(a.readyPID.Load())
+	if !a.guest || ready == 0 {
+		return nil
+	}
+	pid, err := a.dockerdMainPID()
+	if err == nil && pid == ready {
+		return nil
+	}
+	now := "no main process"
+	if err == nil {
+		now = fmt.Sprintf("pid %d", pid)
+	}
+	unit, _ := a.runCmd(10*time.Second, "systemctl", "show", "-p", "Result", "-p", "NRestarts", "-p", "Restart", "docker.service")
+	return fmt.Errorf("dockerd (pid %d) that became ready is gone; docker.service runs %s now: %s", ready, now, strings.Join(strings.Fields(unit), " "))
+}
+
 // watchDockerd reports every exit of docker.service's main process after
 // docker-ready to the host (agentproto.TypeDockerExit), with what systemd
 // says about the unit, and follows the dockerd systemd starts in its place.
@@ -148,9 +173,8 @@ func (a *agent) awaitDocker() error {
 // process's /proc entry. An exit after shutdown began is not reported:
 // stopping docker.service is how the guest powers off.
 func (a *agent) watchDockerd() {
-	pid, err := a.dockerdMainPID()
-	if err != nil {
-		a.logf("watch dockerd: %v", err)
+	pid := int(a.readyPID.Load())
+	if pid == 0 {
 		return
 	}
 	for {

@@ -102,8 +102,13 @@ const (
 	OpFreeze      Op = "freeze"       // FIFREEZE the filesystem mounted at Arg
 	OpThaw        Op = "thaw"         // FITHAW the filesystem mounted at Arg
 	OpKillDockerd Op = "kill-dockerd" // SIGKILL dockerd
-	OpSysctl      Op = "sysctl"       // write Value to /proc/sys/<Arg with dots as slashes>
-	OpWriteLoop   Op = "write-loop"   // start a writer that rewrites and fsyncs a file at Arg for Value seconds (empty: forever)
+	// OpDockerCheck fails when the dockerd that became ready is no longer
+	// the one running: under init: systemd, docker.service restarts a
+	// dockerd that died, and the new one answers the API as if nothing
+	// happened. The reply's Error says which process is gone.
+	OpDockerCheck Op = "docker-check"
+	OpSysctl      Op = "sysctl"     // write Value to /proc/sys/<Arg with dots as slashes>
+	OpWriteLoop   Op = "write-loop" // start a writer that rewrites and fsyncs a file at Arg for Value seconds (empty: forever)
 )
 
 // Command is one host → guest line.
@@ -184,6 +189,7 @@ var commandRules = map[Op]func(Command) error{
 	OpFreeze:      func(c Command) error { return absPath(c.Arg) },
 	OpThaw:        func(c Command) error { return absPath(c.Arg) },
 	OpKillDockerd: func(c Command) error { return nil },
+	OpDockerCheck: func(c Command) error { return nil },
 	OpSysctl: func(c Command) error {
 		if c.Arg == "" || strings.Contains(c.Arg, "..") || strings.HasPrefix(c.Arg, ".") {
 			return fmt.Errorf("bad sysctl key %q", c.Arg)

@@ -64,7 +64,7 @@ func TestDecodeMessageRejects(t *testing.T) {
 func TestCommandValidate(t *testing.T) {
 	ok := []Command{
 		{Op: OpShutdown}, {Op: OpSysrq, Arg: "c"}, {Op: OpFreeze, Arg: "/var/lib/docker"},
-		{Op: OpThaw, Arg: "/var/lib/docker"}, {Op: OpKillDockerd},
+		{Op: OpThaw, Arg: "/var/lib/docker"}, {Op: OpKillDockerd}, {Op: OpDockerCheck},
 		{Op: OpSysctl, Arg: "kernel.hung_task_timeout_secs", Value: "2"}, {Op: OpWriteLoop, Arg: "/var/lib/docker/w"},
 		{Op: OpWriteLoop, Arg: "/var/lib/docker/w", Value: "17"},
 	}

@@ -1,6 +1,8 @@
 package qemu
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -28,5 +30,21 @@ func TestDockerExitsFailPing(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+}
+
+// The agent's answer that the ready dockerd is gone fails Ping; a command
+// that got no answer leaves it to the API ping.
+func TestDockerCheckError(t *testing.T) {
+	if err := dockerCheckError(nil); err != nil {
+		t.Errorf("dockerd unchanged: %v", err)
+	}
+	if err := dockerCheckError(errors.New("agent command docker-check: vm exited before the reply")); err != nil {
+		t.Errorf("no answer decided Ping: %v", err)
+	}
+	gone := &AgentError{Op: agentproto.OpDockerCheck, Reason: "dockerd (pid 213) that became ready is gone; docker.service runs pid 402 now: Restart=always NRestarts=1 Result=success"}
+	err := dockerCheckError(fmt.Errorf("wrapped: %w", gone))
+	if err == nil || !strings.Contains(err.Error(), "its init restarted it") || !strings.Contains(err.Error(), "pid 213") {
+		t.Errorf("agent said the ready dockerd is gone; Ping error %v", err)
 	}
 }

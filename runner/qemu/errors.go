@@ -3,6 +3,8 @@ package qemu
 import (
 	"fmt"
 	"strings"
+
+	"github.com/matrixctl/matrixctl/runner/agentproto"
 )
 
 // BootError: the guest did not reach docker-ready — the kernel died, the
@@ -55,3 +57,12 @@ func (e *InfraError) Unwrap() error { return e.Err }
 func infraf(op string, err error, format string, args ...any) *InfraError {
 	return &InfraError{Op: op, Err: err, Output: fmt.Sprintf(format, args...)}
 }
+
+// AgentError is the guest agent's answer that a command failed, as opposed
+// to a command that never got an answer (channel closed, VM exited, ctx).
+type AgentError struct {
+	Op     agentproto.Op
+	Reason string // the agent's words: data, never markup
+}
+
+func (e *AgentError) Error() string { return fmt.Sprintf("agent command %s: %s", e.Op, e.Reason) }

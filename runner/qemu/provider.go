@@ -255,6 +255,9 @@ func (m *machine) Ping(ctx context.Context) error {
 	if err := dockerExitError(m.vm.DockerExits()); err != nil {
 		return err
 	}
+	if err := dockerCheckError(m.vm.Command(ctx, agentproto.Command{Op: agentproto.OpDockerCheck})); err != nil {
+		return err
+	}
 	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
 	if err != nil {
 		return err
@@ -279,6 +282,19 @@ func dockerExitError(exits []string) error {
 		more = fmt.Sprintf(" (and %d more exit(s))", len(exits)-1)
 	}
 	return fmt.Errorf("dockerd exited during the run and its init restarted it; the containers it ran were lost: %s%s", exits[0], more)
+}
+
+// dockerCheckError turns the guest's answer to OpDockerCheck into Ping's
+// error: the agent saying the dockerd that became ready is gone is the same
+// docker-failure as a reported exit (the report may still be on its way when
+// the probes end). A command that got no answer decides nothing here: the
+// API ping that follows tells whether dockerd answers.
+func dockerCheckError(err error) error {
+	var ae *AgentError
+	if errors.As(err, &ae) {
+		return fmt.Errorf("dockerd exited during the run and its init restarted it; the containers it ran were lost: %s", ae.Reason)
+	}
+	return nil
 }
 
 func (m *machine) Exited() <-chan struct{} { return m.vm.Exited() }

@@ -953,7 +953,7 @@ func (v *VM) Command(ctx context.Context, c agentproto.Command) error {
 	select {
 	case m := <-reply:
 		if m.Error != "" {
-			return fmt.Errorf("agent command %s: %s", c.Op, m.Error)
+			return &AgentError{Op: c.Op, Reason: m.Error}
 		}
 		return nil
 	case <-v.exited:
