@@ -83,21 +83,11 @@ type preparedDriver struct {
 
 // prepareDriver loads the driver's modules; a kernel without them is unsupported.
 func (a *agent) prepareDriver() (*preparedDriver, error) {
-	name := a.cfg.Driver
-	if name == "" {
-		name = "overlay2"
+	d, err := chooseDriver(a.cfg)
+	if err != nil {
+		return nil, err
 	}
-	spec, ok := lookupDriver(name)
-	if !ok {
-		return nil, unsupportedf("storage driver %q is not known to the agent", name)
-	}
-	fs := a.cfg.ScratchFS
-	if fs == "" {
-		fs = spec.scratchFS
-	}
-	if !slices.Contains(spec.allowedFS, fs) {
-		return nil, unsupportedf("storage driver %s does not run on a %s scratch disk", name, fs)
-	}
+	name, spec, fs := d.name, d.spec, d.scratchFS
 	for _, m := range spec.modules {
 		if out, err := a.runCmd(30*time.Second, "modprobe", m); err != nil {
 			return nil, unsupportedf("kernel %s cannot provide storage driver %s: modprobe %s failed: %s", a.release, name, m, out)
@@ -112,15 +102,41 @@ func (a *agent) prepareDriver() (*preparedDriver, error) {
 		}
 	}
 	a.logf("storage driver %s on %s scratch", name, fs)
+	return d, nil
+}
+
+// chooseDriver decides, from the boot config alone, the storage driver
+// (overlay2 when none is named), its facts and the scratch filesystem (the
+// driver's default when none is named); a driver the agent does not know,
+// or a scratch filesystem the driver does not run on, is unsupported.
+func chooseDriver(cfg agentproto.BootConfig) (*preparedDriver, error) {
+	name := cfg.Driver
+	if name == "" {
+		name = "overlay2"
+	}
+	spec, ok := lookupDriver(name)
+	if !ok {
+		return nil, unsupportedf("storage driver %q is not known to the agent", name)
+	}
+	fs := cfg.ScratchFS
+	if fs == "" {
+		fs = spec.scratchFS
+	}
+	if !slices.Contains(spec.allowedFS, fs) {
+		return nil, unsupportedf("storage driver %s does not run on a %s scratch disk", name, fs)
+	}
 	return &preparedDriver{name: name, spec: spec, scratchFS: fs}, nil
 }
 
 func hasFilesystem(name string) bool {
 	b, err := os.ReadFile("/proc/filesystems")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
+	return err == nil && listsFilesystem(b, name)
+}
+
+// listsFilesystem reports whether a /proc/filesystems text lists name
+// ("nodev\toverlay" or "\text4").
+func listsFilesystem(procFilesystems []byte, name string) bool {
+	for _, line := range strings.Split(string(procFilesystems), "\n") {
 		f := strings.Fields(line)
 		if len(f) > 0 && f[len(f)-1] == name {
 			return true
