@@ -35,9 +35,10 @@ func ScratchFilesystems() []string { return []string{"ext4", "xfs", "btrfs"} }
 // Inits are what can run as a cell's PID 1 (setting init).
 func Inits() []string { return []string{InitSystemd, InitAgent} }
 
-// DefaultInit is the init of a cell whose spec names none: the agent, for
-// now (agentproto.DefaultInit says why); its cell IDs carry no init suffix.
-const DefaultInit = InitAgent
+// DefaultInit is the init of a cell whose spec names none: the distro's
+// own systemd, as on a standard install (agentproto.DefaultInit); its cell
+// IDs carry no init suffix, agent cells carry "-init-agent".
+const DefaultInit = InitSystemd
 
 // Cgroups are the cgroup layouts a cell can ask for (setting cgroup); the first is the default.
 func Cgroups() []string { return []string{CgroupDistro, "v1", "v2"} }

@@ -299,12 +299,12 @@ include:
 		reason       string
 	}
 	wants := map[string]want{
-		"k6.1-debian12-docker20.10.24-overlay2-init-systemd-cgroupv2": {"systemd", "v2", StatusRunnable, ""},
-		"k6.1-debian13-docker26.1.5-overlay2-init-systemd-cgroupv1":   {"systemd", "v1", StatusUnsupported, "systemd 257 refuses cgroup v1"},
-		"k6.1-debian12-docker20.10.24-vfs-cgroupv2":                   {"agent", "v2", StatusUnsupported, "init: agent mounts cgroup v1"},
-		"k6.1-debian13-docker26.1.5-vfs-cgroupv2":                     {"agent", "v2", StatusUnsupported, "init: agent mounts cgroup v1"},
-		"k6.1-debian12-docker20.10.24-btrfs":                          {"agent", "distro", StatusRunnable, ""},
-		"k6.1-debian13-docker26.1.5-btrfs":                            {"agent", "distro", StatusRunnable, ""},
+		"k6.1-debian12-docker20.10.24-overlay2-cgroupv2":       {"systemd", "v2", StatusRunnable, ""},
+		"k6.1-debian13-docker26.1.5-overlay2-cgroupv1":         {"systemd", "v1", StatusUnsupported, "systemd 257 refuses cgroup v1"},
+		"k6.1-debian12-docker20.10.24-vfs-init-agent-cgroupv2": {"agent", "v2", StatusUnsupported, "init: agent mounts cgroup v1"},
+		"k6.1-debian13-docker26.1.5-vfs-init-agent-cgroupv2":   {"agent", "v2", StatusUnsupported, "init: agent mounts cgroup v1"},
+		"k6.1-debian12-docker20.10.24-btrfs-init-agent":        {"agent", "distro", StatusRunnable, ""},
+		"k6.1-debian13-docker26.1.5-btrfs-init-agent":          {"agent", "distro", StatusRunnable, ""},
 	}
 	if len(cells) != len(wants) {
 		t.Errorf("cells %v, want %d", ids(cells), len(wants))

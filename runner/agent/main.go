@@ -2,13 +2,14 @@
 //
 // As the initramfs's init (PID 1) it mounts the pseudo filesystems, loads the
 // modules the host put into the initramfs (virtio, ext4) with finit_module
-// and mounts the root disk. With init: systemd (systemd.go) it
+// and mounts the root disk. With init: systemd (the default,
+// agentproto.DefaultInit; systemd.go) it
 // then mounts the kernel's module disk where the distro's kmod looks,
 // installs itself and a runtime unit under the new root's /run and execs the
 // rootfs's /sbin/init; systemd runs `matrixctl-agent guest` (guest.go) as
 // matrixctl-agent.service, which prepares the scratch disk and daemon.json
 // before the distro's docker.service starts, then proxies the Docker API.
-// With init: agent (the default, agentproto.DefaultInit) it stays PID 1: it switches into the root, mounts cgroup
+// With init: agent it stays PID 1: it switches into the root, mounts cgroup
 // v1 and the module disk, brings up the network, prepares the scratch disk
 // and starts containerd and dockerd itself. Either way it reports every step
 // to the host over the agent channel (runner/agentproto), a serial port

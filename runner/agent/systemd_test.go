@@ -104,13 +104,17 @@ func TestInstallGuest(t *testing.T) {
 }
 
 // configure applies the defaults the host relies on; a cmdline without
-// matrixctl.init keeps the agent as PID 1 (agentproto.DefaultInit).
+// matrixctl.init boots the distro's systemd (agentproto.DefaultInit).
 func TestConfigure(t *testing.T) {
 	a := newAgent()
 	a.configure("console=ttyS0,115200 panic=-1 net.ifnames=0 matrixctl.driver=vfs")
 	if a.cfg.Channel != "/dev/ttyS1" || a.cfg.DockerdTimeoutS != 180 || a.cfg.Driver != "vfs" {
 		t.Errorf("defaults: %+v", a.cfg)
 	}
+	if a.cfg.InitMode() != "systemd" {
+		t.Errorf("init mode %q, want systemd", a.cfg.InitMode())
+	}
+	a.configure("matrixctl.init=agent")
 	if a.cfg.InitMode() != "agent" {
 		t.Errorf("init mode %q, want agent", a.cfg.InitMode())
 	}

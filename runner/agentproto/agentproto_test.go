@@ -181,7 +181,7 @@ func TestInitParams(t *testing.T) {
 		c    BootConfig
 		want string
 	}{
-		{BootConfig{}, ""}, // DefaultInit: the agent
+		{BootConfig{}, "net.ifnames=0"}, // DefaultInit: systemd
 		{BootConfig{Init: InitSystemd, Cgroup: CgroupDistro}, "net.ifnames=0"},
 		{BootConfig{Init: InitSystemd, Cgroup: CgroupV1}, "net.ifnames=0 systemd.unified_cgroup_hierarchy=0"},
 		{BootConfig{Init: InitSystemd, Cgroup: CgroupV2}, "net.ifnames=0 systemd.unified_cgroup_hierarchy=1"},

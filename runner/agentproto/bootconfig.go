@@ -60,11 +60,11 @@ const (
 	CgroupV2     = "v2"
 )
 
-// DefaultInit is the init of a cell that names none: for now the agent, the
-// path the fault suite and the clean soak prove in CI. The distro's systemd
-// is opt-in (init: systemd) until they run under it in CI too; see README,
-// "What kind of host a cell is".
-const DefaultInit = InitAgent
+// DefaultInit is the init of a cell that names none: the rootfs's own
+// systemd, so that a cell is configured like a standard install of its
+// distro. The agent as PID 1 (init: agent) stays for kernels or images
+// without systemd; see README, "What kind of host a cell is".
+const DefaultInit = InitSystemd
 
 // InitMode is c.Init with the default applied.
 func (c BootConfig) InitMode() string {

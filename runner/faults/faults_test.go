@@ -39,17 +39,10 @@ type expectation struct {
 }
 
 var suite = []expectation{
-	{"", "", results.Pass, func(r results.Run) (string, error) {
-		for _, f := range r.Findings {
-			if f.Severity == "fatal" || f.Severity == "error" {
-				return "", fmt.Errorf("clean cell has an %s finding: %s", f.Severity, f.Title)
-			}
-		}
-		if r.Checker == nil || !r.Checker.Clean {
-			return "", fmt.Errorf("checker not clean: %+v", r.Checker)
-		}
-		return "no error finding; " + r.Checker.Tool + " clean", nil
-	}},
+	{"", "", results.Pass, clean(matrix.InitSystemd)},
+	// The agent as PID 1 stays an option (kernels or images without
+	// systemd): its clean cell must pass too.
+	{"", matrix.InitAgent, results.Pass, clean(matrix.InitAgent)},
 	{"sysrq-panic", "", results.KernelCrash, func(r results.Run) (string, error) {
 		for _, f := range r.Findings {
 			if f.Source == "console" && strings.Contains(f.Title, "sysrq") {
@@ -67,7 +60,8 @@ var suite = []expectation{
 		}
 		return r.Reason, nil
 	}},
-	{"kill-dockerd", "", results.DockerFailure, func(r results.Run) (string, error) {
+	// The agent as PID 1 started dockerd itself and nothing restarts it.
+	{"kill-dockerd", matrix.InitAgent, results.DockerFailure, func(r results.Run) (string, error) {
 		if !strings.HasPrefix(r.Reason, "dockerd") {
 			return "", fmt.Errorf("reason %q does not name dockerd", r.Reason)
 		}
@@ -76,7 +70,7 @@ var suite = []expectation{
 	// Under the distro's systemd, docker.service restarts the killed
 	// dockerd: the run is still a docker-failure, and its reason is the
 	// guest's report of the exit, whatever the new dockerd answered.
-	{"kill-dockerd", matrix.InitSystemd, results.DockerFailure, func(r results.Run) (string, error) {
+	{"kill-dockerd", "", results.DockerFailure, func(r results.Run) (string, error) {
 		if !strings.Contains(r.Reason, "its init restarted it") || !strings.Contains(r.Reason, "docker.service") {
 			return "", fmt.Errorf("reason %q is not the guest's report of dockerd's exit and restart", r.Reason)
 		}
@@ -170,6 +164,25 @@ var suite = []expectation{
 		}
 		return "", fmt.Errorf("no crash-check finding")
 	}},
+}
+
+// clean is the evidence of a clean cell (the false-positive check): no
+// error finding, the checker clean, and the init the row asked for.
+func clean(init string) func(r results.Run) (string, error) {
+	return func(r results.Run) (string, error) {
+		for _, f := range r.Findings {
+			if f.Severity == "fatal" || f.Severity == "error" {
+				return "", fmt.Errorf("clean cell has an %s finding: %s", f.Severity, f.Title)
+			}
+		}
+		if r.Checker == nil || !r.Checker.Clean {
+			return "", fmt.Errorf("checker not clean: %+v", r.Checker)
+		}
+		if r.Host == nil || r.Host.InitMode != init {
+			return "", fmt.Errorf("host %+v: want init %s", r.Host, init)
+		}
+		return fmt.Sprintf("no error finding; %s clean; PID 1 %s", r.Checker.Tool, r.Host.Init), nil
+	}
 }
 
 // cells makes one cell per row of suite from the base spec's only cell.

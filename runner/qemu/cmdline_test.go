@@ -14,7 +14,7 @@ func TestInitCmdline(t *testing.T) {
 		init, cgroup string
 		want, absent []string
 	}{
-		{"", "", []string{"panic=-1"}, []string{"net.ifnames", "systemd.", "matrixctl.init="}}, // DefaultInit: the agent
+		{"", "", []string{"panic=-1", "net.ifnames=0"}, []string{"systemd.unified_cgroup_hierarchy", "matrixctl.init="}}, // DefaultInit: systemd
 		{"systemd", "", []string{"panic=-1", "net.ifnames=0", "matrixctl.init=systemd"}, []string{"systemd.unified_cgroup_hierarchy"}},
 		{"systemd", "v1", []string{"net.ifnames=0", "systemd.unified_cgroup_hierarchy=0", "matrixctl.cgroup=v1"}, nil},
 		{"systemd", "v2", []string{"systemd.unified_cgroup_hierarchy=1"}, nil},

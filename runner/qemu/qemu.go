@@ -119,7 +119,7 @@ type Config struct {
 	// DockerdDebug runs dockerd with --debug (init: agent only: under
 	// systemd docker.service runs as the distro configured it).
 	DockerdDebug bool
-	// Init is agentproto.InitAgent (the default, DefaultInit) or InitSystemd; Cgroup is
+	// Init is agentproto.InitSystemd (the default, DefaultInit) or InitAgent; Cgroup is
 	// agentproto.CgroupDistro (default), CgroupV1 or CgroupV2.
 	Init, Cgroup string
 }
