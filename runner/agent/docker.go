@@ -320,6 +320,44 @@ func dockerVersion() (string, error) {
 	return v.Version, nil
 }
 
+// dockerDriverStatus is docker info's storage driver and its status lines
+// (devicemapper: Pool Name, Udev Sync Supported, ...), as evidence of how
+// the driver is configured.
+func dockerDriverStatus() (string, error) {
+	c := unixHTTP()
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://docker/info")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("docker /info: %s", resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", err
+	}
+	return driverStatusLine(b)
+}
+
+// driverStatusLine renders the Driver and DriverStatus of a /info reply:
+// "Storage Driver: devicemapper; Pool Name: docker-thinpool; ...".
+func driverStatusLine(info []byte) (string, error) {
+	var v struct {
+		Driver       string
+		DriverStatus [][2]string
+	}
+	if err := json.Unmarshal(info, &v); err != nil {
+		return "", fmt.Errorf("docker /info: %w", err)
+	}
+	parts := []string{"Storage Driver: " + v.Driver}
+	for _, kv := range v.DriverStatus {
+		parts = append(parts, kv[0]+": "+kv[1])
+	}
+	return strings.Join(parts, "; "), nil
+}
+
 // dockerPort is where the agent exposes dockerd's API to the host (QEMU hostfwd).
 const dockerPort = 2375
 
