@@ -137,3 +137,42 @@ func TestLVMThinCheck(t *testing.T) {
 		t.Errorf("copies left behind: %v", left)
 	}
 }
+
+// FuzzLVMThinMeta: the LVM label, metadata ring and metadata text are what
+// the guest wrote to its scratch disk, so they are outside input. Whatever
+// the bytes, lvmThinMeta returns an error or extents that lie inside the
+// image's address space; it never panics or loops.
+func FuzzLVMThinMeta(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte("LABELONE"))
+	if b, err := os.ReadFile("testdata/lvm/bullseye-docker-thinpool.pvhead.gz"); err == nil {
+		if z, err := gzip.NewReader(bytes.NewReader(b)); err == nil {
+			var head bytes.Buffer
+			if _, err := head.ReadFrom(z); err == nil {
+				f.Add(head.Bytes()[:64<<10])
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		exts, err := lvmThinMeta(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		for _, e := range exts {
+			if e.off < 0 || e.len <= 0 {
+				t.Fatalf("extent %+v from accepted metadata", e)
+			}
+		}
+	})
+}
+
+// FuzzParseLVMConfig: the metadata text alone, so the fuzzer reaches the
+// parser without having to forge a label and ring first.
+func FuzzParseLVMConfig(f *testing.F) {
+	f.Add([]byte(`docker { id = "x" seqno = 6 physical_volumes { pv0 { id = "u" pe_start = 2048 } } }`))
+	f.Add([]byte("a = [1, \"b\", 3] # comment\nc {\n}\n"))
+	f.Add([]byte(`x = "unterminated`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = parseLVMConfig(b)
+	})
+}
