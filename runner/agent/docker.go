@@ -41,12 +41,15 @@ func lookupDriver(name string) (driverSpec, bool) {
 		opts: driverOpts[name], daemonOpts: driverDaemonOpts[name]}, true
 }
 
-// driverOpts are the dockerd options the agent adds per storage driver.
+// driverOpts are the dockerd options the agent adds per storage driver
+// under init: agent.
 var driverOpts = map[string]func(scratchDev string) []string{
 	"devicemapper": func(string) []string {
-		// The agent builds the thin pool itself (thinPool): the guest has no
-		// udev, and LVM's lvcreate (dm.directlvm_device) waits for udev to
-		// create the LV's device node and then fails.
+		// The agent builds the thin pool itself with dmsetup (thinPool):
+		// the guest has no udev, and LVM (the guide's direct-lvm steps, or
+		// dm.directlvm_device) waits for udev to create the LV's device
+		// node and then fails. Without udev, no udev sync and no deferred
+		// removal/deletion.
 		return []string{"--storage-opt", "dm.thinpooldev=/dev/mapper/" + thinPoolName,
 			"--storage-opt", "dm.override_udev_sync_check=true", "--storage-opt", "dm.use_deferred_removal=false", "--storage-opt", "dm.use_deferred_deletion=false"}
 	},
@@ -54,12 +57,12 @@ var driverOpts = map[string]func(scratchDev string) []string{
 
 // driverDaemonOpts are the storage-opts daemon.json gets under init:
 // systemd. devicemapper follows Docker's devicemapper guide (direct-lvm,
-// daemon.json): a thin pool and deferred removal/deletion; under systemd
-// udev runs, so no udev-sync override. The agent still makes the pool
-// (thinPool).
+// daemon.json): the LVM thin pool the agent made with the guide's steps
+// (lvmThinPool) and deferred removal/deletion; udev runs, so no udev-sync
+// override.
 var driverDaemonOpts = map[string]func() []string{
 	"devicemapper": func() []string {
-		return []string{"dm.thinpooldev=/dev/mapper/" + thinPoolName, "dm.use_deferred_removal=true", "dm.use_deferred_deletion=true"}
+		return []string{"dm.thinpooldev=" + lvmPoolDev, "dm.use_deferred_removal=true", "dm.use_deferred_deletion=true"}
 	},
 }
 
@@ -158,6 +161,9 @@ func (a *agent) prepareScratch(d *preparedDriver) error {
 	}
 	mk, ok := mkfs[d.scratchFS]
 	if !ok {
+		if a.cfg.ThinPoolByLVM() {
+			return a.lvmThinPool(dev)
+		}
 		if d.name == "devicemapper" {
 			return a.thinPool(dev)
 		}
@@ -314,6 +320,44 @@ func dockerVersion() (string, error) {
 	return v.Version, nil
 }
 
+// dockerDriverStatus is docker info's storage driver and its status lines
+// (devicemapper: Pool Name, Udev Sync Supported, ...), as evidence of how
+// the driver is configured.
+func dockerDriverStatus() (string, error) {
+	c := unixHTTP()
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://docker/info")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("docker /info: %s", resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", err
+	}
+	return driverStatusLine(b)
+}
+
+// driverStatusLine renders the Driver and DriverStatus of a /info reply:
+// "Storage Driver: devicemapper; Pool Name: docker-thinpool; ...".
+func driverStatusLine(info []byte) (string, error) {
+	var v struct {
+		Driver       string
+		DriverStatus [][2]string
+	}
+	if err := json.Unmarshal(info, &v); err != nil {
+		return "", fmt.Errorf("docker /info: %w", err)
+	}
+	parts := []string{"Storage Driver: " + v.Driver}
+	for _, kv := range v.DriverStatus {
+		parts = append(parts, kv[0]+": "+kv[1])
+	}
+	return strings.Join(parts, "; "), nil
+}
+
 // dockerPort is where the agent exposes dockerd's API to the host (QEMU hostfwd).
 const dockerPort = 2375
 
@@ -384,10 +428,13 @@ func (t *tail) String() string {
 	}
 }
 
+// thinPoolName is the pool thinPool makes (init: agent).
 const thinPoolName = "mx-thinpool"
 
-// thinPool turns dev into a device-mapper thin pool with dmsetup: the first
-// 256 MiB hold the pool's metadata, the rest its data.
+// thinPool turns dev into a device-mapper thin pool with dmsetup and no udev
+// sync, for the agent init, which has no udev: the first 256 MiB hold the
+// pool's metadata, the rest its data. Under init: systemd the pool is
+// Docker's documented direct-lvm one (lvmThinPool).
 func (a *agent) thinPool(dev string) error {
 	b, err := os.ReadFile("/sys/block/" + strings.TrimPrefix(dev, "/dev/") + "/size")
 	if err != nil {

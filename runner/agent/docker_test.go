@@ -68,3 +68,15 @@ func TestListsFilesystem(t *testing.T) {
 		}
 	}
 }
+
+func TestDriverStatusLine(t *testing.T) {
+	info := `{"Driver":"devicemapper","DriverStatus":[["Pool Name","docker-thinpool"],["Udev Sync Supported","true"]],"ID":"x"}`
+	got, err := driverStatusLine([]byte(info))
+	want := "Storage Driver: devicemapper; Pool Name: docker-thinpool; Udev Sync Supported: true"
+	if err != nil || got != want {
+		t.Errorf("got %q, %v; want %q", got, err, want)
+	}
+	if _, err := driverStatusLine([]byte("<html>")); err == nil {
+		t.Error("a reply that is not JSON gave no error")
+	}
+}

@@ -141,6 +141,11 @@ func (a *agent) awaitDocker() error {
 	a.send(agentproto.Message{Type: agentproto.TypeState, State: agentproto.StateDockerReady, DockerVersion: version,
 		Init: strings.TrimSpace(initVersion), Cmdline: a.cmdline})
 	a.logf("docker %s ready after %s (%s)", version, time.Duration(uptimeMS())*time.Millisecond, initVersion)
+	if status, err := dockerDriverStatus(); err == nil {
+		a.logf("docker info: %s", status)
+	} else {
+		a.logf("docker info: %v", err)
+	}
 	a.console("docker-ready %s", version)
 	go a.watchDockerd()
 	return nil

@@ -36,6 +36,9 @@ const (
 // guestUnit is the unit file of the guest side. DefaultDependencies=no so it
 // starts as soon as the root is writable, not after basic.target; the
 // shutdown lines are the ones the default dependencies would have added.
+// It starts after udev's coldplug and dm-event.socket, so that the scratch
+// disk is prepared as a user would on a booted host: LVM syncs with udev,
+// and dmeventd (socket-activated) monitors a devicemapper thin pool.
 // Type=notify: the agent says READY=1 once daemon.json is written and the
 // scratch disk is mounted, and only then may Docker start. Its progress
 // lines (matrixctl-agent: ...) go to the serial console too, as under the
@@ -45,7 +48,7 @@ func guestUnit(binary string) string {
 [Unit]
 Description=matrixctl guest agent (reports to the host, prepares Docker's scratch disk)
 DefaultDependencies=no
-After=local-fs.target systemd-modules-load.service
+After=local-fs.target systemd-modules-load.service systemd-udevd.service systemd-udev-trigger.service dm-event.socket
 Before=docker.service containerd.service shutdown.target
 Conflicts=shutdown.target
 

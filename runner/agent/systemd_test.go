@@ -78,7 +78,7 @@ func TestDaemonConfig(t *testing.T) {
 		}
 		want := map[string]any{"storage-driver": name, "data-root": "/var/lib/docker"}
 		if name == "devicemapper" {
-			want["storage-opts"] = []any{"dm.thinpooldev=/dev/mapper/mx-thinpool", "dm.use_deferred_removal=true", "dm.use_deferred_deletion=true"}
+			want["storage-opts"] = []any{"dm.thinpooldev=/dev/mapper/docker-thinpool", "dm.use_deferred_removal=true", "dm.use_deferred_deletion=true"}
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: daemon.json %s, want %v", name, b, want)

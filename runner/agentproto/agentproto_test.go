@@ -215,3 +215,37 @@ func TestHarnessChangesListInitParams(t *testing.T) {
 		}
 	}
 }
+
+// devicemapper's set-up is recorded per init: the hand-built dmsetup pool
+// without udev sync is a cost of the agent init only; under systemd the
+// rows name Docker's direct-lvm steps and no hand-built pool.
+func TestHarnessChangesDevicemapper(t *testing.T) {
+	cases := []struct {
+		c             BootConfig
+		want, without []string
+	}{
+		{BootConfig{Driver: "devicemapper", Init: InitSystemd}, []string{"direct-lvm", "pvcreate", "docker-thinpool.profile"},
+			[]string{"dmsetup", "noudevsync", "override_udev_sync_check", "mx-thinpool"}},
+		{BootConfig{Driver: "devicemapper", Init: InitAgent}, []string{"dmsetup create --noudevsync", "dm.override_udev_sync_check=true"},
+			[]string{"direct-lvm guide on", "pvcreate"}},
+		{BootConfig{Driver: "devicemapper"}, []string{"dmsetup create --noudevsync"}, nil}, // the default init is the agent
+		{BootConfig{Driver: "overlay2", Init: InitSystemd}, nil, []string{"dmsetup", "pvcreate", "thin pool"}},
+		{BootConfig{Driver: "overlay2", Init: InitAgent}, nil, []string{"dmsetup", "pvcreate", "thin pool"}},
+	}
+	for _, tc := range cases {
+		var text strings.Builder
+		for _, h := range HarnessChanges(tc.c) {
+			text.WriteString(h.What + " / " + h.Why + "\n")
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(text.String(), w) {
+				t.Errorf("%+v: no harness change mentions %q:\n%s", tc.c, w, text.String())
+			}
+		}
+		for _, w := range tc.without {
+			if strings.Contains(text.String(), w) {
+				t.Errorf("%+v: a harness change mentions %q:\n%s", tc.c, w, text.String())
+			}
+		}
+	}
+}

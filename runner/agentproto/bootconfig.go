@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/matrixctl/matrixctl/internal/drivers"
 )
 
 // Well-known disk serials: the host gives each virtio disk one of these
@@ -72,6 +74,26 @@ func (c BootConfig) InitMode() string {
 		return DefaultInit
 	}
 	return c.Init
+}
+
+// ThinPoolByLVM reports whether the agent makes c's devicemapper thin pool
+// with LVM, as Docker's direct-lvm guide does (LVM waits for udev, so only
+// under init: systemd), rather than by hand with dmsetup and no udev sync
+// (init: agent, a fidelity cost listed in HarnessChanges).
+func (c BootConfig) ThinPoolByLVM() bool {
+	return c.Driver == "devicemapper" && c.InitMode() == InitSystemd
+}
+
+// CheckedFS is what the host checker examines on c's scratch disk after a
+// clean shutdown (drivers.CheckedFS; c.ScratchFS already defaulted):
+// "lvm-thin" for a thin pool made with LVM, whose metadata is a logical
+// volume inside the LVM physical volume rather than at the disk's start.
+func (c BootConfig) CheckedFS() string {
+	fs := drivers.CheckedFS(c.Driver, c.ScratchFS)
+	if fs == "thin" && c.ThinPoolByLVM() {
+		return "lvm-thin"
+	}
+	return fs
 }
 
 var bootKeys = []struct {

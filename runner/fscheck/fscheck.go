@@ -1,7 +1,8 @@
 // Package fscheck verifies a stopped guest's scratch disk image from the host
 // with the filesystem's own checker in its read-only mode: e2fsck -fn,
 // xfs_repair -n, btrfs check --readonly (plus --check-data-csum), and
-// thin_check for devicemapper thin-pool metadata. It never modifies the image.
+// thin_check for devicemapper thin-pool metadata (at the disk's start, or in
+// an LVM thin pool's metadata volume). It never modifies the image.
 package fscheck
 
 import (
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/matrixctl/matrixctl/api/results"
@@ -25,6 +27,9 @@ type tool struct {
 	// judge reads an exit code: clean, or dirty; ok=false means an
 	// operational failure of the tool.
 	judge func(code int) (clean, ok bool)
+	// extract, if set, copies what the tool checks out of the image into a
+	// file of its own (removed after the check) and returns its path.
+	extract func(image string) (string, error)
 }
 
 // exact judges tools whose exit code is 0 for clean and one of dirty for errors found.
@@ -74,6 +79,23 @@ var tools = map[string]tool{
 	}, judge: exact(1)},
 	// thin_check on a thin pool's metadata device: 0 clean, 1 errors.
 	"thin": {name: "thin_check", args: func(img string) []string { return []string{img} }, judge: exact(1)},
+	// lvm-thin: the same, on the metadata LV of an LVM thin pool, copied
+	// out of the physical volume (lvm.go).
+	"lvm-thin": {name: "thin_check", args: func(img string) []string { return []string{img} }, judge: exact(1), extract: extractLVMThinMeta},
+}
+
+// extractLVMThinMeta copies the thin pool metadata LV out of image, beside it.
+func extractLVMThinMeta(image string) (string, error) {
+	f, err := os.Open(image)
+	if err != nil {
+		return "", err
+	}
+	exts, err := lvmThinMeta(f)
+	f.Close()
+	if err != nil {
+		return "", err
+	}
+	return copyExtents(image, exts, filepath.Dir(image))
 }
 
 // Supported reports whether fs has a checker.
@@ -109,7 +131,16 @@ func Check(ctx context.Context, image, fs string) (*results.Checker, error) {
 	if _, err := os.Stat(image); err != nil {
 		return nil, fmt.Errorf("check %s: %w", image, err)
 	}
-	args := t.args(image)
+	input := image
+	if t.extract != nil {
+		p, err := t.extract(image)
+		if err != nil {
+			return nil, &ToolError{Tool: t.name, Args: t.args(image), ExitCode: -1, Err: fmt.Errorf("find what to check in %s: %w", image, err)}
+		}
+		defer os.Remove(p)
+		input = p
+	}
+	args := t.args(input)
 	// Twice maxOutput, so that tailBytes marks a cut.
 	out, err := proc.Run(ctx, proc.Cmd{Argv: append([]string{t.name}, args...), Env: []string{"LC_ALL=C"}, Tail: 2 * maxOutput})
 	output := tailBytes(out, maxOutput)

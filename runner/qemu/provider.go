@@ -166,7 +166,7 @@ func (p *Provider) start(ctx context.Context, req runner.Request, img cellImages
 	if host.CgroupMode == "" {
 		host.CgroupMode = agentproto.CgroupDistro
 	}
-	return &machine{vm: vm, cancel: cancel, scratchFS: drivers.CheckedFS(req.Cell.Driver, scratchFS), dir: req.Dir, img: img, host: host}, nil
+	return &machine{vm: vm, cancel: cancel, scratchFS: vm.cfg.bootConfig().CheckedFS(), dir: req.Dir, img: img, host: host}, nil
 }
 
 // qemuError maps runner/qemu's typed errors onto the runner's (an
