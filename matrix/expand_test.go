@@ -1,6 +1,7 @@
 package matrix
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -415,5 +416,27 @@ include:
 	b.Reset()
 	if err := WriteTable(&b, cells[1:2], nil); err != nil || !strings.Contains(b.String(), "packages -apparmor") {
 		t.Errorf("plan table lacks packages (%v):\n%s", err, b.String())
+	}
+}
+
+// TestPackagesRoundTrip: a cell's package changes survive the JSON of the
+// --resume journal's plan; a cell without any writes no packages key.
+func TestPackagesRoundTrip(t *testing.T) {
+	for _, p := range []PackageChanges{{}, {Add: []string{"strace"}, Remove: []string{"apparmor", "iptables"}}} {
+		c := Cell{ID: "c", Settings: Settings{Packages: p}}
+		b, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Cell
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(back.Settings.Packages, p) {
+			t.Errorf("packages %+v came back as %+v from %s", p, back.Settings.Packages, b)
+		}
+		if p.Empty() && strings.Contains(string(b), "packages") {
+			t.Errorf("a cell without package changes writes them: %s", b)
+		}
 	}
 }
