@@ -20,7 +20,10 @@
 // its facts come from, through the storage-driver table in internal/drivers.
 package matrix
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Status says whether a cell can be booted.
 type Status string
@@ -126,4 +129,30 @@ type Settings struct {
 	// Cgroup is the cgroup layout: "distro" (what the distro's systemd
 	// picks), "v1" or "v2". Empty: distro.
 	Cgroup string `json:"cgroup,omitempty"`
+	// Packages changes the rootfs's package set: the user's own choice of
+	// a different host (not a harness change). Empty: the standard set.
+	Packages PackageChanges `json:"packages,omitzero"`
+}
+
+// PackageChanges are Debian packages installed on top of the standard
+// rootfs (Add) or removed from it (Remove, with whatever apt removes along
+// with them, as `apt-get remove` on a real host does).
+type PackageChanges struct {
+	Add    []string `json:"add,omitempty"`
+	Remove []string `json:"remove,omitempty"`
+}
+
+// Empty reports whether p changes nothing.
+func (p PackageChanges) Empty() bool { return len(p.Add) == 0 && len(p.Remove) == 0 }
+
+// String is "+strace -apparmor" (adds, then removes).
+func (p PackageChanges) String() string {
+	var parts []string
+	for _, a := range p.Add {
+		parts = append(parts, "+"+a)
+	}
+	for _, r := range p.Remove {
+		parts = append(parts, "-"+r)
+	}
+	return strings.Join(parts, " ")
 }

@@ -487,7 +487,7 @@ var packageRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]{1,127}$`)
 func (d *decoder) pkg(key string, n ast.Node) (string, bool) {
 	s, ok := d.text(key, n)
 	if ok && !packageRE.MatchString(s) {
-		d.errorf(key, n, "%q is not a Debian package name", s)
+		d.errorf(key, n, "%q is not a Debian package name (lower-case letters, digits, '+', '-' and '.', starting with a letter or digit, at least two characters)", s)
 		return "", false
 	}
 	return s, ok
@@ -612,6 +612,62 @@ func (d *decoder) settingsHandlers(h map[string]handler, p *SettingsPatch) {
 			p.Cgroup = &x
 		}
 	}
+	h["packages"] = func(k string, v ast.Node) {
+		if x, ok := d.packages(k, v); ok {
+			p.Packages = &x
+		}
+	}
+}
+
+// packages decodes {add: [...], remove: [...]}: Debian package names, no
+// name twice, none both added and removed.
+func (d *decoder) packages(key string, n ast.Node) (PackageChanges, bool) {
+	var pc PackageChanges
+	list := func(k string, v ast.Node) ([]string, bool) {
+		items, ok := d.seq(k, v)
+		var out []string
+		for i, it := range items {
+			s, good := d.pkg(indexKey(k, i), it)
+			switch {
+			case !good:
+				ok = false
+			case slices.Contains(out, s):
+				d.errorf(indexKey(k, i), it, "duplicate package %q", s)
+				ok = false
+			default:
+				out = append(out, s)
+			}
+		}
+		return out, ok
+	}
+	ok := true
+	var removeNode ast.Node
+	fok := d.fields(key, n, map[string]handler{
+		"add": func(k string, v ast.Node) {
+			var good bool
+			pc.Add, good = list(k, v)
+			ok = ok && good
+		},
+		"remove": func(k string, v ast.Node) {
+			var good bool
+			pc.Remove, good = list(k, v)
+			ok, removeNode = ok && good, v
+		},
+	})
+	if !ok || !fok {
+		return pc, false
+	}
+	for _, r := range pc.Remove {
+		if slices.Contains(pc.Add, r) {
+			d.errorf(joinKey(key, "remove"), removeNode, "package %q is both added and removed", r)
+			return pc, false
+		}
+	}
+	if pc.Empty() {
+		d.errorf(key, n, "packages needs add or remove (a list of Debian package names)")
+		return pc, false
+	}
+	return pc, true
 }
 
 func (d *decoder) axes(key string, n ast.Node, a *Axes) {

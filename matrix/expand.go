@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/matrixctl/matrixctl/internal/drivers"
 )
 
 // combo is one combination of axis values before it becomes a Cell.
@@ -394,25 +396,60 @@ func plural(n int, one, many string) string {
 var unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 // CellID is the readable ID of a cell: k<kernel>-<distro>-docker<version>-<driver>,
-// e.g. "k6.1-debian12-docker20.10.24-overlay2", plus "-init-agent" and
-// "-cgroupv1"/"-cgroupv2" when the init or cgroup setting is not the
-// default (a different kind of host is a different cell). Characters that are unsafe in
-// a directory name become "_". Plan adds "-2", "-3", ... to IDs that would
-// otherwise collide.
+// e.g. "k6.1-debian12-docker20.10.24-overlay2", plus a suffix for every
+// setting that makes a different host, when it is not the default (so the
+// IDs of default cells stay as they were, and a different host is never
+// the same cell in the report or the history): see hostSuffix. Characters
+// that are unsafe in a directory name become "_". Plan adds "-2", "-3", ...
+// to IDs that would otherwise collide.
 func CellID(c Cell) string {
 	dv := c.Docker.Version
 	if dv == "" {
 		dv = "unknown"
 	}
-	id := fmt.Sprintf("k%s-%s-docker%s-%s", c.Kernel.Version, c.Distro.Name, dv, c.Driver)
-	if c.Settings.Init != "" && c.Settings.Init != DefaultInit {
-		id += "-init-" + c.Settings.Init
-	}
-	if c.Settings.Cgroup != "" && c.Settings.Cgroup != CgroupDistro {
-		id += "-cgroup" + c.Settings.Cgroup
-	}
+	id := fmt.Sprintf("k%s-%s-docker%s-%s", c.Kernel.Version, c.Distro.Name, dv, c.Driver) + hostSuffix(c)
 	id = unsafeIDChars.ReplaceAllString(id, "_")
 	return strings.Trim(id, ".")
+}
+
+// hostSuffix is the part of a cell ID that names the settings in which the
+// cell's host differs from the default one, in this order:
+//
+//	-init-<init>           init is not DefaultInit
+//	-cgroup<layout>        cgroup is v1 or v2
+//	-scratch-<fs>          scratch_fs is not the driver's default backing filesystem
+//	-crashcheck            crash_check: the power is cut during writes
+//	-fault-<name>          each injected fault, sorted
+//	-add-<pkg>, -remove-<pkg>   each package change, sorted
+//
+// Settings that only change how long or how hard a cell is exercised
+// (probes, soak, repeats, timeout, vm size) are not part of it.
+func hostSuffix(c Cell) string {
+	s := c.Settings
+	var b strings.Builder
+	if s.Init != "" && s.Init != DefaultInit {
+		b.WriteString("-init-" + s.Init)
+	}
+	if s.Cgroup != "" && s.Cgroup != CgroupDistro {
+		b.WriteString("-cgroup" + s.Cgroup)
+	}
+	if s.ScratchFS != "" && s.ScratchFS != drivers.DefaultScratchFS(c.Driver) {
+		b.WriteString("-scratch-" + s.ScratchFS)
+	}
+	if s.CrashCheck {
+		b.WriteString("-crashcheck")
+	}
+	for _, part := range []struct {
+		prefix string
+		names  []string
+	}{{"-fault-", s.Faults}, {"-add-", s.Packages.Add}, {"-remove-", s.Packages.Remove}} {
+		names := slices.Clone(part.names)
+		slices.Sort(names)
+		for _, n := range slices.Compact(names) {
+			b.WriteString(part.prefix + n)
+		}
+	}
+	return b.String()
 }
 
 // assignIDs gives every cell a unique ID.

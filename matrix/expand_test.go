@@ -1,8 +1,10 @@
 package matrix
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -60,13 +62,13 @@ include:
 		reasonPart string
 	}
 	wants := map[string]want{
-		"k5.10-debian11-docker20.10.5-overlay2": {repeats: 2, status: StatusRunnable},
-		"k5.10-debian11-docker20.10.5-vfs":      {repeats: 3, status: StatusRunnable},
-		"k6.1-debian11-docker20.10.5-overlay2":  {repeats: 2, scratch: "xfs", status: StatusRunnable},
-		"k6.1-debian12-docker20.10.24-overlay2": {repeats: 2, status: StatusRunnable},
-		"k6.1-debian12-docker20.10.24-vfs":      {repeats: 3, status: StatusRunnable},
-		"k6.1-debian11-docker20.10.5-vfs":       {repeats: 1, crash: true, status: StatusRunnable},
-		"k6.1-debian11-docker20.10.24-vfs":      {repeats: 1, status: StatusUnsupported, reasonPart: "docker 20.10.24 has no docker.io package for debian11 (bullseye ships docker.io 20.10.5)"},
+		"k5.10-debian11-docker20.10.5-overlay2":            {repeats: 2, status: StatusRunnable},
+		"k5.10-debian11-docker20.10.5-vfs":                 {repeats: 3, status: StatusRunnable},
+		"k6.1-debian11-docker20.10.5-overlay2-scratch-xfs": {repeats: 2, scratch: "xfs", status: StatusRunnable},
+		"k6.1-debian12-docker20.10.24-overlay2":            {repeats: 2, status: StatusRunnable},
+		"k6.1-debian12-docker20.10.24-vfs":                 {repeats: 3, status: StatusRunnable},
+		"k6.1-debian11-docker20.10.5-vfs-crashcheck":       {repeats: 1, crash: true, status: StatusRunnable},
+		"k6.1-debian11-docker20.10.24-vfs":                 {repeats: 1, status: StatusUnsupported, reasonPart: "docker 20.10.24 has no docker.io package for debian11 (bullseye ships docker.io 20.10.5)"},
 	}
 	if len(cells) != len(wants) {
 		t.Fatalf("got cells %v, want %d", ids(cells), len(wants))
@@ -148,7 +150,7 @@ func TestCellIDs(t *testing.T) {
 			t.Errorf("IDs are not stable: %s vs %s", c.ID, again[i].ID)
 		}
 	}
-	for _, id := range []string{"k6.1-debian12-docker20.10.24-overlay2", "k5.10-debian11-docker20.10.5-aufs", "k6.12-debian13-docker26.1.5-devicemapper"} {
+	for _, id := range []string{"k6.1-debian12-docker20.10.24-overlay2-scratch-xfs", "k5.10-debian11-docker20.10.5-aufs", "k6.12-debian13-docker26.1.5-devicemapper"} {
 		if !seen[id] {
 			t.Errorf("missing cell %s in %v", id, ids(cells))
 		}
@@ -327,6 +329,114 @@ cgroup: v3
 	for _, key := range []string{"init", "cgroup"} {
 		if err == nil || !strings.Contains(err.Error(), key+":") {
 			t.Errorf("bad %s not reported: %v", key, err)
+		}
+	}
+}
+
+// TestCellIDHostSettings: every setting that makes a different host is in
+// the ID when it is not the default, and only then (default IDs stay).
+func TestCellIDHostSettings(t *testing.T) {
+	other := InitSystemd
+	if DefaultInit == InitSystemd {
+		other = InitAgent
+	}
+	base := "k6.1-debian12-docker20.10.24-overlay2"
+	tests := []struct {
+		name string
+		set  Settings
+		want string
+	}{
+		{"defaults", Settings{}, base},
+		{"default init named", Settings{Init: DefaultInit}, base},
+		{"other init", Settings{Init: other}, base + "-init-" + other},
+		{"default cgroup named", Settings{Cgroup: CgroupDistro}, base},
+		{"cgroup v1", Settings{Cgroup: "v1"}, base + "-cgroupv1"},
+		{"driver's default scratch fs", Settings{ScratchFS: "ext4"}, base},
+		{"scratch xfs", Settings{ScratchFS: "xfs"}, base + "-scratch-xfs"},
+		{"crash check", Settings{CrashCheck: true}, base + "-crashcheck"},
+		{"faults sorted", Settings{Faults: []string{"sysrq-panic", "hung-task"}}, base + "-fault-hung-task-fault-sysrq-panic"},
+		{"package added", Settings{Packages: PackageChanges{Add: []string{"strace"}}}, base + "-add-strace"},
+		{"package removed", Settings{Packages: PackageChanges{Remove: []string{"apparmor"}}}, base + "-remove-apparmor"},
+		{"packages sorted, unsafe characters", Settings{Packages: PackageChanges{Add: []string{"strace", "libstdc++6"}, Remove: []string{"apparmor"}}},
+			base + "-add-libstdc_6-add-strace-remove-apparmor"},
+		{"all of them, in order", Settings{Init: other, Cgroup: "v2", ScratchFS: "xfs", CrashCheck: true, Faults: []string{"sysrq-panic"},
+			Packages: PackageChanges{Add: []string{"strace"}}},
+			base + "-init-" + other + "-cgroupv2-scratch-xfs-crashcheck-fault-sysrq-panic-add-strace"},
+		{"run settings are not identity", Settings{Probes: []string{"io"}, Soak: 1, Repeats: 3, CPUs: 1, MemoryMB: 512}, base},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Cell{Kernel: KernelRef{Version: "6.1"}, Distro: DistroRef{Name: "debian12"}, Docker: DockerRef{Version: "20.10.24"},
+				Driver: "overlay2", Settings: tt.set}
+			if got := CellID(c); got != tt.want {
+				t.Errorf("CellID = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestPackagesSetting: packages at the top level apply to every cell, an
+// include entry replaces them for the cells it matches or adds a cell with
+// them, and the IDs keep the cells apart.
+func TestPackagesSetting(t *testing.T) {
+	cells := mustPlan(t, "pkgs.yaml", header+`
+axes:
+  kernel: [{version: "6.1", debian: {suite: bookworm}}]
+  distro: [debian12]
+  docker: [distro]
+  driver: [overlay2, vfs, btrfs]
+packages: {add: [strace]}
+include:
+  - {driver: vfs, packages: {remove: [apparmor]}}
+  - {kernel: "6.1", distro: debian12, driver: overlay2, packages: {add: [gdb, strace]}}
+  - {kernel: "6.1", distro: debian12, docker: distro, driver: devicemapper, packages: {remove: [iptables]}}
+`)
+	got := map[string]PackageChanges{}
+	for _, c := range cells {
+		got[c.ID] = c.Settings.Packages
+	}
+	want := map[string]PackageChanges{
+		"k6.1-debian12-docker20.10.24-btrfs-add-strace":             {Add: []string{"strace"}},
+		"k6.1-debian12-docker20.10.24-vfs-remove-apparmor":          {Remove: []string{"apparmor"}},
+		"k6.1-debian12-docker20.10.24-overlay2-add-gdb-add-strace":  {Add: []string{"gdb", "strace"}},
+		"k6.1-debian12-docker20.10.24-devicemapper-remove-iptables": {Remove: []string{"iptables"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("packages by cell = %+v, want %+v", got, want)
+	}
+	// --cell patterns select by the new suffixes.
+	sel, err := Filter{Cell: []string{"*-remove-apparmor"}}.Apply(cells)
+	if err != nil || len(sel) != 1 || sel[0].Driver != "vfs" {
+		t.Errorf("--cell *-remove-apparmor = %v, %v", ids(sel), err)
+	}
+	var b strings.Builder
+	if err := WriteJSON(&b, cells[:1], nil); err != nil || !strings.Contains(b.String(), `"packages": {`) {
+		t.Errorf("plan JSON lacks packages (%v):\n%s", err, b.String())
+	}
+	b.Reset()
+	if err := WriteTable(&b, cells[1:2], nil); err != nil || !strings.Contains(b.String(), "packages -apparmor") {
+		t.Errorf("plan table lacks packages (%v):\n%s", err, b.String())
+	}
+}
+
+// TestPackagesRoundTrip: a cell's package changes survive the JSON of the
+// --resume journal's plan; a cell without any writes no packages key.
+func TestPackagesRoundTrip(t *testing.T) {
+	for _, p := range []PackageChanges{{}, {Add: []string{"strace"}, Remove: []string{"apparmor", "iptables"}}} {
+		c := Cell{ID: "c", Settings: Settings{Packages: p}}
+		b, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Cell
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(back.Settings.Packages, p) {
+			t.Errorf("packages %+v came back as %+v from %s", p, back.Settings.Packages, b)
+		}
+		if p.Empty() && strings.Contains(string(b), "packages") {
+			t.Errorf("a cell without package changes writes them: %s", b)
 		}
 	}
 }

@@ -99,6 +99,8 @@ type SettingsJSON struct {
 	Faults     []string `json:"faults,omitempty"`
 	Init       string   `json:"init,omitempty"`
 	Cgroup     string   `json:"cgroup,omitempty"`
+	// Packages are the cell's package changes (omitted when none).
+	Packages *PackageChanges `json:"packages,omitempty"`
 }
 
 // NewPlanJSON converts cells for JSON output, with the preflights known
@@ -114,7 +116,7 @@ func NewPlanJSON(cells []Cell, pre map[string]Preflight) PlanJSON {
 			Settings: SettingsJSON{
 				Probes: s.Probes, Soak: s.Soak.String(), Repeats: s.Repeats, Timeout: s.Timeout.String(),
 				CPUs: s.CPUs, MemoryMB: s.MemoryMB, ScratchFS: s.ScratchFS, CrashCheck: s.CrashCheck, Faults: s.Faults,
-				Init: s.Init, Cgroup: s.Cgroup,
+				Init: s.Init, Cgroup: s.Cgroup, Packages: packagesJSON(s.Packages),
 			},
 			ScratchMkfsArgs: c.ScratchMkfsArgs,
 			Detail:          CellDetail{Kernel: c.Kernel, Distro: c.Distro, Docker: c.Docker},
@@ -124,6 +126,14 @@ func NewPlanJSON(cells []Cell, pre map[string]Preflight) PlanJSON {
 		}
 	}
 	return out
+}
+
+// packagesJSON is nil when p changes nothing.
+func packagesJSON(p PackageChanges) *PackageChanges {
+	if p.Empty() {
+		return nil
+	}
+	return &p
 }
 
 // WriteJSON writes the plan as indented JSON, with the preflights known.
@@ -155,6 +165,9 @@ func WriteTable(w io.Writer, cells []Cell, pre map[string]Preflight) error {
 			}
 			if c.Settings.ScratchFS != "" {
 				note = strings.TrimPrefix(note+"; scratch "+c.Settings.ScratchFS+" "+strings.Join(c.ScratchMkfsArgs, " "), "; ")
+			}
+			if p := c.Settings.Packages; !p.Empty() {
+				note = strings.TrimPrefix(note+"; packages "+p.String(), "; ")
 			}
 			if p, ok := pre[c.ID]; ok {
 				preflights[p.Status]++

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -87,6 +88,7 @@ type SettingsPatch struct {
 	Faults     *[]string
 	Init       *string
 	Cgroup     *string
+	Packages   *PackageChanges
 }
 
 // Apply sets every field of p that is set on s.
@@ -123,6 +125,9 @@ func (p SettingsPatch) Apply(s *Settings) {
 	}
 	if p.Cgroup != nil {
 		s.Cgroup = *p.Cgroup
+	}
+	if p.Packages != nil {
+		s.Packages = PackageChanges{Add: slices.Clone(p.Packages.Add), Remove: slices.Clone(p.Packages.Remove)}
 	}
 }
 

@@ -76,3 +76,54 @@ func TestRegressionsAndFixesFromHistory(t *testing.T) {
 		t.Error("html does not flag the regression")
 	}
 }
+
+// TestNoChangeAcrossProviders: a QEMU run that passes after a Vagrant run
+// of the same cell ID crashed is no fix (and the reverse no regression):
+// they are two hosts, and each has its own trend.
+func TestNoChangeAcrossProviders(t *testing.T) {
+	ctx := context.Background()
+	mk := func(id, provider string, hour int, v results.Verdict) *results.File {
+		at := time.Date(2026, 11, 20, hour, 0, 0, 0, time.UTC)
+		return &results.File{Schema: results.SchemaVersion, RunID: id, Provider: provider, Started: at, Runs: []results.Run{
+			{Cell: "k6.1-debian12-docker20.10.24-overlay2", Repeat: 1, Verdict: v, Started: at}}}
+	}
+	tests := []struct {
+		name         string
+		past         []*results.File
+		now          *results.File
+		change       string
+		trendRunsNow int // trend length, this run included
+	}{
+		{"vagrant crash, then qemu pass: no fix", []*results.File{mk("v1", "vagrant", 1, results.KernelCrash)},
+			mk("q1", "qemu", 2, results.Pass), "", 1},
+		{"qemu pass, then vagrant crash: no regression", []*results.File{mk("q1", "qemu", 1, results.Pass)},
+			mk("v1", "vagrant", 2, results.KernelCrash), "", 1},
+		{"qemu crash, vagrant pass, qemu pass: a qemu fix", []*results.File{mk("q1", "qemu", 1, results.KernelCrash), mk("v1", "vagrant", 2, results.Pass)},
+			mk("q2", "qemu", 3, results.Pass), "fix", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store, err := history.Open(filepath.Join(t.TempDir(), history.FileName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			for _, f := range append(tt.past, tt.now) {
+				if _, err := store.Append(ctx, f); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r, err := Build(ctx, tt.now, Options{History: store})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := r.cells["k6.1-debian12-docker20.10.24-overlay2"]
+			if c.Change != tt.change || len(c.Trend) != tt.trendRunsNow {
+				t.Errorf("change %q trend %+v; want change %q and %d points", c.Change, c.Trend, tt.change, tt.trendRunsNow)
+			}
+			if tt.change == "" && len(r.Regressions)+len(r.Fixes) != 0 {
+				t.Errorf("regressions %+v fixes %+v across providers", r.Regressions, r.Fixes)
+			}
+		})
+	}
+}

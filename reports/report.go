@@ -188,7 +188,8 @@ func Method() []string {
 			"is normalised against the best cell (throughput: higher is better, latency: lower is better) and averaged " +
 			"over every headline figure in the report; a missing figure counts as 0, and cells without figures rank " +
 			"after cells with them.",
-		"Regressions: a cell whose previous conclusive run in the history passed and that fails now; fixes: the reverse.",
+		"Regressions: a cell whose previous conclusive run in the history passed and that fails now; fixes: the reverse. " +
+			"A trend only holds runs of the same provider: a Vagrant box or the local host is another host than a QEMU VM of the same cell.",
 	}
 }
 
@@ -421,6 +422,9 @@ func (r *Report) applyHistory(ctx context.Context, h History, since time.Time) e
 	for _, p := range points {
 		if p.RunID == r.Source.RunID || !p.Started.Before(r.Source.Started) && !r.Source.Started.IsZero() {
 			continue // this run, or one newer than it
+		}
+		if p.Provider != r.Source.Provider {
+			continue // another provider boots another host: never this cell's trend
 		}
 		past[p.RunID] = true
 		byCell[p.Cell] = append(byCell[p.Cell], TrendPoint{RunID: p.RunID, Started: p.Started,

@@ -356,6 +356,10 @@ func addArtifact(m map[string]string, name, path string) map[string]string {
 // so that the cell comes out unsupported with the reason instead of passing
 // without the check it asked for.
 func (r *run) checkSettings(s matrix.Settings) error {
+	if _, ok := r.opts.Provider.(PackageChanger); !ok && !s.Packages.Empty() {
+		return &UnsupportedError{Reason: fmt.Sprintf("packages (%s): the %s provider boots a host it does not build and cannot change its packages",
+			s.Packages, r.opts.Provider.Name())}
+	}
 	if !wantsCrashCheck(s) {
 		return nil
 	}

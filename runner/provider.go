@@ -48,6 +48,14 @@ type Rebooter interface {
 	Reboot(ctx context.Context, req Request, prev Machine) (Machine, error)
 }
 
+// PackageChanger is a Provider that builds the cell's host itself and
+// applies the cell's package changes (matrix Settings.Packages) to it. A
+// cell with package changes is unsupported on other providers: a Vagrant
+// box or the local host is what it is.
+type PackageChanger interface {
+	AppliesPackageChanges()
+}
+
 // Request describes one run of a cell.
 type Request struct {
 	Cell   matrix.Cell

@@ -346,3 +346,22 @@ func TestCrashCheckNeedsARebooter(t *testing.T) {
 		t.Errorf("booted %d times, want 0", fake.boots)
 	}
 }
+
+// TestPackagesNeedAPackageChanger: a cell with package changes on a
+// provider that does not build its host (vagrant, local) is unsupported
+// with the reason and never booted, instead of passing on the standard host.
+func TestPackagesNeedAPackageChanger(t *testing.T) {
+	cell := testCell("packages")
+	cell.Settings.Packages = matrix.PackageChanges{Remove: []string{"apparmor"}}
+	fake := newFake(nil)
+	f, err := Run(context.Background(), []matrix.Cell{cell}, Options{Provider: fake, Prober: fakeProber{fake}, Out: t.TempDir(), Parallel: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Runs) != 1 || f.Runs[0].Verdict != results.Unsupported || !strings.Contains(f.Runs[0].Reason, "packages (-apparmor): the fake provider") {
+		t.Fatalf("runs %+v, want one unsupported run saying the provider cannot change packages", f.Runs)
+	}
+	if fake.boots != 0 {
+		t.Errorf("booted %d times, want 0", fake.boots)
+	}
+}

@@ -113,6 +113,13 @@ type Host struct {
 	// HarnessChanges lists how the harness made this guest differ from a
 	// standard install of its distro plus docker.io.
 	HarnessChanges []HarnessChange `json:"harness_changes,omitempty"`
+	// PackagesAdded and PackagesRemoved are the user's package changes (the
+	// cell's packages setting, not the harness's), as "name version":
+	// the added packages as installed, and every package apt removed for
+	// the removed ones, those that depended on them included (removing
+	// iptables removes docker.io).
+	PackagesAdded   []string `json:"packages_added,omitempty"`
+	PackagesRemoved []string `json:"packages_removed,omitempty"`
 }
 
 // HarnessChange is one way the harness made a guest differ from a real host.

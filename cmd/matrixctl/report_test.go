@@ -71,7 +71,7 @@ func TestReportFailOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	past := &results.File{Schema: results.SchemaVersion, RunID: "yesterday", Started: f.Started.Add(-24 * time.Hour)}
+	past := &results.File{Schema: results.SchemaVersion, RunID: "yesterday", Provider: f.Provider, Started: f.Started.Add(-24 * time.Hour)}
 	for _, r := range f.Runs {
 		if r.Cell == "k5.10-debian11-docker20.10.5-overlay2" {
 			r.Verdict, r.Findings = results.Pass, nil

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -171,7 +172,7 @@ func TestIntegrationRootfsBookworm(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := c.Stats()
-	if *r2 != *r || after.RootfsBuilds != before.RootfsBuilds || after.Reuses != before.Reuses+1 {
+	if !reflect.DeepEqual(r2, r) || after.RootfsBuilds != before.RootfsBuilds || after.Reuses != before.Reuses+1 {
 		t.Errorf("second call: %+v stats %+v → %+v; want the same rootfs and no build", r2, before, after)
 	}
 	noChildrenLeft(t, c)

@@ -67,14 +67,33 @@ var rootfsExcludes = []string{
 // progress writer when nil. A *PackageError says the suite has no such Docker
 // version (or lacks a package), a *MirrorError that the mirror failed.
 func (c *Cache) Rootfs(ctx context.Context, distro matrix.DistroRef, docker matrix.DockerRef, progress io.Writer) (*Rootfs, error) {
-	r, err := c.rootfs(ctx, distro, docker, progress)
+	return c.RootfsWith(ctx, distro, docker, matrix.PackageChanges{}, progress)
+}
+
+// RootfsWith is Rootfs with the cell's package changes applied: the added
+// packages are installed with the standard set, then `apt-get remove -y`
+// runs in the built tree for the removed ones, as on a real host (apt also
+// removes what depends on them: removing iptables removes docker.io). The
+// changes are part of the cache key, and Rootfs.PackagesAdded/Removed
+// record what was installed and what apt removed. A removed Docker package
+// is not an error: that host has no Docker.
+func (c *Cache) RootfsWith(ctx context.Context, distro matrix.DistroRef, docker matrix.DockerRef, changes matrix.PackageChanges, progress io.Writer) (*Rootfs, error) {
+	r, err := c.rootfs(ctx, distro, docker, changes, progress)
 	if err != nil {
-		return nil, fmt.Errorf("rootfs %s docker %s: %w", distro.Name, docker.Version, err)
+		return nil, fmt.Errorf("rootfs %s docker %s%s: %w", distro.Name, docker.Version, changesLabel(changes), err)
 	}
 	return r, nil
 }
 
-func (c *Cache) rootfs(ctx context.Context, distro matrix.DistroRef, docker matrix.DockerRef, progress io.Writer) (*Rootfs, error) {
+// changesLabel is " (+strace -apparmor)", or "" without changes.
+func changesLabel(p matrix.PackageChanges) string {
+	if p.Empty() {
+		return ""
+	}
+	return " (" + p.String() + ")"
+}
+
+func (c *Cache) rootfs(ctx context.Context, distro matrix.DistroRef, docker matrix.DockerRef, changes matrix.PackageChanges, progress io.Writer) (*Rootfs, error) {
 	if progress == nil {
 		progress = c.opts.progress
 	}
@@ -122,7 +141,13 @@ func (c *Cache) rootfs(ctx context.Context, distro matrix.DistroRef, docker matr
 	}
 	pkgs := append([]string(nil), RootfsPackages...)
 	sort.Strings(pkgs)
+	if len(changes.Add) > 0 {
+		pkgs = append(pkgs, changes.Add...)
+		sort.Strings(pkgs)
+		pkgs = slices.Compact(pkgs)
+	}
 	include := append(pkgs, dockerPkg+"="+pick.Version)
+	remove := slices.Sorted(slices.Values(changes.Remove))
 	lines := sourceLines(m, distro.Suite)
 	if dockerSuite != distro.Suite {
 		for _, l := range sourceLines(m, dockerSuite) {
@@ -131,13 +156,22 @@ func (c *Cache) rootfs(ctx context.Context, distro matrix.DistroRef, docker matr
 			}
 		}
 	}
-	key := keyOf(rootfsFormat, distro.Suite, dockerSuite, strings.Join(include, ","), docker.Version,
-		strings.Join(lines, "\n"), strings.Join(rootfsExcludes, ","))
+	keyParts := []string{rootfsFormat, distro.Suite, dockerSuite, strings.Join(include, ","), docker.Version,
+		strings.Join(lines, "\n"), strings.Join(rootfsExcludes, ",")}
+	if len(remove) > 0 { // the standard rootfs keeps its key
+		keyParts = append(keyParts, "remove="+strings.Join(remove, ","))
+	}
+	key := keyOf(keyParts...)
 	inputs := map[string]string{"suite": distro.Suite, "docker_suite": dockerSuite, "docker": docker.Version,
 		"include": strings.Join(include, ","), "debian": m.Debian, "security": m.Security}
-	label := fmt.Sprintf("rootfs %s/docker %s: ", distro.Name, docker.Version)
+	if len(remove) > 0 {
+		inputs["remove"] = strings.Join(remove, ",")
+	}
+	label := fmt.Sprintf("rootfs %s/docker %s%s: ", distro.Name, docker.Version, changesLabel(changes))
+	b := rootfsBuild{suite: distro.Suite, include: include, add: changes.Add, remove: remove, lines: lines,
+		dockerPkg: dockerPkg, dockerVersion: docker.Version}
 	dir, man, err := c.entry(ctx, "rootfs", key, inputs, func(ctx context.Context, tmp string, man *manifest) error {
-		r, err := c.buildRootfs(ctx, tmp, distro.Suite, include, lines, dockerPkg, docker.Version, progress, label)
+		r, err := c.buildRootfs(ctx, tmp, b, progress, label)
 		if err != nil {
 			return err
 		}
@@ -158,8 +192,38 @@ func (c *Cache) rootfs(ctx context.Context, distro matrix.DistroRef, docker matr
 	return &r, nil
 }
 
-func (c *Cache) buildRootfs(ctx context.Context, tmp, suite string, include, lines []string,
-	dockerPkg, dockerVersion string, progress io.Writer, label string) (*Rootfs, error) {
+// rootfsBuild is what one mmdebstrap run builds.
+type rootfsBuild struct {
+	suite         string
+	include       []string // packages mmdebstrap installs (the Docker package pinned)
+	add           []string // the cell's added packages (also in include)
+	remove        []string // the cell's removed packages, sorted
+	lines         []string // apt sources
+	dockerPkg     string
+	dockerVersion string
+}
+
+// statusBefore is where the dpkg status of the tree is copied before the
+// removals, so what apt removed can be told afterwards.
+const statusBefore = "dpkg-status.before-remove"
+
+// removeHooks are mmdebstrap customize hooks (run on the host with the
+// tree as $1, after every package is installed) that keep the dpkg status
+// and then remove the packages the way a user does on a real host.
+func removeHooks(tmp string, remove []string) []string {
+	if len(remove) == 0 {
+		return nil
+	}
+	return []string{
+		`--customize-hook=cp "$1/var/lib/dpkg/status" ` + shellQuote(filepath.Join(tmp, statusBefore)),
+		`--customize-hook=chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get remove -y -- ` + strings.Join(remove, " "),
+	}
+}
+
+// shellQuote quotes s for sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func (c *Cache) buildRootfs(ctx context.Context, tmp string, b rootfsBuild, progress io.Writer, label string) (*Rootfs, error) {
 	start := time.Now()
 	tree := filepath.Join(tmp, "tree")
 	argv := []string{}
@@ -169,7 +233,7 @@ func (c *Cache) buildRootfs(ctx context.Context, tmp, suite string, include, lin
 		argv = append(argv, "unshare", "--mount", "--propagation", "private", "--")
 	}
 	argv = append(argv, "mmdebstrap", "--variant=minbase", "--mode=auto", "--format=directory",
-		"--include="+strings.Join(include, ","),
+		"--include="+strings.Join(b.include, ","),
 		`--aptopt=Acquire::Languages "none"`,
 		// No fsync per unpacked file: the tree is thrown away after mkfs and
 		// the entry only counts once its manifest is synced.
@@ -177,12 +241,13 @@ func (c *Cache) buildRootfs(ctx context.Context, tmp, suite string, include, lin
 	for _, e := range rootfsExcludes {
 		argv = append(argv, "--dpkgopt="+e)
 	}
-	argv = append(argv, suite, tree)
-	argv = append(argv, lines...)
-	fmt.Fprintf(progress, "%smmdebstrap %s (%d packages)\n", label, suite, len(include))
+	argv = append(argv, removeHooks(tmp, b.remove)...)
+	argv = append(argv, b.suite, tree)
+	argv = append(argv, b.lines...)
+	fmt.Fprintf(progress, "%smmdebstrap %s (%d packages, %d removed after)\n", label, b.suite, len(b.include), len(b.remove))
 	if _, err := runShowing(ctx, proc.Cmd{Argv: argv, Dir: tmp}, progress, label+"mmdebstrap: "); err != nil {
 		m, _ := c.Mirrors()
-		return nil, classifyBuildError(m, suite, err)
+		return nil, classifyBuildError(m, b.suite, err)
 	}
 	fmt.Fprintf(progress, "%smmdebstrap done in %s\n", label, time.Since(start).Round(time.Second))
 
@@ -194,13 +259,35 @@ func (c *Cache) buildRootfs(ctx context.Context, tmp, suite string, include, lin
 	if err != nil {
 		return nil, err
 	}
-	got, ok := installed[dockerPkg]
-	if !ok {
-		return nil, fmt.Errorf("%s is not installed in the built rootfs", dockerPkg)
+	r := &Rootfs{Image: "rootfs.ext4", Suite: b.suite, Packages: "packages.txt"}
+	if len(b.remove) > 0 {
+		before, err := os.ReadFile(filepath.Join(tmp, statusBefore))
+		if err != nil {
+			return nil, err
+		}
+		was, err := installedPackages(before)
+		if err != nil {
+			return nil, err
+		}
+		r.PackagesRemoved = removedPackages(was, installed)
+		fmt.Fprintf(progress, "%sapt removed %d packages: %s\n", label, len(r.PackagesRemoved), strings.Join(r.PackagesRemoved, ", "))
 	}
-	if UpstreamVersion(got) != dockerVersion {
-		return nil, fmt.Errorf("installed %s is %s, want docker %s", dockerPkg, got, dockerVersion)
+	for _, a := range b.add {
+		if v, ok := installed[a]; ok {
+			r.PackagesAdded = append(r.PackagesAdded, a+" "+v)
+		}
 	}
+	sort.Strings(r.PackagesAdded)
+	got, ok := installed[b.dockerPkg]
+	switch {
+	case !ok && slices.ContainsFunc(r.PackagesRemoved, func(p string) bool { return strings.HasPrefix(p, b.dockerPkg+" ") }):
+		// The cell removed Docker (or what it depends on): a host without Docker.
+	case !ok:
+		return nil, fmt.Errorf("%s is not installed in the built rootfs", b.dockerPkg)
+	case UpstreamVersion(got) != b.dockerVersion:
+		return nil, fmt.Errorf("installed %s is %s, want docker %s", b.dockerPkg, got, b.dockerVersion)
+	}
+	r.DockerPackageVersion = got
 	// Leftovers mmdebstrap keeps that no cell needs.
 	for _, g := range []string{"var/cache/apt/*.bin", "var/cache/apt/archives/*.deb", "var/lib/apt/lists/*_Packages", "var/log/*.log"} {
 		matches, _ := filepath.Glob(filepath.Join(tree, g))
@@ -225,6 +312,7 @@ func (c *Cache) buildRootfs(ctx context.Context, tmp, suite string, include, lin
 	if err := removeTree(tree); err != nil {
 		return nil, err
 	}
+	_ = os.Remove(filepath.Join(tmp, statusBefore))
 	st, err := os.Stat(filepath.Join(tmp, "rootfs.ext4"))
 	if err != nil {
 		return nil, err
@@ -232,7 +320,20 @@ func (c *Cache) buildRootfs(ctx context.Context, tmp, suite string, include, lin
 	fmt.Fprintf(progress, "%simage %d MiB in %s (total %s)\n", label, st.Size()>>20,
 		time.Since(t).Round(100*time.Millisecond), time.Since(start).Round(time.Second))
 	c.stats.rootfsBuilds.Add(1)
-	return &Rootfs{Image: "rootfs.ext4", Suite: suite, DockerPackageVersion: got, Packages: "packages.txt"}, nil
+	return r, nil
+}
+
+// removedPackages lists, sorted as "name version", what was installed
+// before and is not after.
+func removedPackages(before, after map[string]string) []string {
+	var out []string
+	for n, v := range before {
+		if _, ok := after[n]; !ok {
+			out = append(out, n+" "+v)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // installedPackages reads a dpkg status file: package → version of what is installed.

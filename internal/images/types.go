@@ -32,4 +32,10 @@ type Rootfs struct {
 	DockerPackageVersion string `json:"docker_package_version"`
 	// Packages is a text file listing every installed package and its version.
 	Packages string `json:"packages,omitempty"`
+	// PackagesAdded are the cell's added packages as installed ("strace
+	// 6.1-0.1"); PackagesRemoved is everything apt removed for the cell's
+	// removed packages, the packages that depended on them included
+	// ("apparmor 3.0.8-3"). Both are sorted; empty for the standard rootfs.
+	PackagesAdded   []string `json:"packages_added,omitempty"`
+	PackagesRemoved []string `json:"packages_removed,omitempty"`
 }

@@ -189,13 +189,19 @@ func fromNanos(n int64) time.Time {
 // Point is one cell's outcome in one stored run. Counted excludes
 // infra-error and unsupported runs; Worst is the worst counted verdict
 // other than pass (empty when all passed or none counted).
+//
+// A trend is the points of one (Provider, Cell): the provider is chosen on
+// the command line, not in the spec, so the same cell ID on another
+// provider (a Vagrant box, the local host) is another host, and its runs
+// are never compared with QEMU's.
 type Point struct {
-	RunID   string
-	Started time.Time
-	Cell    string
-	Counted int
-	Passed  int
-	Worst   results.Verdict
+	RunID    string
+	Started  time.Time
+	Provider string // the run's provider (results.File.Provider)
+	Cell     string
+	Counted  int
+	Passed   int
+	Worst    results.Verdict
 }
 
 // severityCase ranks verdicts in SQL by results.VerdictOrder (0 = worst).
@@ -210,7 +216,7 @@ func severityCase() string {
 // Points returns every cell's outcome per stored run started at or after
 // since (zero: all), ordered by run start, run ID and cell.
 func (s *Store) Points(ctx context.Context, since time.Time) ([]Point, error) {
-	q := `SELECT c.run_id, r.started, c.cell,
+	q := `SELECT c.run_id, r.started, r.provider, c.cell,
 		SUM(CASE WHEN c.verdict IN ('infra-error', 'unsupported') THEN 0 ELSE 1 END),
 		SUM(CASE WHEN c.verdict = 'pass' THEN 1 ELSE 0 END),
 		MIN(CASE WHEN c.verdict IN ('pass', 'infra-error', 'unsupported') THEN 999 ELSE ` + severityCase() + ` END)
@@ -228,7 +234,7 @@ func (s *Store) Points(ctx context.Context, since time.Time) ([]Point, error) {
 		var p Point
 		var started int64
 		var worst int
-		if err := rows.Scan(&p.RunID, &started, &p.Cell, &p.Counted, &p.Passed, &worst); err != nil {
+		if err := rows.Scan(&p.RunID, &started, &p.Provider, &p.Cell, &p.Counted, &p.Passed, &worst); err != nil {
 			return nil, fmt.Errorf("history: points: %w", err)
 		}
 		p.Started = fromNanos(started)
@@ -240,15 +246,15 @@ func (s *Store) Points(ctx context.Context, since time.Time) ([]Point, error) {
 	return out, rows.Err()
 }
 
-// Trend returns one cell's points since since, oldest first.
-func (s *Store) Trend(ctx context.Context, cell string, since time.Time) ([]Point, error) {
+// Trend returns one cell's points on one provider since since, oldest first.
+func (s *Store) Trend(ctx context.Context, provider, cell string, since time.Time) ([]Point, error) {
 	all, err := s.Points(ctx, since)
 	if err != nil {
 		return nil, err
 	}
 	var out []Point
 	for _, p := range all {
-		if p.Cell == cell {
+		if p.Provider == provider && p.Cell == cell {
 			out = append(out, p)
 		}
 	}

@@ -3,6 +3,7 @@ package history
 import (
 	"context"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -63,7 +64,7 @@ func TestAppendIsIdempotentAndPointsAggregate(t *testing.T) {
 	if err != nil || len(sigs) != 1 || !sigs[0].FirstSeen.Equal(t0.Add(24*time.Hour)) {
 		t.Errorf("signatures: %+v, %v", sigs, err)
 	}
-	trend, err := s.Trend(ctx, "c1", time.Time{})
+	trend, err := s.Trend(ctx, "qemu", "c1", time.Time{})
 	if err != nil || len(trend) != 2 {
 		t.Errorf("trend: %+v, %v", trend, err)
 	}
@@ -95,5 +96,50 @@ func TestReopenKeepsData(t *testing.T) {
 	}
 	if _, err := s.Append(ctx, &results.File{}); err == nil {
 		t.Error("append without run_id succeeded")
+	}
+}
+
+// TestProvidersAreSeparateTrends: a Vagrant run and a QEMU run of the same
+// four axes (the same cell ID) are two hosts, two trends.
+func TestProvidersAreSeparateTrends(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2026, 11, 20, 1, 0, 0, 0, time.UTC)
+	qemu1 := file("q1", t0, results.Pass)
+	box := file("v1", t0.Add(time.Hour), results.KernelCrash)
+	box.Provider = "vagrant"
+	qemu2 := file("q2", t0.Add(2*time.Hour), results.Pass)
+	for _, f := range []*results.File{qemu1, box, qemu2} {
+		if _, err := s.Append(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		provider string
+		want     []string // run IDs
+	}{
+		{"qemu", []string{"q1", "q2"}},
+		{"vagrant", []string{"v1"}},
+		{"local", nil},
+	}
+	for _, tt := range tests {
+		trend, err := s.Trend(ctx, tt.provider, "c1", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range trend {
+			if p.Provider != tt.provider {
+				t.Errorf("%s trend holds a %s point %s", tt.provider, p.Provider, p.RunID)
+			}
+			got = append(got, p.RunID)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s trend = %v, want %v", tt.provider, got, tt.want)
+		}
 	}
 }

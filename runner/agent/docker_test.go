@@ -80,3 +80,18 @@ func TestDriverStatusLine(t *testing.T) {
 		t.Error("a reply that is not JSON gave no error")
 	}
 }
+
+func TestMissingDockerUnit(t *testing.T) {
+	for _, tt := range []struct {
+		loadState string
+		missing   bool
+	}{{"loaded\n", false}, {"not-found\n", true}, {"", false}, {"masked", false}} {
+		err := missingDockerUnit(tt.loadState)
+		if (err != nil) != tt.missing {
+			t.Errorf("missingDockerUnit(%q) = %v, want missing %v", tt.loadState, err, tt.missing)
+		}
+		if err != nil && !strings.Contains(err.Error(), "docker.service does not exist") {
+			t.Errorf("reason %q does not say docker.service is missing", err)
+		}
+	}
+}

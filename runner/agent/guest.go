@@ -115,6 +115,9 @@ func (a *agent) awaitDocker() error {
 			version = v
 			break
 		}
+		if out, _ := a.runCmd(10*time.Second, "systemctl", "show", "-p", "LoadState", "--value", "docker.service"); missingDockerUnit(out) != nil {
+			return missingDockerUnit(out)
+		}
 		if out, _ := a.runCmd(10*time.Second, "systemctl", "is-failed", "docker.service"); strings.TrimSpace(out) == "failed" {
 			status, _ := a.runCmd(10*time.Second, "systemctl", "status", "--no-pager", "-n", "20", "docker.service")
 			return fmt.Errorf("docker.service failed: %s", status)
@@ -149,6 +152,19 @@ func (a *agent) awaitDocker() error {
 	a.console("docker-ready %s", version)
 	go a.watchDockerd()
 	return nil
+}
+
+// missingDockerUnit is the error for a host on which systemd knows no
+// docker.service (LoadState not-found): nothing will ever start dockerd
+// there, as on a real host whose Docker package was removed (directly,
+// or by apt along with a package it depends on, such as iptables), so the
+// wait ends at once with that reason instead of at the timeout.
+func missingDockerUnit(loadState string) error {
+	if strings.TrimSpace(loadState) != "not-found" {
+		return nil
+	}
+	return errors.New("docker.service does not exist on this host (systemd: LoadState=not-found): no Docker engine is installed; " +
+		"was the Docker package, or a package it depends on, removed (the cell's packages setting)?")
 }
 
 // cmdDockerCheck fails when the dockerd that became ready is gone (systemd

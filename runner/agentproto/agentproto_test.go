@@ -228,7 +228,7 @@ func TestHarnessChangesDevicemapper(t *testing.T) {
 			[]string{"dmsetup", "noudevsync", "override_udev_sync_check", "mx-thinpool"}},
 		{BootConfig{Driver: "devicemapper", Init: InitAgent}, []string{"dmsetup create --noudevsync", "dm.override_udev_sync_check=true"},
 			[]string{"direct-lvm guide on", "pvcreate"}},
-		{BootConfig{Driver: "devicemapper"}, []string{"dmsetup create --noudevsync"}, nil}, // the default init is the agent
+		{BootConfig{Driver: "devicemapper"}, []string{"direct-lvm", "pvcreate"}, []string{"dmsetup", "noudevsync"}}, // the default init is systemd
 		{BootConfig{Driver: "overlay2", Init: InitSystemd}, nil, []string{"dmsetup", "pvcreate", "thin pool"}},
 		{BootConfig{Driver: "overlay2", Init: InitAgent}, nil, []string{"dmsetup", "pvcreate", "thin pool"}},
 	}

@@ -74,7 +74,7 @@ func (p *Provider) Prepare(ctx context.Context, req runner.Request) error {
 	for _, w := range warnings {
 		fmt.Fprintf(logf, "preflight: warning: %s\n", w.Excerpt)
 	}
-	r, err := p.Cache.Rootfs(ctx, req.Cell.Distro, req.Cell.Docker, logf)
+	r, err := p.Cache.RootfsWith(ctx, req.Cell.Distro, req.Cell.Docker, req.Cell.Settings.Packages, logf)
 	if err != nil {
 		return imagesError("rootfs", err)
 	}
@@ -96,6 +96,12 @@ func imagesError(what string, err error) error {
 	}
 	return runner.Infra(what, err)
 }
+
+var _ runner.PackageChanger = (*Provider)(nil)
+
+// AppliesPackageChanges implements runner.PackageChanger: Prepare builds
+// the cell's rootfs with its package changes.
+func (p *Provider) AppliesPackageChanges() {}
 
 var _ runner.Preflighter = (*Provider)(nil)
 
@@ -162,7 +168,8 @@ func (p *Provider) start(ctx context.Context, req runner.Request, img cellImages
 		cancel()
 		return nil, qemuError(err)
 	}
-	host := &results.Host{InitMode: vm.cfg.bootConfig().InitMode(), CgroupMode: s.Cgroup, HarnessChanges: harnessChanges(vm.cfg)}
+	host := &results.Host{InitMode: vm.cfg.bootConfig().InitMode(), CgroupMode: s.Cgroup, HarnessChanges: harnessChanges(vm.cfg),
+		PackagesAdded: img.rootfs.PackagesAdded, PackagesRemoved: img.rootfs.PackagesRemoved}
 	if host.CgroupMode == "" {
 		host.CgroupMode = agentproto.CgroupDistro
 	}
