@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -33,8 +34,9 @@ const FileName = "history.db"
 // DefaultPath is the history database under matrixctl's cache directory.
 func DefaultPath(cacheDir string) string { return filepath.Join(cacheDir, FileName) }
 
-// schemaVersion is kept in PRAGMA user_version.
-const schemaVersion = 1
+// schemaVersion is kept in PRAGMA user_version. Version 2 renamed the
+// cells of version-1 QEMU runs to today's cell IDs (migrateInitDefault).
+const schemaVersion = 2
 
 const schemaSQL = `
 CREATE TABLE IF NOT EXISTS runs (
@@ -110,9 +112,82 @@ func (s *Store) init() error {
 	if _, err := s.db.Exec(schemaSQL); err != nil {
 		return fmt.Errorf("create schema: %w", err)
 	}
+	if v == 1 {
+		if err := s.migrateInitDefault(); err != nil {
+			return fmt.Errorf("migrate schema 1 to 2: %w", err)
+		}
+	}
 	_, err := s.db.Exec(fmt.Sprintf("PRAGMA user_version = %d", schemaVersion))
 	return err
 }
+
+// migrateInitDefault renames the cells of QEMU runs stored by schema 1, when
+// a cell without an init setting booted the agent as PID 1 and carried no
+// init suffix, while an init: systemd cell carried "-init-systemd". Since
+// then the distro's systemd is the default: left as they were, an old agent
+// run and a new systemd run would share one cell ID, and the history would
+// compare two different hosts. So an old "<axes>-init-systemd..." becomes
+// "<axes>..." and an old "<axes>..." without an init suffix becomes
+// "<axes>-init-agent...". <axes> is rebuilt from the row's own kernel,
+// distro, docker and driver columns; a cell ID that does not start with it
+// is left alone. Runs of other providers are left alone too: a Vagrant box
+// always booted its own systemd.
+func (s *Store) migrateInitDefault() error {
+	tx, err := s.db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	rows, err := tx.Query(`SELECT DISTINCT c.run_id, c.cell, c.kernel, c.distro, c.docker, c.driver
+		FROM cell_runs c JOIN runs r ON r.run_id = c.run_id WHERE r.provider = 'qemu'`)
+	if err != nil {
+		return err
+	}
+	type rename struct{ run, from, to string }
+	var renames []rename
+	for rows.Next() {
+		var run, cell, kernel, distro, docker, driver string
+		if err := rows.Scan(&run, &cell, &kernel, &distro, &docker, &driver); err != nil {
+			rows.Close()
+			return err
+		}
+		if to, ok := schema1CellID(cell, kernel, distro, docker, driver); ok && to != cell {
+			renames = append(renames, rename{run, cell, to})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, r := range renames {
+		for _, table := range []string{"cell_runs", "findings"} {
+			if _, err := tx.Exec(`UPDATE `+table+` SET cell = ? WHERE run_id = ? AND cell = ?`, r.to, r.run, r.from); err != nil {
+				return err
+			}
+		}
+	}
+	return tx.Commit()
+}
+
+// schema1CellID maps a schema-1 QEMU cell ID to today's (migrateInitDefault).
+func schema1CellID(cell, kernel, distro, docker, driver string) (string, bool) {
+	axes := unsafeIDChars.ReplaceAllString(fmt.Sprintf("k%s-%s-docker%s-%s", kernel, distro, docker, driver), "_")
+	rest, ok := strings.CutPrefix(cell, axes)
+	if !ok || (rest != "" && rest[0] != '-') {
+		return "", false
+	}
+	switch {
+	case strings.HasPrefix(rest, "-init-systemd"):
+		return axes + strings.TrimPrefix(rest, "-init-systemd"), true
+	case strings.HasPrefix(rest, "-init-"):
+		return cell, true
+	default:
+		return axes + "-init-agent" + rest, true
+	}
+}
+
+// unsafeIDChars is what matrix.CellID replaces with "_".
+var unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }

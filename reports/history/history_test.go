@@ -143,3 +143,78 @@ func TestProvidersAreSeparateTrends(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateSchema1: a history written while the agent was the default
+// init gets today's cell IDs for its QEMU runs, so an old agent run and a
+// new systemd run of the same axes are never one cell; Vagrant runs keep
+// theirs.
+func TestMigrateSchema1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), FileName)
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 20, 1, 0, 0, 0, time.UTC)
+	const axes = "k6.1-debian12-docker20.10.24-overlay2"
+	old := map[string]string{ // schema-1 ID → today's
+		axes:                               axes + "-init-agent",
+		axes + "-init-systemd":             axes,
+		axes + "-init-systemd-cgroupv1":    axes + "-cgroupv1",
+		axes + "-2":                        axes + "-init-agent-2",
+		"my-own-id":                        "my-own-id",
+		"k6.1-debian12-docker20.10.24-vfs": "k6.1-debian12-docker20.10.24-vfs", // other axes than its row: left alone
+	}
+	q := file("q1", t0, results.KernelCrash)
+	q.Runs = nil
+	for from := range old {
+		q.Runs = append(q.Runs, results.Run{Cell: from, Kernel: "6.1", Distro: "debian12", Docker: "20.10.24", Driver: "overlay2",
+			Repeat: 1, Attempt: 1, Verdict: results.KernelCrash, Started: t0,
+			Findings: []results.Finding{{Source: "console", Category: "kernel-panic", Severity: "fatal", Title: "panic in x"}}})
+	}
+	box := file("v1", t0, results.Pass)
+	box.Provider = "vagrant"
+	box.Runs[0].Cell = axes
+	for _, f := range []*results.File{q, box} {
+		if _, err := s.Append(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.db.Exec("PRAGMA user_version = 1"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := map[string]bool{}
+	rows, err := s.db.Query("SELECT c.cell, r.provider FROM cell_runs c JOIN runs r ON r.run_id = c.run_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var cell, provider string
+		if err := rows.Scan(&cell, &provider); err != nil {
+			t.Fatal(err)
+		}
+		got[provider+" "+cell] = true
+	}
+	rows.Close()
+	want := map[string]bool{"vagrant " + axes: true}
+	for _, to := range old {
+		want["qemu "+to] = true
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("cells after migration:\n got %v\nwant %v", got, want)
+	}
+	var findings int
+	if err := s.db.QueryRow("SELECT COUNT(*) FROM findings WHERE cell = ?", axes+"-init-agent").Scan(&findings); err != nil || findings != 1 {
+		t.Errorf("findings of the renamed cell: %d, %v; want 1", findings, err)
+	}
+	var v int
+	if err := s.db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != schemaVersion {
+		t.Errorf("user_version %d, %v; want %d", v, err, schemaVersion)
+	}
+}
