@@ -404,7 +404,9 @@ const (
 	hmCellH  = 40
 )
 
-type facetKey struct{ distro, docker string }
+// facetKey is one heatmap: a distro and Docker version, and the cgroup
+// version when the report holds cells of more than one.
+type facetKey struct{ distro, docker, cgroup string }
 
 type hmEntry struct {
 	kernel, driver, cell string
@@ -413,9 +415,26 @@ type hmEntry struct {
 	order                int // for collisions: keep the worst
 }
 
-// facets lays out one kernel × driver heatmap per distro and docker version.
+// facets lays out one kernel × driver heatmap per distro and docker version,
+// and per cgroup version when the cells ran under more than one (so a v1
+// and a v2 cell of the same axes are two boxes, not one).
 func (r *Report) facets(anchors map[string]string) []facetView {
 	entries := map[facetKey][]hmEntry{}
+	cgroups := map[string]bool{}
+	for _, c := range r.Ranking {
+		cgroups[c.Cgroup] = true
+	}
+	for _, n := range r.NotRun {
+		cgroups[n.Cgroup] = true
+	}
+	delete(cgroups, "")
+	byCgroup := len(cgroups) > 1
+	key := func(distro, docker, cgroup string) facetKey {
+		if !byCgroup {
+			cgroup = ""
+		}
+		return facetKey{distro, docker, cgroup}
+	}
 	for _, c := range r.Ranking {
 		label := fmt.Sprintf("%s %d/%d", c.Class, c.Passed, c.Counted)
 		sub := ""
@@ -425,13 +444,13 @@ func (r *Report) facets(anchors map[string]string) []facetView {
 		} else if c.HasPerf {
 			sub = fmt.Sprintf("perf %.0f", c.PerfScore)
 		}
-		k := facetKey{c.Distro, c.Docker}
+		k := key(c.Distro, c.Docker, c.Cgroup)
 		entries[k] = append(entries[k], hmEntry{kernel: c.Kernel, driver: c.Driver, cell: c.Cell, class: c.Class,
 			label: label, sub: sub, tip: fmt.Sprintf("#%d %s: %s", c.Rank, c.Cell, cmpOr(c.Reason, string(c.Class))),
 			order: c.Rank})
 	}
 	for i, n := range r.NotRun {
-		k := facetKey{n.Distro, n.Docker}
+		k := key(n.Distro, n.Docker, n.Cgroup)
 		label := "unsupported"
 		if n.Class == ClassInconclusive {
 			label = "infra errors"
@@ -441,7 +460,7 @@ func (r *Report) facets(anchors map[string]string) []facetView {
 	}
 	keys := slices.Collect(maps.Keys(entries))
 	slices.SortFunc(keys, func(a, b facetKey) int {
-		return cmp.Or(naturalCompare(a.distro, b.distro), naturalCompare(a.docker, b.docker))
+		return cmp.Or(naturalCompare(a.distro, b.distro), naturalCompare(a.docker, b.docker), cmp.Compare(a.cgroup, b.cgroup))
 	})
 	var out []facetView
 	for _, k := range keys {
@@ -455,7 +474,11 @@ func (r *Report) facets(anchors map[string]string) []facetView {
 		kernels = slices.Compact(kernels)
 		slices.SortFunc(drivers, naturalCompare)
 		drivers = slices.Compact(drivers)
-		f := facetView{Title: CleanLine(k.distro) + " · docker " + CleanLine(k.docker),
+		title := CleanLine(k.distro) + " · docker " + CleanLine(k.docker)
+		if k.cgroup != "" {
+			title += " · cgroup " + k.cgroup
+		}
+		f := facetView{Title: title,
 			Width: hmLabelW + len(drivers)*hmCellW + 4, Height: hmHeadH + len(kernels)*hmCellH + 4}
 		for j, d := range drivers {
 			f.Cols = append(f.Cols, axisLabel{Text: shorten(CleanLine(d), 18), X: hmLabelW + j*hmCellW + hmCellW/2, Y: hmHeadH - 9})

@@ -78,12 +78,15 @@ type Avoid struct {
 
 // CellScore is one ranked cell.
 type CellScore struct {
-	Rank        int             `json:"rank"`
-	Cell        string          `json:"cell"`
-	Kernel      string          `json:"kernel"`
-	Distro      string          `json:"distro"`
-	Docker      string          `json:"docker"`
-	Driver      string          `json:"driver"`
+	Rank   int    `json:"rank"`
+	Cell   string `json:"cell"`
+	Kernel string `json:"kernel"`
+	Distro string `json:"distro"`
+	Docker string `json:"docker"`
+	Driver string `json:"driver"`
+	// Cgroup is the cgroup version the cell's guests ran ("v1", "v2"), from
+	// their host evidence, or the cell's cgroup setting when no run says.
+	Cgroup      string          `json:"cgroup,omitempty"`
 	Class       Class           `json:"class"`
 	Worst       results.Verdict `json:"worst_verdict"`
 	Runs        int             `json:"runs"`
@@ -113,6 +116,7 @@ type NotRun struct {
 	Distro string `json:"distro"`
 	Docker string `json:"docker"`
 	Driver string `json:"driver"`
+	Cgroup string `json:"cgroup,omitempty"` // as CellScore.Cgroup
 	Class  Class  `json:"class"`
 	Runs   int    `json:"runs"`
 	Reason string `json:"reason"`
@@ -249,11 +253,28 @@ func Build(ctx context.Context, f *results.File, opts Options) (*Report, error) 
 	return r, nil
 }
 
+// cgroupOf is the cgroup version a cell's runs report ("v1", "v2"): the
+// first run whose guest said, else the first explicit cgroup setting, else
+// "" (unknown: e.g. never booted under the distro's default).
+func cgroupOf(runs []results.Run) string {
+	for _, r := range runs {
+		if r.Host != nil && r.Host.CgroupVersion != "" {
+			return "v" + CleanLine(r.Host.CgroupVersion)
+		}
+	}
+	for _, r := range runs {
+		if r.Host != nil && (r.Host.CgroupMode == "v1" || r.Host.CgroupMode == "v2") {
+			return r.Host.CgroupMode
+		}
+	}
+	return ""
+}
+
 // addCell aggregates the runs of one cell.
 func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signature) {
 	first := runs[0]
 	c := &CellScore{Cell: id, Kernel: first.Kernel, Distro: first.Distro, Docker: first.Docker,
-		Driver: first.Driver, Runs: len(runs), Worst: results.Pass, Verdicts: map[results.Verdict]int{}}
+		Driver: first.Driver, Cgroup: cgroupOf(runs), Runs: len(runs), Worst: results.Pass, Verdicts: map[results.Verdict]int{}}
 	fatal := false
 	var fatalTitle string
 	samples := map[string][]float64{}
@@ -314,7 +335,7 @@ func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signatu
 		}
 	}
 	if c.Counted == 0 {
-		nr := NotRun{Cell: id, Kernel: c.Kernel, Distro: c.Distro, Docker: c.Docker, Driver: c.Driver, Runs: c.Runs,
+		nr := NotRun{Cell: id, Kernel: c.Kernel, Distro: c.Distro, Docker: c.Docker, Driver: c.Driver, Cgroup: c.Cgroup, Runs: c.Runs,
 			Class: ClassInconclusive}
 		if c.Verdicts[results.Unsupported] > 0 {
 			nr.Class = ClassUnsupported

@@ -400,3 +400,36 @@ func TestTailLines(t *testing.T) {
 		t.Errorf("tail = %+v", got)
 	}
 }
+
+// TestHeatmapGroupsByCgroup: cells of the same axes under cgroup v1 and v2
+// are two heatmaps (one box each), titled with their cgroup version; a
+// report of one cgroup version keeps one heatmap per distro and docker.
+func TestHeatmapGroupsByCgroup(t *testing.T) {
+	run := func(cell, version string) results.Run {
+		return results.Run{Cell: cell, Kernel: "6.1", Distro: "debian12", Docker: "20.10.24", Driver: "overlay2",
+			Repeat: 1, Attempt: 1, Verdict: results.Pass, Host: &results.Host{CgroupVersion: version}}
+	}
+	tests := []struct {
+		name   string
+		runs   []results.Run
+		titles []string
+	}{
+		{"both", []results.Run{run("c-cgroupv1", "1"), run("c-cgroupv2", "2")},
+			[]string{"debian12 · docker 20.10.24 · cgroup v1", "debian12 · docker 20.10.24 · cgroup v2"}},
+		{"one", []results.Run{run("c", "2"), {Cell: "d", Kernel: "6.1", Distro: "debian12", Docker: "20.10.24", Driver: "vfs", Repeat: 1, Attempt: 1, Verdict: results.Pass}},
+			[]string{"debian12 · docker 20.10.24"}},
+	}
+	for _, tt := range tests {
+		r, err := Build(context.Background(), &results.File{Schema: results.SchemaVersion, RunID: "x", Runs: tt.runs}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var titles []string
+		for _, f := range r.facets(map[string]string{}) {
+			titles = append(titles, f.Title)
+		}
+		if !slices.Equal(titles, tt.titles) {
+			t.Errorf("%s: facets %q, want %q", tt.name, titles, tt.titles)
+		}
+	}
+}

@@ -201,7 +201,7 @@ func TestIntegrationSoakExample(t *testing.T) {
 
 // soakRow is one line of the soak table: one cell, all its runs.
 type soakRow struct {
-	cell, runs, verdicts, checker, longest, mark string
+	cell, runs, verdicts, checker, host, longest, mark string
 }
 
 // checkSoakCell checks every run of a clean cell and sums them up.
@@ -212,7 +212,7 @@ func checkSoakCell(t *testing.T, c matrix.Cell, runs []results.Run) soakRow {
 		row.mark = "FAIL"
 		t.Errorf(c.ID+": "+format, args...)
 	}
-	var verdicts, checkers []string
+	var verdicts, checkers, hosts []string
 	var longest results.Phase
 	for _, r := range runs {
 		v := string(r.Verdict)
@@ -232,6 +232,13 @@ func checkSoakCell(t *testing.T, c matrix.Cell, runs []results.Run) soakRow {
 			} else {
 				t.Logf("%s r%d: %s finding from %s: %s", c.ID, r.Repeat, fd.Severity, fd.Source, fd.Title)
 			}
+		}
+		if r.Verdict != results.Unsupported {
+			h, err := standardHost(r.Host)
+			if err != nil {
+				fail("r%d: %v", r.Repeat, err)
+			}
+			hosts = append(hosts, h)
 		}
 		switch {
 		case r.Verdict == results.Unsupported:
@@ -253,11 +260,37 @@ func checkSoakCell(t *testing.T, c matrix.Cell, runs []results.Run) soakRow {
 	}
 	row.verdicts = strings.Join(verdicts, ", ")
 	row.checker = strings.Join(slices.Compact(checkers), ", ")
+	row.host = strings.Join(slices.Compact(hosts), ", ")
 	row.longest = "-"
 	if longest.Name != "" {
 		row.longest = fmt.Sprintf("%s %s", longest.Name, longest.Duration.Round(100*time.Millisecond))
 	}
 	return row
+}
+
+// standardHost checks that a run's guest was the host a standard Debian
+// install is, the default of every example cell: the distro's systemd as
+// PID 1, the unified cgroup hierarchy with Docker's systemd cgroup driver,
+// and AppArmor among the security options. It returns the summary the
+// table shows: init / cgroup version / driver / security options.
+func standardHost(h *results.Host) (string, error) {
+	if h == nil {
+		return "none", fmt.Errorf("no host evidence")
+	}
+	var sec []string
+	for _, o := range h.SecurityOptions {
+		sec = append(sec, strings.TrimPrefix(strings.SplitN(o, ",", 2)[0], "name="))
+	}
+	sum := fmt.Sprintf("%s / cgroup v%s / %s / %s", h.Init, h.CgroupVersion, h.CgroupDriver, strings.Join(sec, "+"))
+	switch {
+	case h.InitMode != matrix.InitSystemd || !strings.HasPrefix(h.Init, "systemd "):
+		return sum, fmt.Errorf("host %s: PID 1 is not the distro's systemd", sum)
+	case h.CgroupVersion != "2" || h.CgroupDriver != "systemd":
+		return sum, fmt.Errorf("host %s: not cgroup v2 with the systemd driver", sum)
+	case !slices.Contains(sec, "apparmor"):
+		return sum, fmt.Errorf("host %s: containers do not run under AppArmor", sum)
+	}
+	return sum, nil
 }
 
 // unsupportedByKernel tells whether an unsupported run of a runnable cell
@@ -272,9 +305,9 @@ func unsupportedByKernel(c matrix.Cell, r results.Run) bool {
 func printSoakTable(rows []soakRow) {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CELL\tRUNS\tVERDICTS\tCHECKER\tLONGEST PHASE\tOK")
+	fmt.Fprintln(tw, "CELL\tRUNS\tVERDICTS\tCHECKER\tHOST (INIT / CGROUP / DRIVER / SECURITY)\tLONGEST PHASE\tOK")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.cell, r.runs, r.verdicts, r.checker, r.longest, r.mark)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.cell, r.runs, r.verdicts, r.checker, r.host, r.longest, r.mark)
 	}
 	tw.Flush()
 	fmt.Print("\n" + b.String() + "\n")
