@@ -1,6 +1,7 @@
 package matrix
 
 import (
+	"cmp"
 	"fmt"
 	"path"
 	"slices"
@@ -21,8 +22,12 @@ import (
 //   - Distro values are names (debian12) or suites (bookworm).
 //   - Driver values are storage drivers.
 //   - Cell values are cell IDs or shell patterns (k6.1-*).
+//   - Init and Cgroup values are the host settings (systemd, agent; distro,
+//     v1, v2), matched with the defaults applied: --init systemd selects
+//     the cells that name no init too.
 type Filter struct {
 	Kernel, Distro, Docker, Driver, Cell []string
+	Init, Cgroup                         []string
 }
 
 // SplitFlagValues turns repeated flag values into filter values: each value
@@ -46,7 +51,7 @@ func SplitFlagValues(values []string) []string {
 
 // Empty reports whether the filter selects every cell.
 func (f Filter) Empty() bool {
-	return len(f.Kernel)+len(f.Distro)+len(f.Docker)+len(f.Driver)+len(f.Cell) == 0
+	return len(f.Kernel)+len(f.Distro)+len(f.Docker)+len(f.Driver)+len(f.Cell)+len(f.Init)+len(f.Cgroup) == 0
 }
 
 // filterAxis is one field of a Filter, compiled.
@@ -117,6 +122,27 @@ func (f Filter) compile() ([]filterAxis, error) {
 		axes = append(axes, filterAxis{AxisDriver, f.Driver,
 			func(c Cell) bool { return slices.Contains(f.Driver, c.Driver) },
 			func(cs []Cell) []string { return distinct(cs, func(c Cell) string { return c.Driver }) }})
+	}
+	for _, setting := range []struct {
+		flag   string
+		values []string
+		known  []string
+		of     func(Cell) string
+	}{
+		{"init", f.Init, Inits(), func(c Cell) string { return cmp.Or(c.Settings.Init, DefaultInit) }},
+		{"cgroup", f.Cgroup, Cgroups(), func(c Cell) string { return cmp.Or(c.Settings.Cgroup, CgroupDistro) }},
+	} {
+		if len(setting.values) == 0 {
+			continue
+		}
+		for _, v := range setting.values {
+			if !slices.Contains(setting.known, v) {
+				return nil, &FilterError{Flag: setting.flag, Values: []string{v}, Msg: "want one of " + strings.Join(setting.known, ", ")}
+			}
+		}
+		axes = append(axes, filterAxis{setting.flag, setting.values,
+			func(c Cell) bool { return slices.Contains(setting.values, setting.of(c)) },
+			func(cs []Cell) []string { return distinct(cs, setting.of) }})
 	}
 	if len(f.Cell) > 0 {
 		for _, p := range f.Cell {

@@ -96,3 +96,43 @@ func TestSplitFlagValues(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// --init and --cgroup select by host setting, with the defaults applied.
+func TestFilterHostSettings(t *testing.T) {
+	cells := mustPlan(t, "hosts.yaml", header+`
+axes:
+  kernel:
+    - {version: "6.1", debian: {suite: bookworm}}
+  distro: [debian12]
+  docker: [distro]
+  driver: [overlay2, vfs, btrfs]
+include:
+  - {driver: vfs, init: agent}
+  - {driver: btrfs, cgroup: v1}
+`)
+	tests := []struct {
+		f    Filter
+		want []string
+	}{
+		{Filter{Init: []string{"systemd"}}, []string{"k6.1-debian12-docker20.10.24-overlay2", "k6.1-debian12-docker20.10.24-btrfs-cgroupv1"}},
+		{Filter{Init: []string{"agent"}}, []string{"k6.1-debian12-docker20.10.24-vfs-init-agent"}},
+		{Filter{Cgroup: []string{"distro"}}, []string{"k6.1-debian12-docker20.10.24-overlay2", "k6.1-debian12-docker20.10.24-vfs-init-agent"}},
+		{Filter{Cgroup: []string{"v1", "v2"}}, []string{"k6.1-debian12-docker20.10.24-btrfs-cgroupv1"}},
+	}
+	for _, tt := range tests {
+		got, err := tt.f.Apply(cells)
+		if err != nil {
+			t.Errorf("%+v: %v", tt.f, err)
+			continue
+		}
+		if ids := ids(got); !slices.Equal(ids, tt.want) {
+			t.Errorf("%+v: %v, want %v", tt.f, ids, tt.want)
+		}
+	}
+	for _, bad := range []Filter{{Init: []string{"openrc"}}, {Cgroup: []string{"v3"}}} {
+		var fe *FilterError
+		if _, err := bad.Apply(cells); !errors.As(err, &fe) || !strings.Contains(err.Error(), "want one of") {
+			t.Errorf("%+v: %v, want a FilterError naming the choices", bad, err)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 // `run` share it.
 type cellSelection struct {
 	kernel, distro, docker, driver, cell []string
+	init, cgroup                         []string
 	shard                                string
 }
 
@@ -26,6 +27,8 @@ func (s *cellSelection) addFlags(cmd *cobra.Command) {
 	f.StringArrayVar(&s.docker, "docker", nil, `docker release line ("20.10") or constraint ("< 24"); repeat or comma-separate for OR`)
 	f.StringArrayVar(&s.driver, "driver", nil, "storage driver (overlay2, aufs, ...); repeat or comma-separate for OR")
 	f.StringArrayVar(&s.cell, "cell", nil, "cell ID or shell pattern (k6.1-*); repeat or comma-separate for OR")
+	f.StringArrayVar(&s.init, "init", nil, "cells whose PID 1 is this: systemd (the default) or agent; comma-separate for OR")
+	f.StringArrayVar(&s.cgroup, "cgroup", nil, "cells with this cgroup setting: distro (the default), v1 or v2; comma-separate for OR")
 	f.StringVar(&s.shard, "shard", "", "only shard i of n (1-based, e.g. 2/5): cells sorted by ID, dealt round-robin")
 }
 
@@ -46,6 +49,8 @@ func (s *cellSelection) load(file string) ([]matrix.Cell, error) {
 		Docker: matrix.SplitFlagValues(s.docker),
 		Driver: matrix.SplitFlagValues(s.driver),
 		Cell:   matrix.SplitFlagValues(s.cell),
+		Init:   matrix.SplitFlagValues(s.init),
+		Cgroup: matrix.SplitFlagValues(s.cgroup),
 	}
 	if !f.Empty() {
 		if cells, err = f.Apply(cells); err != nil {
@@ -150,6 +155,8 @@ Exit codes: 0 ok, 2 spec or usage error (the message names file:line:column and 
 	cmd.Flags().IntVar(&shards, "shards", 0, "with --format github-matrix: split into N shards, one matrix entry per shard")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json", "github-matrix"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("driver", cobra.FixedCompletions(matrix.Drivers(), cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("init", cobra.FixedCompletions(matrix.Inits(), cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("cgroup", cobra.FixedCompletions(matrix.Cgroups(), cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
