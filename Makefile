@@ -31,7 +31,7 @@ test: lint
 
 # The fault-injection suite alone (also part of make test): real faults in
 # real guests, a table fault → expected → got → evidence, then the clean soak
-# of the example matrix (every runnable cell of matrix.yaml twice, the
+# of the example matrix (every runnable cell of matrix.yaml once, the
 # false-positive check) and its table; fails on any mismatch.
 test-faults:
 	$(GO) test -count=1 -timeout 60m -v -run 'TestIntegrationFaults$$|TestIntegrationSoakExample$$' ./runner/faults
