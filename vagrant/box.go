@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,28 +25,12 @@ import (
 // boxPackages are installed into every project-built box besides docker.io:
 // the one list of what a box's rootfs holds. A box stands for a standard
 // Debian install of its release (Debian's kernel, systemd) on which the user
-// ran `apt-get install docker.io` with its Recommends; each group says why
-// it is here. mmdebstrap's minbase variant has only the Essential and
-// Priority: required packages, so what a standard install has on top and
-// Docker relies on is named here.
-var boxPackages = []string{
-	// Standard install: the init, device manager and system bus a Debian
-	// host boots with (udev and kmod are Priority: important; dbus is what
-	// systemd recommends and what the systemd cgroup driver talks to).
-	"systemd", "systemd-sysv", "udev", "dbus", "kmod",
-	// Standard install: Debian's kernel package recommends apparmor, and
-	// the kernel enables AppArmor in its default LSM list, so dockerd
-	// loads its docker-default profile with apparmor_parser and every
-	// container start fails without it (issue 15).
-	"apparmor",
-	// apt-get install docker.io: its Depends (apt pulls them anyway) and the
-	// Recommends that change how Docker runs: ca-certificates (TLS to
-	// registries), xz-utils (dockerd runs xz for xz-compressed layers).
-	// Left out, and listed as fidelity costs in provision.sh: git (only for
-	// build contexts from git URLs), needrestart (an apt hook restarting
-	// services after upgrades) and cgroupfs-mount (its unit is masked and
-	// its init script exits at once under systemd).
-	"containerd", "runc", "tini", "iptables", "ca-certificates", "xz-utils",
+// ran `apt-get install docker.io` with its Recommends: the standard host
+// every project-built host shares (images.StandardHostPackages says why each
+// is there), plus what a box needs on top; each group says why.
+var boxPackages = append(slices.Clone(images.StandardHostPackages),
+	// Standard install: systemd itself and kmod (Priority: important).
+	"systemd", "kmod",
 	// Standard install: networking (ifupdown + DHCP on eth0, Priority:
 	// important) and the basic tools (mount, ps, ip).
 	"ifupdown", "isc-dhcp-client", "netbase", "iproute2", "util-linux", "mount", "procps",
@@ -60,7 +45,7 @@ var boxPackages = []string{
 	// thin-provisioning-tools: the provider does not set up devicemapper
 	// (a raw scratch disk for a thin pool), it reports it unsupported.
 	"e2fsprogs", "xfsprogs", "btrfs-progs",
-}
+)
 
 // builderVersion changes when the way a box is made changes, so old cache
 // entries are not reused.

@@ -17,29 +17,38 @@ import (
 	"github.com/matrixctl/matrixctl/matrix"
 )
 
-// RootfsPackages are installed into every rootfs besides the Docker package.
-// This is the one list of what a cell's rootfs holds; each group says why.
-// The aim is a standard Debian install of the release plus
-// `apt-get install docker.io`, so that the distro's own systemd starts the
-// distro's own docker.service (init: systemd), plus the tools the harness
-// needs on top (which also serve init: agent, where the agent is PID 1).
-var RootfsPackages = []string{
+// StandardHostPackages are what a standard Debian install of the release
+// plus `apt-get install docker.io` has that Docker relies on, beyond the
+// packages mmdebstrap's minbase variant brings (Essential and Priority:
+// required). Every host the project builds holds them: a cell's rootfs
+// (RootfsPackages) and a Vagrant box (package vagrant). Each group says why.
+var StandardHostPackages = []string{
 	// A standard install's init and device manager; dbus is what systemd
 	// recommends and what runc's systemd cgroup driver talks to.
 	"systemd-sysv", "udev", "dbus",
 	// docker.io's Depends (apt pulls them anyway; listed so that init: agent
 	// finds them by name) and its Recommends that change how Docker runs:
 	// apparmor (Debian kernels enable AppArmor in their default LSM list and
-	// dockerd then loads docker-default), ca-certificates, xz-utils. Left out:
-	// git (only for build contexts from git URLs), needrestart (an apt hook),
-	// cgroupfs-mount (a sysvinit helper systemd does not use).
+	// dockerd then loads docker-default with apparmor_parser; every
+	// container start fails without it), ca-certificates (TLS to
+	// registries), xz-utils (dockerd runs xz for xz-compressed layers). Left
+	// out: git (only for build contexts from git URLs), needrestart (an apt
+	// hook restarting services after upgrades), cgroupfs-mount (a sysvinit
+	// helper systemd does not use).
 	"containerd", "runc", "tini", "iptables", "apparmor", "ca-certificates", "xz-utils",
+}
+
+// RootfsPackages are installed into every rootfs besides the Docker package:
+// the standard host, plus what the harness needs on top (which also serves
+// init: agent, where the agent is PID 1). This is the one list of what a
+// cell's rootfs holds.
+var RootfsPackages = append(slices.Clone(StandardHostPackages),
 	// docker.io's Suggests the storage drivers need: mkfs for scratch disks,
 	// LVM/thin tools for devicemapper.
 	"e2fsprogs", "xfsprogs", "btrfs-progs", "lvm2", "thin-provisioning-tools", "dmsetup",
 	// What the guest agent calls (modprobe, ip, mount) and pigz for image loads.
 	"iproute2", "kmod", "util-linux", "mount", "procps", "pigz",
-}
+)
 
 // rootfsFormat changes whenever what a rootfs holds changes in a way its
 // package list does not show, so old cached images are not reused.
