@@ -115,8 +115,9 @@ func (a *agent) awaitDocker() error {
 			version = v
 			break
 		}
-		if out, _ := a.runCmd(10*time.Second, "systemctl", "show", "-p", "LoadState", "--value", "docker.service"); missingDockerUnit(out) != nil {
-			return missingDockerUnit(out)
+		loadState, _ := a.runCmd(10*time.Second, "systemctl", "show", "-p", "LoadState", "--value", "docker.service")
+		if err := missingDockerUnit(loadState); err != nil {
+			return err
 		}
 		if out, _ := a.runCmd(10*time.Second, "systemctl", "is-failed", "docker.service"); strings.TrimSpace(out) == "failed" {
 			status, _ := a.runCmd(10*time.Second, "systemctl", "status", "--no-pager", "-n", "20", "docker.service")
