@@ -302,20 +302,30 @@ func unixHTTP() *http.Client {
 	}
 }
 
-func dockerVersion() (string, error) {
+// dockerGet reads one Engine API endpoint over the daemon's socket (at
+// most 1 MiB of it).
+func dockerGet(path string) ([]byte, error) {
 	c := unixHTTP()
 	defer c.CloseIdleConnections()
-	resp, err := c.Get("http://docker/version")
+	resp, err := c.Get("http://docker" + path)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("docker /version: %s", resp.Status)
+		return nil, fmt.Errorf("docker %s: %s", path, resp.Status)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+}
+
+func dockerVersion() (string, error) {
+	b, err := dockerGet("/version")
+	if err != nil {
+		return "", err
 	}
 	var v struct{ Version string }
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
-		return "", err
+	if err := json.Unmarshal(b, &v); err != nil {
+		return "", fmt.Errorf("docker /version: %w", err)
 	}
 	return v.Version, nil
 }
@@ -324,17 +334,7 @@ func dockerVersion() (string, error) {
 // (devicemapper: Pool Name, Udev Sync Supported, ...), as evidence of how
 // the driver is configured.
 func dockerDriverStatus() (string, error) {
-	c := unixHTTP()
-	defer c.CloseIdleConnections()
-	resp, err := c.Get("http://docker/info")
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("docker /info: %s", resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	b, err := dockerGet("/info")
 	if err != nil {
 		return "", err
 	}
