@@ -74,6 +74,19 @@ func TestAppendIsIdempotentAndPointsAggregate(t *testing.T) {
 	}
 }
 
+// reopen closes s and opens the database at path again, as the next
+// process would; the new store closes with the test.
+func reopen(t *testing.T, s *Store, path string) *Store {
+	t.Helper()
+	s.Close()
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 func TestReopenKeepsData(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), FileName)
@@ -84,12 +97,7 @@ func TestReopenKeepsData(t *testing.T) {
 	if _, err := s.Append(ctx, file("r1", time.Unix(100, 0), results.Pass)); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
-	s, err = Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = reopen(t, s, path)
 	runs, err := s.Runs(ctx)
 	if err != nil || len(runs) != 1 {
 		t.Errorf("runs after reopen: %v, %v", runs, err)
@@ -183,12 +191,7 @@ func TestMigrateSchema1(t *testing.T) {
 	if _, err := s.db.Exec("PRAGMA user_version = 1"); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
-	s, err = Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = reopen(t, s, path)
 	got := map[string]bool{}
 	rows, err := s.db.Query("SELECT c.cell, r.provider FROM cell_runs c JOIN runs r ON r.run_id = c.run_id")
 	if err != nil {
