@@ -1,0 +1,138 @@
+package bisect
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/matrixctl/matrixctl/api/results"
+	"github.com/matrixctl/matrixctl/matrix"
+	"github.com/matrixctl/matrixctl/runner"
+)
+
+// Executor makes the runs of a bisection: run n of version i is a one-cell,
+// one-repeat run of the runner in Dir/runs/<cell>/r<n>, with its own
+// journal, results.json and artifacts. A run whose results.json is complete
+// is read back, one with a journal but no results is resumed (its leftover
+// VM killed), so a bisection interrupted in any way redoes no finished run.
+type Executor struct {
+	Dir string
+	// Cells: the cell of each version (Config.Versions order).
+	Cells []matrix.Cell
+	// Options is the template of each run; Out is replaced, Repeat forced to 1.
+	Options runner.Options
+	// Inject, when set, is the test fault of a bisection that proves itself.
+	Inject *Injection
+	// OnRun, when set, hears of each run's verdict (progress).
+	OnRun func(cell string, n int, v results.Verdict, reused bool)
+}
+
+// Injection is a documented test fault for proving a bisection on real
+// cells: from version index From on, each run gets Fault with probability
+// Probability (1: every run), decided from Seed, the version and the run
+// number, so a replay makes the same choices. Without it nothing is injected.
+type Injection struct {
+	Fault       string  `json:"fault"`
+	From        string  `json:"from"` // the first version that gets it
+	Probability float64 `json:"probability"`
+	Seed        uint64  `json:"seed"`
+}
+
+// Applies says whether run n of version (at index i, from at index f) gets the fault.
+func (in *Injection) Applies(version string, n int, atOrAfter bool) bool {
+	if in == nil || !atOrAfter {
+		return false
+	}
+	if in.Probability >= 1 {
+		return true
+	}
+	h := fnv.New64a()
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], in.Seed)
+	h.Write(b[:])
+	h.Write([]byte(version))
+	binary.LittleEndian.PutUint64(b[:], uint64(n))
+	h.Write(b[:])
+	u := float64(h.Sum64()>>11) / (1 << 53)
+	return u < in.Probability
+}
+
+// RunDir is where run n of cell lives.
+func (e *Executor) RunDir(cell string, n int) string {
+	return filepath.Join(e.Dir, "runs", runner.RunDir(cell, n))
+}
+
+// Run is the executor's RunFunc.
+func (e *Executor) Run(ctx context.Context, i, n int) (results.Verdict, error) {
+	cell := e.Cells[i]
+	dir := e.RunDir(cell.ID, n)
+	if f, err := readFinished(dir); err != nil {
+		return "", err
+	} else if f != nil {
+		v := verdictOf(f)
+		if e.OnRun != nil {
+			e.OnRun(cell.ID, n, v, true)
+		}
+		return v, nil
+	}
+	opts := e.Options
+	opts.Out, opts.Repeat = dir, 1
+	var f *results.File
+	var err error
+	if _, serr := os.Stat(filepath.Join(dir, runner.JournalName)); serr == nil {
+		f, err = runner.Resume(ctx, opts)
+	} else {
+		if e.Inject != nil {
+			from := slices.IndexFunc(e.Cells, func(c matrix.Cell) bool { return c.Kernel.Package == e.Inject.From })
+			if e.Inject.Applies(cell.Kernel.Package, n, from >= 0 && i >= from) {
+				cell.Settings.Faults = append(slices.Clone(cell.Settings.Faults), e.Inject.Fault)
+			}
+		}
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return "", err
+		}
+		f, err = runner.Run(ctx, []matrix.Cell{cell}, opts)
+	}
+	if err != nil {
+		return "", err
+	}
+	v := verdictOf(f)
+	if e.OnRun != nil {
+		e.OnRun(cell.ID, n, v, false)
+	}
+	return v, nil
+}
+
+// verdictOf is the verdict of a one-run results file (infra-error when the
+// runner recorded none).
+func verdictOf(f *results.File) results.Verdict {
+	if len(f.Runs) == 0 {
+		return results.InfraError
+	}
+	return f.Runs[len(f.Runs)-1].Verdict
+}
+
+// readFinished returns the results of a finished run in dir, or nil.
+func readFinished(dir string) (*results.File, error) {
+	b, err := os.ReadFile(filepath.Join(dir, runner.ResultsName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var f results.File
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, runner.ResultsName), err)
+	}
+	if f.Finished.IsZero() || len(f.Runs) == 0 {
+		return nil, nil
+	}
+	return &f, nil
+}
