@@ -43,6 +43,8 @@ var rules = []rule{
 		"console analysis serves the core and the CLI: leaves only"},
 	{"runner/fscheck/...", beyondRunnerLeaves,
 		"the host checker serves the core: leaves only"},
+	{"runner/bisect/...", []string{"runner/qemu/...", "runner/vagrant/...", "runner/local/...", "reports/...", "vagrant/..."},
+		"a bisection drives the core's runs behind runner.Provider; cmd/matrixctl picks the provider"},
 	{"runner/faults/...", []string{"..."},
 		"the fault-injection suite is tests only; its package proper is a doc comment"},
 	{"probes/...", []string{"runner/...", "matrix/...", "reports/...", "vagrant/..."},
