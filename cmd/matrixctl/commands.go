@@ -10,4 +10,5 @@ var subcommands = []func(*globalFlags, Streams) *cobra.Command{
 	newRunCommand,
 	newMergeCommand,
 	newConsoleCommand,
+	newBisectCommand,
 }

@@ -205,30 +205,9 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 	}
 	opts.Progress = prog
 
-	// First Ctrl-C (or SIGTERM): stop starting, shut running cells down.
-	// Second: kill them at once.
-	hardCtx, hardCancel := context.WithCancel(ctx)
-	defer hardCancel()
-	stop := make(chan struct{})
+	hardCtx, stop, release := interruptible(ctx, streams.ErrOut)
+	defer release()
 	opts.Stop = stop
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		select {
-		case <-sigs:
-		case <-hardCtx.Done():
-			return
-		}
-		fmt.Fprintf(streams.ErrOut, "matrixctl: interrupted: shutting running cells down (Ctrl-C again kills them)\n")
-		close(stop)
-		select {
-		case <-sigs:
-			fmt.Fprintf(streams.ErrOut, "matrixctl: killing running cells\n")
-			hardCancel()
-		case <-hardCtx.Done():
-		}
-	}()
 
 	var file *results.File
 	if f.resume != "" {
@@ -250,6 +229,33 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 		return &silentExit{code: code}
 	}
 	return nil
+}
+
+// interruptible wires Ctrl-C (or SIGTERM) the way every long command
+// takes it: the first closes stop (start nothing new, shut running cells
+// down, stay resumable), the second cancels the returned context (kill them
+// at once). release undoes it.
+func interruptible(ctx context.Context, errOut io.Writer) (hard context.Context, stop <-chan struct{}, release func()) {
+	hardCtx, hardCancel := context.WithCancel(ctx)
+	stopCh := make(chan struct{})
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sigs:
+		case <-hardCtx.Done():
+			return
+		}
+		fmt.Fprintf(errOut, "matrixctl: interrupted: shutting running cells down (Ctrl-C again kills them)\n")
+		close(stopCh)
+		select {
+		case <-sigs:
+			fmt.Fprintf(errOut, "matrixctl: killing running cells\n")
+			hardCancel()
+		case <-hardCtx.Done():
+		}
+	}()
+	return hardCtx, stopCh, func() { signal.Stop(sigs); hardCancel() }
 }
 
 func (s *cellSelection) any() bool {

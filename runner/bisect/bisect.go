@@ -43,45 +43,19 @@ type Config struct {
 	MaxRuns int
 }
 
-// Judgement of a version.
-type Judgement string
-
-const (
-	Good Judgement = "good"
-	Bad  Judgement = "bad"
-	// Skip: the version could not be judged (only infra errors, or another
-	// failure than the one bisected for).
-	Skip Judgement = "skip"
+// Judgement, Step and Result are the schema's (api/results), so reports
+// can render a bisection without importing the runner.
+type (
+	Judgement = results.Judgement
+	Step      = results.BisectStep
+	Result    = results.BisectResult
 )
 
-// Step is one judged version.
-type Step struct {
-	Version   string            `json:"version"`
-	Index     int               `json:"index"`
-	Verdicts  []results.Verdict `json:"verdicts"`
-	Judgement Judgement         `json:"judgement"`
-	Why       string            `json:"why"`
-}
-
-// Result is a finished bisection.
-type Result struct {
-	// LastGood and FirstBad are adjacent unless Skipped versions lie
-	// between them: then the first bad one is one of Skipped or FirstBad.
-	LastGood string   `json:"last_good"`
-	FirstBad string   `json:"first_bad"`
-	Skipped  []string `json:"skipped,omitempty"`
-	// Bad is the verdict bisected for.
-	Bad results.Verdict `json:"bad_verdict"`
-	// FailRate is the bad version's measured failure rate, Streak the pass
-	// streak a good judgement needed, and Confidence what that streak gives.
-	FailRate   float64 `json:"fail_rate"`
-	Streak     int     `json:"streak"`
-	Confidence float64 `json:"confidence"`
-	// Steps in the order judged (the two ends first); Runs counts every
-	// VM-run asked for, infra errors included.
-	Steps []Step `json:"steps"`
-	Runs  int    `json:"runs"`
-}
+const (
+	Good = results.JudgedGood
+	Bad  = results.JudgedBad
+	Skip = results.JudgedSkip
+)
 
 func (c *Config) defaults() {
 	if c.Confidence <= 0 || c.Confidence >= 1 {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/matrix"
@@ -31,6 +32,17 @@ type Executor struct {
 	Inject *Injection
 	// OnRun, when set, hears of each run's verdict (progress).
 	OnRun func(cell string, n int, v results.Verdict, reused bool)
+}
+
+// ReleaseCell is cell booted on the kernel package pkg
+// (linux-image-6.1.0-47-amd64): the cell's ID gets the release
+// (…-overlay2-6.1.0-47-amd64), and it runs once per call.
+func ReleaseCell(cell matrix.Cell, pkg string) matrix.Cell {
+	c := cell
+	c.Kernel.Package = pkg
+	c.ID = cell.ID + "-" + strings.TrimPrefix(pkg, "linux-image-")
+	c.Settings.Repeats = 1
+	return c
 }
 
 // Injection is a documented test fault for proving a bisection on real
@@ -65,7 +77,7 @@ func (in *Injection) Applies(version string, n int, atOrAfter bool) bool {
 
 // RunDir is where run n of cell lives.
 func (e *Executor) RunDir(cell string, n int) string {
-	return filepath.Join(e.Dir, "runs", runner.RunDir(cell, n))
+	return filepath.Join(e.Dir, runner.RunDir(cell, n))
 }
 
 // Run is the executor's RunFunc.
