@@ -56,6 +56,10 @@ type rule struct {
 	ignore bool
 	// banner: the boot banner; only the second and later ones are findings.
 	banner bool
+	// midline: the header may also start where key occurs inside the line
+	// (user-space output or another message glued before it); header must
+	// then begin with key.
+	midline bool
 }
 
 // Shared pieces of the table.
@@ -342,6 +346,7 @@ type compiledRule struct {
 type table struct {
 	rules       []compiledRule
 	keys        [][]byte       // distinct rule keys
+	lits        *literalSet    // finds every key of a line in one pass
 	body        *regexp.Regexp // generic report-body lines
 	panicEnd    *regexp.Regexp
 	consequence *regexp.Regexp
@@ -397,6 +402,7 @@ var compiled = sync.OnceValue(func() *table {
 		}
 		t.rules[i] = c
 	}
+	t.lits = newLiteralSet(t.keys)
 	return t
 })
 

@@ -67,7 +67,8 @@ type Scanner struct {
 	ring    [][]byte // previous lines, for excerpt context
 	ringPos int
 
-	keySeen []uint8 // per-line cache of key lookups
+	found keySet // keys present in the current line
+	first []int  // offset of each found key's first occurrence
 
 	open     []*report
 	pending  []*Finding
@@ -367,25 +368,26 @@ func parseCaller(l []byte) (int64, []byte, bool) {
 }
 
 // match returns the first rule whose header matches msg, and its groups.
+// One pass over msg finds every key it contains; only rules whose key is
+// there try their header.
 func (s *Scanner) match(msg []byte) (*compiledRule, []string) {
-	// Each distinct key is looked for at most once per line: 0 unknown, 1 absent, 2 present.
-	if len(s.keySeen) != len(s.t.keys) {
-		s.keySeen = make([]uint8, len(s.t.keys))
+	t := s.t
+	if len(s.first) != len(t.keys) {
+		s.first = make([]int, len(t.keys))
 	}
-	clear(s.keySeen)
-	for i := range s.t.rules {
-		r := &s.t.rules[i]
-		switch s.keySeen[r.keyIdx] {
-		case 0:
-			if !bytes.Contains(msg, s.t.keys[r.keyIdx]) {
-				s.keySeen[r.keyIdx] = 1
-				continue
-			}
-			s.keySeen[r.keyIdx] = 2
-		case 1:
+	t.lits.find(msg, &s.found, s.first)
+	if s.found.empty() {
+		return nil, nil
+	}
+	for i := range t.rules {
+		r := &t.rules[i]
+		if !s.found.has(r.keyIdx) {
 			continue
 		}
 		sm := r.header.FindSubmatch(msg)
+		if sm == nil && r.midline {
+			sm = s.matchInside(r, msg)
+		}
 		if sm == nil {
 			continue
 		}
@@ -399,6 +401,22 @@ func (s *Scanner) match(msg []byte) (*compiledRule, []string) {
 		return r, groups
 	}
 	return nil, nil
+}
+
+// matchInside tries r's header at each occurrence of its key after the start of msg.
+func (s *Scanner) matchInside(r *compiledRule, msg []byte) [][]byte {
+	key := s.t.keys[r.keyIdx]
+	for pos := s.first[r.keyIdx]; pos > 0 && pos < len(msg); {
+		if sm := r.header.FindSubmatch(msg[pos:]); sm != nil {
+			return sm
+		}
+		i := bytes.Index(msg[pos+1:], key)
+		if i < 0 {
+			break
+		}
+		pos += 1 + i
+	}
+	return nil
 }
 
 func (s *Scanner) openFor(key int64) *report {
