@@ -76,8 +76,18 @@ type Scanner struct {
 	dropped  int
 	lastEnd  int // last line of the last finding, for panics that restate it
 	banner   bool
+	rebooted bool // a firmware banner after kernel lines: the machine restarted
 	timed    bool // a line with a kernel timestamp was seen
-	closed   bool
+	// split holds an "INFO: task <comm>" line that matched nothing: a task
+	// name with a newline in it continues the message on the next line.
+	split    []byte
+	hasSplit bool
+	joined   []byte
+	// tentative is a report started by an unstamped line in a stamped
+	// stream: it stands only if the next line is a stamped line of its body
+	// (user space echoing a kernel message is not followed by one).
+	tentative *report
+	closed    bool
 }
 
 // report is a report being read.
@@ -88,6 +98,7 @@ type report struct {
 	end       int
 	groups    []string
 	endGroups []string
+	details   []string // groups of the rule's detail line
 	sev       results.Severity
 	inPanic   bool
 	anyPhase  bool
@@ -170,6 +181,10 @@ func (s *Scanner) Close() []Finding {
 		if len(s.line) > 0 || s.over > 0 {
 			s.processLine()
 		}
+		if s.tentative != nil {
+			s.drop(s.tentative)
+			s.tentative = nil
+		}
 		for len(s.open) > 0 {
 			r := s.open[0]
 			s.finish(r, r.cutShort())
@@ -205,29 +220,65 @@ func (s *Scanner) processLine() {
 	if len(s.pending) > 0 {
 		s.flushPending(s.lineNo)
 	}
-	var m *compiledRule
-	var groups []string
-	if timed || !s.timed {
-		// Once the kernel stamps its lines, an unstamped line is user space
-		// (dockerd, the agent, a probe) and cannot start a report.
-		m, groups = s.match(msg)
+	// Once the kernel stamps its lines, an unstamped line is user space
+	// (dockerd, the agent, a probe): only a stampless header can start a report there.
+	m, groups := s.match(msg, !timed && s.timed)
+	if s.hasSplit {
+		s.hasSplit = false
+		if m == nil {
+			s.joined = append(append(s.joined[:0], s.split...), msg...)
+			m, groups = s.match(s.joined, false)
+		}
 	}
+	if m == nil && (timed || !s.timed) && bytes.HasPrefix(msg, []byte("INFO: task ")) {
+		s.split, s.hasSplit = append(s.split[:0], msg...), true
+	}
+	if timed {
+		s.rebooted = false
+	}
+	stampless := !timed && s.timed
 	s.timed = s.timed || timed
+	if r := s.tentative; r != nil {
+		s.tentative = nil
+		if timed && (s.isBody(r, msg) || r.rule.detail != nil && r.rule.detail.Match(msg)) {
+			r.key = key // the kernel's own lines carry the caller
+		} else {
+			s.drop(r)
+		}
+	}
 	if r := s.openFor(key); r != nil && s.feed(r, msg, m) {
 		s.remember()
 		return
 	}
 	if m != nil && !m.ignore {
 		s.start(m, groups, key, msg)
+		if stampless && !m.firmware && len(s.open) > 0 && s.open[len(s.open)-1].start == s.lineNo {
+			s.tentative = s.open[len(s.open)-1]
+		}
 	}
 	s.remember()
+}
+
+// drop forgets the open report r without a finding.
+func (s *Scanner) drop(r *report) {
+	for i, o := range s.open {
+		if o == r {
+			s.open = append(s.open[:i], s.open[i+1:]...)
+			return
+		}
+	}
 }
 
 // sanitize copies s.line into s.clean without NULs, CRs, ANSI escape
 // sequences and other control characters, and notes a cut line.
 func (s *Scanner) sanitize() {
-	b := s.clean[:0]
 	l := s.line
+	if s.over == 0 && printableASCII(l) {
+		// The common case: swap the buffers instead of copying.
+		s.clean, s.line = l, s.clean
+		return
+	}
+	b := s.clean[:0]
 	for i := 0; i < len(l); i++ {
 		c := l[i]
 		switch {
@@ -241,6 +292,16 @@ func (s *Scanner) sanitize() {
 		b = fmt.Appendf(b, " [... %d bytes cut]", s.over)
 	}
 	s.clean = b
+}
+
+// printableASCII tells whether l holds only tabs and bytes 0x20-0x7e.
+func printableASCII(l []byte) bool {
+	for _, c := range l {
+		if c < 0x20 && c != '\t' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // skipEscape returns the index of the last byte of the escape sequence at l[i].
@@ -367,10 +428,11 @@ func parseCaller(l []byte) (int64, []byte, bool) {
 	return n + 1, l[i+1:], true
 }
 
-// match returns the first rule whose header matches msg, and its groups.
-// One pass over msg finds every key it contains; only rules whose key is
-// there try their header.
-func (s *Scanner) match(msg []byte) (*compiledRule, []string) {
+// match returns the first rule whose header matches msg, and its groups;
+// with stampless set only rules that may start on an unstamped line. One pass
+// over msg finds every key it contains; only rules whose key is there try
+// their header.
+func (s *Scanner) match(msg []byte, stampless bool) (*compiledRule, []string) {
 	t := s.t
 	if len(s.first) != len(t.keys) {
 		s.first = make([]int, len(t.keys))
@@ -381,7 +443,7 @@ func (s *Scanner) match(msg []byte) (*compiledRule, []string) {
 	}
 	for i := range t.rules {
 		r := &t.rules[i]
-		if !s.found.has(r.keyIdx) {
+		if !s.found.has(r.keyIdx) || stampless && !r.stampless {
 			continue
 		}
 		sm := r.header.FindSubmatch(msg)
@@ -525,7 +587,18 @@ func (c *compiledRule) absorbsListed(cat results.Category) bool {
 
 // start opens a report (or records a single-line finding) for rule m.
 func (s *Scanner) start(m *compiledRule, groups []string, key int64, msg []byte) {
-	if m.banner {
+	switch {
+	case m.firmware:
+		// Before any kernel line it is this boot's firmware; right after
+		// another banner it is the same restart.
+		if !s.timed || s.rebooted {
+			return
+		}
+		s.rebooted, s.banner = true, false
+		for len(s.open) > 0 {
+			s.finish(s.open[0], true)
+		}
+	case m.banner:
 		if !s.banner {
 			s.banner = true
 			return
@@ -586,6 +659,13 @@ func (s *Scanner) add(r *report, msg []byte) {
 			r.omitted++
 		}
 		r.tail = append(r.tail, line)
+	}
+	if d := r.rule.detail; d != nil && r.details == nil && r.lines > 1 {
+		if sm := d.FindSubmatch(msg); sm != nil {
+			for _, g := range sm {
+				r.details = append(r.details, string(g))
+			}
+		}
 	}
 	fp := &s.t.frames
 	if bytes.HasPrefix(bytes.TrimLeft(msg, " \t"), []byte("Call ")) {
@@ -674,8 +754,11 @@ func (s *Scanner) title(r *report) string {
 			return frame
 		}
 		groups := r.groups
-		if sm[1] == "e" {
+		switch sm[1] {
+		case "e":
 			groups = r.endGroups
+		case "d":
+			groups = r.details
 		}
 		i := int(sm[2][0] - '0')
 		if i < len(groups) {
