@@ -81,7 +81,8 @@ const (
 	endPanic = `^-+\[ end Kernel panic|^Kernel Offset: |^Rebooting in \d+ seconds`
 	// kasanEnd ends KASAN/KFENCE/KMSAN/UBSAN reports (6.5+ UBSAN ends with an end-trace line).
 	kasanEnd = `^(?:=+|-+\[ end trace.*)$`
-	hungBody = `^task:\S+\s+state:|^"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message|` +
+	// hungBody: sched_show_task is "task:<comm> state:D ..." since 5.x, "<comm> D <stack> <pid> <ppid> 0x<flags>" before.
+	hungBody = `^task:\S+\s+state:|^\S.{0,14}\s+[RSDTtXZPIKNW] +\d+ +\d+ +\d+ 0x[0-9a-f]+$|^"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message|` +
 		`^INFO: task \S.* is blocked on|^Future hung task reports are suppressed`
 	rcuBody = `^rcu: |^\(detected by|^Task dump for CPU|^task:\S+\s+state:|^Sending NMI|^NMI backtrace`
 	wqBody  = `^Showing (?:busy workqueues|backtraces)|^workqueue \S+: flags=|^pool \d+:|^Workqueue: `
@@ -93,7 +94,8 @@ const (
 		`^INFO: lockdep is turned off|^irq event stamp|^hardirqs last|^softirqs last`
 	xfsBody = `^XFS \(|^[0-9a-f]{8}: `
 	// slubBody is the rest of a SLUB debug report (mm/slub.c: slab_bug, print_trailer, slab_fix).
-	slubBody = `^INFO: |^Slab 0x|^Object 0x|^Redzone |^Padding |^Bytes b4 |^FIX |^Disabling lock debugging|^-+$|^$`
+	slubBody = `^INFO: |^(?:Allocated|Freed) (?:in |by task )|^Slab 0x|^Object 0x|^Object +[0-9a-f]+: |^Redzone |^Padding |` +
+		`^Bytes b4 |^FIX |^Disabling lock debugging|^-+$|^$`
 	// kmemleakBody is kmemleak's object report.
 	kmemleakBody = `^\s|^comm "|^hex dump|^backtrace|^unreferenced object 0x`
 	// warnAt is where a WARNING's location begins: "CPU: 0 PID: 1 at " (up to
@@ -149,7 +151,7 @@ func rules() []rule {
 		{cat: results.CatKmemleak, sev: results.SevWarning, key: "kmemleak: ", header: `^kmemleak: \d+ new suspected memory leaks?`,
 			title: "kmemleak: suspected memory leaks", end: endSingle},
 		// KCSAN data races: a bug report, not a crash (the kernel goes on).
-		{cat: results.CatBug, sev: results.SevError, key: "BUG: KCSAN: ", header: `^BUG: KCSAN: ([\w-]+(?:: race)?) in (\S+) / (\S+)`,
+		{cat: results.CatBug, sev: results.SevError, key: "BUG: KCSAN: ", header: `^BUG: KCSAN: ([\w-]+(?:: race)?) in (\S+)(?: \[\w+\])? / (\S+)`,
 			title: "KCSAN: {1} in {2} / {3}", end: endMarker, marker: kasanEnd, absorbAll: true, midline: true},
 		{cat: results.CatBug, sev: results.SevError, key: "BUG: KCSAN: ", header: `^BUG: KCSAN: ([\w-]+(?:: race)?) in (\S+)`,
 			title: "KCSAN: {1} in {frame}", frameGroup: 2, end: endMarker, marker: kasanEnd, absorbAll: true, midline: true},
