@@ -11,13 +11,17 @@ type literalSet struct {
 	// share class 0, which always leads back to the root's row.
 	class   [256]uint8
 	classes int
-	// next[state*classes+class] is the state after reading a byte of that class.
-	next []uint16
+	// next[state*classes+class] is the row offset (state*classes) of the
+	// state after reading a byte of that class, with hasOut set when keys end
+	// there: the scan loop needs no multiplication and no second lookup.
+	next []uint32
 	// out[state] lists the keys that end at this state (its own and its
-	// suffix links'); hasOut[state] says whether the list is non-empty.
-	out    [][]uint16
-	hasOut []bool
+	// suffix links').
+	out [][]uint16
 }
+
+// hasOut flags a next entry whose state ends a key.
+const hasOut = 1 << 31
 
 // maxKeys bounds the number of distinct literals (the size of keySet).
 const maxKeys = 128
@@ -72,11 +76,11 @@ func newLiteralSet(keys [][]byte) *literalSet {
 	// the suffix link's edge, already computed because it is shallower).
 	n := len(trie)
 	fail := make([]uint16, n)
-	ls.next = make([]uint16, n*ls.classes)
+	next := make([]uint16, n*ls.classes)
 	queue := make([]uint16, 0, n)
 	for cl := 0; cl < ls.classes; cl++ {
 		if t := trie[0][cl]; t != 0 {
-			ls.next[cl] = t
+			next[cl] = t
 			queue = append(queue, t)
 		}
 	}
@@ -87,17 +91,20 @@ func newLiteralSet(keys [][]byte) *literalSet {
 		ls.out[s] = append(ls.out[s], ls.out[f]...)
 		for cl := 0; cl < ls.classes; cl++ {
 			if t := trie[s][cl]; t != 0 {
-				fail[t] = ls.next[int(f)*ls.classes+cl]
-				ls.next[int(s)*ls.classes+cl] = t
+				fail[t] = next[int(f)*ls.classes+cl]
+				next[int(s)*ls.classes+cl] = t
 				queue = append(queue, t)
 			} else {
-				ls.next[int(s)*ls.classes+cl] = ls.next[int(f)*ls.classes+cl]
+				next[int(s)*ls.classes+cl] = next[int(f)*ls.classes+cl]
 			}
 		}
 	}
-	ls.hasOut = make([]bool, n)
-	for s := range ls.out {
-		ls.hasOut[s] = len(ls.out[s]) > 0
+	ls.next = make([]uint32, len(next))
+	for i, t := range next {
+		ls.next[i] = uint32(t) * uint32(ls.classes)
+		if len(ls.out[t]) > 0 {
+			ls.next[i] |= hasOut
+		}
 	}
 	return ls
 }
@@ -106,14 +113,15 @@ func newLiteralSet(keys [][]byte) *literalSet {
 // of each key's first occurrence (entries of keys not found are left as they are).
 func (ls *literalSet) find(line []byte, found *keySet, first []int) {
 	found.reset()
-	s := 0
-	classes, next, class := ls.classes, ls.next, &ls.class
+	var s uint32
+	next, class := ls.next, &ls.class
 	for i, c := range line {
-		s = int(next[s*classes+int(class[c])])
-		if !ls.hasOut[s] {
+		e := next[s+uint32(class[c])]
+		s = e &^ hasOut
+		if e&hasOut == 0 {
 			continue
 		}
-		for _, k := range ls.out[s] {
+		for _, k := range ls.out[s/uint32(ls.classes)] {
 			if !found.has(int(k)) {
 				found.add(int(k))
 				first[k] = i + 1 - len(ls.keys[k])

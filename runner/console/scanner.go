@@ -495,7 +495,8 @@ func (s *Scanner) remember() {
 	if len(s.ring) == 0 {
 		return
 	}
-	s.ring[s.ringPos] = append(s.ring[s.ringPos][:0], s.clean...)
+	// Swap rather than copy: s.clean is rebuilt for every line.
+	s.ring[s.ringPos], s.clean = s.clean, s.ring[s.ringPos][:0]
 	s.ringPos = (s.ringPos + 1) % len(s.ring)
 }
 
