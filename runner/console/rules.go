@@ -58,7 +58,7 @@ type rule struct {
 	banner bool
 	// midline: the header may also start where key occurs inside the line
 	// (user-space output or another message glued before it); header must
-	// then begin with key.
+	// then match from where key starts (a prefix before key must be optional).
 	midline bool
 	// stampless: the header starts a report even on a line without a kernel
 	// timestamp in a stamped stream (a kernel line whose prefix was lost,
