@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"io"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -70,9 +71,17 @@ func (s baselineScanner) Close() error { s.Scanner.Close(); return nil }
 //     dockerd's and docker's own lines), the common case of a nightly run;
 //   - crash: about 4 MiB of the crash corpus (every report kind).
 //
-// Compare MB/s and MB/cpu-s of new against baseline per input.
+// CONSOLE_BENCH_CLEAN=<file> takes the clean log's lines from that file
+// instead (a real nightly console, say). Compare MB/s and MB/cpu-s of new
+// against baseline per input.
 func BenchmarkScan(b *testing.B) {
 	clean := corpusBytes(b, "clean", false)
+	if p := os.Getenv("CONSOLE_BENCH_CLEAN"); p != "" {
+		var err error
+		if clean, err = os.ReadFile(p); err != nil {
+			b.Fatal(err)
+		}
+	}
 	crash := corpusBytes(b, "clean", true)
 	inputs := []struct {
 		name string

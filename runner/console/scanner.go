@@ -273,20 +273,22 @@ func (s *Scanner) drop(r *report) {
 // sequences and other control characters, and notes a cut line.
 func (s *Scanner) sanitize() {
 	l := s.line
-	if s.over == 0 && printableASCII(l) {
+	i := plainPrefix(l)
+	if i == len(l) && s.over == 0 {
 		// The common case: swap the buffers instead of copying.
 		s.clean, s.line = l, s.clean
 		return
 	}
-	b := s.clean[:0]
-	for i := 0; i < len(l); i++ {
-		c := l[i]
-		switch {
-		case c == 0x1b:
+	// Copy runs of kept bytes at once (serial consoles end every line with CR).
+	b := append(s.clean[:0], l[:i]...)
+	for i < len(l) {
+		if l[i] == 0x1b {
 			i = skipEscape(l, i)
-		case c == '\t' || c >= 0x20 && c != 0x7f:
-			b = append(b, c)
 		}
+		i++
+		n := plainPrefix(l[i:])
+		b = append(b, l[i:i+n]...)
+		i += n
 	}
 	if s.over > 0 {
 		b = fmt.Appendf(b, " [... %d bytes cut]", s.over)
@@ -294,14 +296,15 @@ func (s *Scanner) sanitize() {
 	s.clean = b
 }
 
-// printableASCII tells whether l holds only tabs and bytes 0x20-0x7e.
-func printableASCII(l []byte) bool {
-	for _, c := range l {
-		if c < 0x20 && c != '\t' || c >= 0x7f {
-			return false
+// plainPrefix is the length of l's prefix of kept bytes: tabs and
+// everything from 0x20 but DEL (UTF-8 is kept; titles make it valid).
+func plainPrefix(l []byte) int {
+	for i, c := range l {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return i
 		}
 	}
-	return true
+	return len(l)
 }
 
 // skipEscape returns the index of the last byte of the escape sequence at l[i].
