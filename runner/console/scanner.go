@@ -246,7 +246,11 @@ func (s *Scanner) processLine() {
 			s.drop(r)
 		}
 	}
-	if r := s.openFor(key); r != nil && s.feed(r, msg, m) {
+	fed := m
+	if stampless && m != nil && !m.firmware {
+		fed = nil // an open report reads an unstamped line as it did before: not as a header
+	}
+	if r := s.openFor(key); r != nil && s.feed(r, msg, fed) {
 		s.remember()
 		return
 	}

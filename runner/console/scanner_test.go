@@ -238,3 +238,20 @@ func TestHungTaskNameWithNewline(t *testing.T) {
 		t.Fatalf("got %v, want one hung task in ovl_dir_release", got)
 	}
 }
+
+// TestEchoedHeaderInsideReport: a user-space line echoing a kernel header in
+// the middle of an open report neither cuts it short nor starts a report.
+func TestEchoedHeaderInsideReport(t *testing.T) {
+	in := "[    1.000000] Linux version 6.1.0 (x@y) #1\n" +
+		"[    5.000000] WARNING: possible circular locking dependency detected\n" +
+		"[    5.000010] dockerd/812 is trying to acquire lock:\n" +
+		"WARNING: CPU: 0 PID: 1 at fake.c:1 fake+0x1/0x2\n" +
+		"[    5.000100] stack backtrace:\n" +
+		"[    5.000200] Call Trace:\n" +
+		"[    5.000300]  ovl_dir_llseek+0x4c/0x90 [overlay]\n" +
+		"[    6.000000] EXT4-fs (vdb): mounted filesystem\n"
+	got := scanString(t, in)
+	if len(got) != 1 || got[0].Corrupted || got[0].Title != "possible deadlock in ovl_dir_llseek" {
+		t.Fatalf("got %v, want one whole lockdep report in ovl_dir_llseek", got)
+	}
+}
