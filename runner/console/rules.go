@@ -34,7 +34,7 @@ type rule struct {
 	// timestamp and caller prefix), anchored at its start.
 	header string
 	// title is the title format: {1}..{9} are header groups, {e1}..{e9} are
-	// groups of the end marker, {frame} is the guilty function (frameGroup,
+	// groups of the end marker, {d1}..{d9} of the detail line, {frame} is the guilty function (frameGroup,
 	// then RIP, then the call trace, skipping generic frames). All are
 	// normalised. When no guilty frame is found, " in {frame}" is dropped.
 	title string
@@ -56,6 +56,21 @@ type rule struct {
 	ignore bool
 	// banner: the boot banner; only the second and later ones are findings.
 	banner bool
+	// midline: the header may also start where key occurs inside the line
+	// (user-space output or another message glued before it); header must
+	// then match from where key starts (a prefix before key must be optional).
+	midline bool
+	// stampless: the header starts a report even on a line without a kernel
+	// timestamp in a stamped stream (a kernel line whose prefix was lost,
+	// printed with pr_cont or by the firmware). Only for headers no user-space
+	// program prints.
+	stampless bool
+	// firmware: a firmware or boot-loader banner; after the kernel had booted
+	// it means the machine restarted (see the banner rows).
+	firmware bool
+	// detail: the first line of the report matching it gives the {d1}..{d9}
+	// title groups (KASAN's "Read of size 8" after its header).
+	detail string
 }
 
 // Shared pieces of the table.
@@ -66,7 +81,8 @@ const (
 	endPanic = `^-+\[ end Kernel panic|^Kernel Offset: |^Rebooting in \d+ seconds`
 	// kasanEnd ends KASAN/KFENCE/KMSAN/UBSAN reports (6.5+ UBSAN ends with an end-trace line).
 	kasanEnd = `^(?:=+|-+\[ end trace.*)$`
-	hungBody = `^task:\S+\s+state:|^"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message|` +
+	// hungBody: sched_show_task is "task:<comm> state:D ..." since 5.x, "<comm> D <stack> <pid> <ppid> 0x<flags>" before.
+	hungBody = `^task:\S+\s+state:|^\S.{0,14}\s+[RSDTtXZPIKNW] +\d+ +\d+ +\d+ 0x[0-9a-f]+$|^"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message|` +
 		`^INFO: task \S.* is blocked on|^Future hung task reports are suppressed`
 	rcuBody = `^rcu: |^\(detected by|^Task dump for CPU|^task:\S+\s+state:|^Sending NMI|^NMI backtrace`
 	wqBody  = `^Showing (?:busy workqueues|backtraces)|^workqueue \S+: flags=|^pool \d+:|^Workqueue: `
@@ -77,10 +93,18 @@ const (
 	atomicBody = `^in_atomic\(\)|^preempt_count:|^RCU nest depth|^Preemption disabled at:|^\[<[0-9a-f]+>\]|` +
 		`^INFO: lockdep is turned off|^irq event stamp|^hardirqs last|^softirqs last`
 	xfsBody = `^XFS \(|^[0-9a-f]{8}: `
+	// slubBody is the rest of a SLUB debug report (mm/slub.c: slab_bug, print_trailer, slab_fix).
+	slubBody = `^INFO: |^(?:Allocated|Freed) (?:in |by task )|^Slab 0x|^Object 0x|^Object +[0-9a-f]+: |^Redzone |^Padding |` +
+		`^Bytes b4 |^FIX |^Disabling lock debugging|^-+$|^$`
+	// kmemleakBody is kmemleak's object report.
+	kmemleakBody = `^\s|^comm "|^hex dump|^backtrace|^unreferenced object 0x`
+	// warnAt is where a WARNING's location begins: "CPU: 0 PID: 1 at " (up to
+	// 6.16), nothing or "[cond] " (6.17+: "WARNING: fs/x.c:12 at f+0x1/0x2, CPU#0: comm/1").
+	warnAt  = `^WARNING: (?:CPU: \d+ (?:UID: \d+ )?PID: \d+ at |\[[^\]]*\] |)`
 	mceBody = `^(?:mce: )?\[Hardware Error\]|^(?:\{\d+\})?\[Hardware Error\]`
 	// panicConsequence: panic messages that only restate a report printed just before.
 	panicConsequence = `^(?:Fatal exception(?: in interrupt)?|softlockup: hung tasks|hung_task: blocked tasks|` +
-		`[Hh]ard LOCKUP|Oops(?: - BUG)?(?:: Fatal exception)?|(?:kernel: )?panic_on_warn set.*|RCU Stall|` +
+		`[Hh]ard LOCKUP|Oops(?: - BUG)?(?:: Fatal exception)?|(?:\w+: )?panic_on_(?:warn|taint) set.*|RCU Stall|` +
 		`Watchdog detected hard LOCKUP on cpu \d+|kernel BUG.*|Machine halted\.?)\s*$`
 )
 
@@ -92,6 +116,13 @@ func rules() []rule {
 		// The boot banner: a second one means the machine rebooted.
 		{cat: results.CatUnexpectedReboot, sev: results.SevFatal, key: "Linux version ", header: `^Linux version \d+\.\d+\S* \(`,
 			title: "unexpected reboot", end: endSingle, banner: true},
+		// Firmware and boot-loader banners: after kernel lines, the machine
+		// restarted even if the new kernel's one banner is all that follows.
+		firmware("SeaBIOS (version ", `^SeaBIOS \(version `),
+		firmware("Booting the kernel", `^Booting the kernel\b`),
+		firmware("EFI stub: Booting Linux Kernel", `^EFI stub: Booting Linux Kernel`),
+		firmware("U-Boot ", `^U-Boot (?:SPL )?\d{4}\.\d+`),
+		firmware("Decompressing Linux", `^Decompressing Linux\.\.\.`),
 
 		// Panics with a known cause first, then every other panic.
 		{cat: results.CatStackCorruption, sev: results.SevFatal, key: "stack-protector",
@@ -109,7 +140,8 @@ func rules() []rule {
 
 		// Memory-safety tools: reports framed by "=====" lines.
 		{cat: results.CatKASAN, sev: results.SevFatal, key: "BUG: KASAN: ", header: `^BUG: KASAN: (.+?) in (\S+)`,
-			title: "KASAN: {1} in {frame}", frameGroup: 2, end: endMarker, marker: kasanEnd, absorbAll: true},
+			title: "KASAN: {1} {d1} in {frame}", frameGroup: 2, end: endMarker, marker: kasanEnd, absorbAll: true,
+			detail: `^(Read|Write) (?:of size|at addr)`, midline: true, stampless: true},
 		{cat: results.CatKFENCE, sev: results.SevFatal, key: "BUG: KFENCE: ", header: `^BUG: KFENCE: (.+?) in (\S+)`,
 			title: "KFENCE: {1} in {frame}", frameGroup: 2, end: endMarker, marker: kasanEnd, absorbAll: true},
 		{cat: results.CatKMSAN, sev: results.SevFatal, key: "BUG: KMSAN: ", header: `^BUG: KMSAN: (.+?) in (\S+)`,
@@ -118,18 +150,32 @@ func rules() []rule {
 			title: "UBSAN: {1} in {frame}", end: endMarker, marker: kasanEnd, absorbAll: true},
 		{cat: results.CatKmemleak, sev: results.SevWarning, key: "kmemleak: ", header: `^kmemleak: \d+ new suspected memory leaks?`,
 			title: "kmemleak: suspected memory leaks", end: endSingle},
+		// KCSAN data races: a bug report, not a crash (the kernel goes on).
+		{cat: results.CatBug, sev: results.SevError, key: "BUG: KCSAN: ", header: `^BUG: KCSAN: ([\w-]+(?:: race)?) in (\S+)(?: \[\w+\])? / (\S+)`,
+			title: "KCSAN: {1} in {2} / {3}", end: endMarker, marker: kasanEnd, absorbAll: true, midline: true},
+		{cat: results.CatBug, sev: results.SevError, key: "BUG: KCSAN: ", header: `^BUG: KCSAN: ([\w-]+(?:: race)?) in (\S+)`,
+			title: "KCSAN: {1} in {frame}", frameGroup: 2, end: endMarker, marker: kasanEnd, absorbAll: true, midline: true},
+		// SLUB debugging (no colon after BUG): "BUG kmalloc-8 (Not tainted): Object already free".
+		{cat: results.CatBug, sev: results.SevFatal, key: "BUG ", header: `^BUG ([\w.:-]+) \((?:Not tainted|Tainted: [^)]*)\): (.+)`,
+			title: "BUG {1}: {2} in {frame}", end: endBody, body: slubBody},
+		// syzkaller-style kmemleak output, and kmemleak's own objects.
+		{cat: results.CatKmemleak, sev: results.SevWarning, key: "BUG: memory leak", header: `^BUG: memory leak`,
+			title: "memory leak in {frame}", end: endBody, body: kmemleakBody, absorbs: []results.Category{results.CatKmemleak}, midline: true},
 		{cat: results.CatKmemleak, sev: results.SevWarning, key: "unreferenced object", header: `^unreferenced object 0x[0-9a-f]+ \(size \d+\):`,
 			title: "memory leak in {frame}", end: endBody, body: `^\s|^comm "|^hex dump|^backtrace`},
 
 		// Oopses, traps and BUG()s: reports ending with "---[ end trace".
 		{cat: results.CatOops, sev: results.SevFatal, key: "NULL pointer dereference",
 			header: `^BUG: (?:kernel|unable to handle kernel) NULL pointer dereference`,
-			title:  "BUG: kernel NULL pointer dereference in {frame}", end: endMarker, absorbs: oopsFamily},
+			title:  "BUG: kernel NULL pointer dereference in {frame}", end: endMarker, absorbs: oopsFamily, midline: true, stampless: true},
 		{cat: results.CatOops, sev: results.SevFatal, key: "BUG: unable to handle ", header: `^BUG: unable to handle (?:page fault|kernel paging request|kernel)`,
-			title: "BUG: unable to handle page fault in {frame}", end: endMarker, absorbs: oopsFamily},
+			title: "BUG: unable to handle page fault in {frame}", end: endMarker, absorbs: oopsFamily, midline: true, stampless: true},
 		{cat: results.CatOops, sev: results.SevFatal, key: "Unable to handle kernel ",
-			header: `^Unable to handle kernel (NULL pointer dereference|paging request|access to user memory|execute from non-executable memory)`,
-			title:  "BUG: unable to handle kernel {1} in {frame}", end: endMarker, absorbs: oopsFamily},
+			// arm64 (arch/arm64/mm/fault.c) and arm (arch/arm/mm/fault.c) kernel faults; an Internal error follows.
+			header: `^Unable to handle kernel (NULL pointer dereference|paging request|access to user memory|` +
+				`execut(?:e from non-executable memory|ion of user memory|ion of memory)|write to read-only memory|` +
+				`read from unreadable memory)`,
+			title: "BUG: unable to handle kernel {1} in {frame}", end: endMarker, absorbs: oopsFamily, midline: true, stampless: true},
 		{cat: results.CatStackCorruption, sev: results.SevFatal, key: "stack guard page", header: `^BUG: stack guard page was hit`,
 			title: "BUG: stack guard page was hit in {frame}", end: endMarker, absorbs: oopsFamily},
 		{cat: results.CatStackCorruption, sev: results.SevFatal, key: "kernel stack overflow", header: `^kernel stack overflow \(([\w -]+)\)`,
@@ -138,10 +184,11 @@ func rules() []rule {
 			header: `^(list_add|list_del|hlist_add|hlist_del|list_del_rcu|list_add_rcu)\w*(?: corruption| double add)`,
 			title:  "{1} corruption in {frame}", end: endMarker, absorbs: oopsFamily},
 		{cat: results.CatBug, sev: results.SevFatal, key: "kernel BUG at ", header: `^kernel BUG at ([^:\s]+)(?::\d+)?!?`,
-			title: "kernel BUG in {frame}", end: endMarker, absorbs: oopsFamily},
+			title: "kernel BUG in {frame}", end: endMarker, absorbs: oopsFamily, midline: true, stampless: true},
+		// arch/x86/kernel/traps.c: GPFSTR, with a hint on the address or "segment-related " before it.
 		{cat: results.CatGPF, sev: results.SevFatal, key: "general protection fault",
-			header: `^(?:Oops: )?general protection fault(?:, (?:probably for non-canonical address|maybe for address) 0x[0-9a-f]+)?: [0-9a-f]{4} \[#\d+\]`,
-			title:  "general protection fault in {frame}", end: endMarker, absorbs: oopsFamily},
+			header: `^(?:Oops: )?(?:segment-related )?general protection fault(?:, (?:probably for non-canonical address|maybe for address) 0x[0-9a-f]+)?: [0-9a-f]{4} \[#\d+\]`,
+			title:  "general protection fault in {frame}", end: endMarker, absorbs: oopsFamily, midline: true, stampless: true},
 		{cat: results.CatTrap, sev: results.SevFatal, key: "PANIC: double fault", header: `^(?:traps: )?PANIC: double fault`,
 			title: "double fault in {frame}", end: endMarker, absorbs: oopsFamily},
 		{cat: results.CatTrap, sev: results.SevFatal, key: " [#",
@@ -149,8 +196,16 @@ func rules() []rule {
 				`segment not present|coprocessor segment overrun|bounds|overflow|int3|device not available|` +
 				`x87 floating point exception|SIMD floating point exception|control protection fault): [0-9a-f]{4} \[#\d+\]`,
 			title: "{1} in {frame}", end: endMarker, absorbs: oopsFamily},
+		// 4.x spelled the trap "divide_error".
+		{cat: results.CatTrap, sev: results.SevFatal, key: "divide_error", header: `^(?:Oops: )?divide_error: [0-9a-f]{4} \[#\d+\]`,
+			title: "divide error in {frame}", end: endMarker, absorbs: oopsFamily},
 		{cat: results.CatOops, sev: results.SevFatal, key: "Oops", header: `^(?:Internal error: )?Oops(?: - BUG)?: (?:[0-9a-f]+ )?\[#\d+\]`,
-			title: "Oops in {frame}", end: endMarker, absorbs: oopsFamily},
+			title: "Oops in {frame}", end: endMarker, absorbs: oopsFamily, midline: true, stampless: true},
+		// arm64 and arm die(): "Internal error: <what>: <esr> [#1]"; arm's data aborts die with an empty <what>.
+		{cat: results.CatOops, sev: results.SevFatal, key: "Internal error: ", header: `^Internal error: : [0-9a-f]+ \[#\d+\]`,
+			title: "Internal error in {frame}", end: endMarker, absorbs: oopsFamily},
+		{cat: results.CatOops, sev: results.SevFatal, key: "Internal error: ", header: `^Internal error: ([^:]+): [0-9a-f]+ \[#\d+\]`,
+			title: "Internal error: {1} in {frame}", end: endMarker, absorbs: oopsFamily},
 
 		// Lockups, stalls and hangs: reports that end where the body ends.
 		{cat: results.CatSoftLockup, sev: results.SevFatal, key: "soft lockup", header: `^(?:(?:NMI )?watchdog: )?BUG: soft lockup - CPU#\d+ stuck for`,
@@ -163,26 +218,32 @@ func rules() []rule {
 			title:  "INFO: rcu detected stall in {frame}", end: endBody, body: rcuBody},
 		{cat: results.CatWorkqueueLockup, sev: results.SevFatal, key: "workqueue lockup", header: `^BUG: workqueue lockup - pool`,
 			title: "BUG: workqueue lockup", end: endBody, body: wqBody},
-		{cat: results.CatHungTask, sev: results.SevFatal, key: " blocked for more than ",
-			header: `^INFO: task \S.*:\d+ blocked for more than \d+ seconds`,
+		// kernel/hung_task.c; "can't die" is 4.x (a task with SIGKILL pending), "in I/O wait" 6.17+.
+		{cat: results.CatHungTask, sev: results.SevFatal, key: "INFO: task ",
+			header: `^INFO: task \S.*:\d+ (?:blocked (?:in I/O wait )?for more than|can't die for more than) \d+ seconds`,
 			title:  "INFO: task hung in {frame}", end: endBody, body: hungBody},
 
-		// Lockdep: free text until "stack backtrace:", then a stack.
-		{cat: results.CatLockdep, sev: results.SevError, key: "WARNING: ",
-			header: `^WARNING: (possible circular locking dependency|possible recursive locking|inconsistent lock state|` +
-				`suspicious RCU usage|bad unlock balance|held lock freed|lock held when returning to user space|` +
-				`possible irq lock inversion dependency|\w+-safe -> \w+-unsafe lock order|nested lock was not taken|` +
-				`lock held at task exit|bad contention)`,
-			title: "lockdep: {1} in {frame}", end: endBody, anyUntil: `^stack backtrace:`},
-		{cat: results.CatLockdep, sev: results.SevError, key: "[ INFO: ",
-			header: `^\[ INFO: (possible circular locking dependency|possible recursive locking|inconsistent lock state|` +
-				`suspicious RCU usage|possible irq lock inversion dependency|\S+ lock order) detected`,
-			title: "lockdep: {1} in {frame}", end: endBody, anyUntil: `^stack backtrace:`},
+		// Lockdep (kernel/locking/lockdep.c): free text until "stack backtrace:",
+		// then a stack. 4.x framed the banner as "[ INFO: ... ]" or "[ BUG: ... ]".
+		lockdep("circular locking", `possible circular locking dependency detected`, "possible deadlock in {frame}"),
+		lockdep("recursive locking", `possible recursive locking detected`, "possible deadlock in {frame}"),
+		lockdep("lock order detected", `[\w-]+-safe -> [\w-]+-unsafe lock order detected`, "possible deadlock in {frame}"),
+		lockdep("lock inversion", `possible irq lock inversion dependency detected`, "possible deadlock in {frame}"),
+		lockdep("inconsistent lock state", `inconsistent lock state`, "inconsistent lock state in {frame}"),
+		lockdep("suspicious RCU usage", `suspicious RCU usage`, "suspicious RCU usage in {frame}"),
+		lockdep("bad unlock balance", `bad unlock balance detected`, "WARNING: bad unlock balance in {frame}"),
+		lockdep("held lock freed", `held lock freed`, "WARNING: held lock freed in {frame}"),
+		lockdep("Invalid wait context", `Invalid wait context`, "BUG: Invalid wait context in {frame}"),
+		lockdep("still has locks held", `\S.*/\d+ still has locks held`, "WARNING: still has locks held in {frame}"),
+		lockdep("returning to user space", `lock held when returning to user space`, "WARNING: lock held when returning to user space in {frame}"),
+		lockdep("lock held at task exit", `lock held at task exit`, "WARNING: lock held at task exit in {frame}"),
+		lockdep("ested lock was not taken", `[Nn]ested lock was not taken`, "WARNING: nested lock was not taken in {frame}"),
+		lockdep("bad contention", `bad contention detected`, "WARNING: bad contention in {frame}"),
 		{cat: results.CatLockdep, sev: results.SevError, key: "non-static key", header: `^INFO: trying to register non-static key`,
-			title: "lockdep: trying to register non-static key in {frame}", end: endBody,
+			title: "INFO: trying to register non-static key in {frame}", end: endBody,
 			body: `^The code is fine but needs lockdep annotation|^turning off the locking correctness validator`},
 		{cat: results.CatLockdep, sev: results.SevWarning, key: "BUG: MAX_", header: `^BUG: (MAX_\w+) too low`,
-			title: "lockdep: {1} too low", end: endBody, body: `^turning off the locking correctness validator|^Please attach`},
+			title: "BUG: {1} too low", end: endBody, body: `^turning off the locking correctness validator|^Please attach`},
 
 		{cat: results.CatSleepInAtomic, sev: results.SevError, key: "invalid context",
 			header: `^BUG: sleeping function called from invalid context`,
@@ -190,15 +251,39 @@ func rules() []rule {
 		{cat: results.CatSleepInAtomic, sev: results.SevError, key: "scheduling while atomic", header: `^BUG: scheduling while atomic`,
 			title: "BUG: scheduling while atomic in {frame}", end: endBody, body: atomicBody},
 
-		// Kernel WARNINGs, with their location.
+		// Kernel WARNINGs (lib/bug.c, kernel/panic.c: __warn). One in lockdep is a locking bug.
+		{cat: results.CatLockdep, sev: results.SevError, key: "kernel/locking/", header: warnAt + `kernel/locking/\w+\.c:\d+`,
+			title: "WARNING: locking bug in {frame}", end: endMarker, stampless: true},
 		{cat: results.CatWarning, sev: results.SevWarning, key: "WARNING: ",
 			header: `^WARNING: (?:CPU: \d+ (?:UID: \d+ )?PID: \d+ )?at ([^\s:]+)(?::\d+)? (\S+)`,
-			title:  "WARNING in {frame} ({1})", frameGroup: 2, end: endMarker},
+			title:  "WARNING in {frame}", frameGroup: 2, end: endMarker, stampless: true},
+		{cat: results.CatWarning, sev: results.SevWarning, key: "WARNING: ",
+			header: `^WARNING: (?:\[[^\]]*\] )?([\w./-]+\.[chS]):\d+ at ([^\s,]+)`,
+			title:  "WARNING in {frame}", frameGroup: 2, end: endMarker, stampless: true},
+		// The frame-pointer unwinder (arch/x86/kernel/unwind_frame.c), then its stack dump.
+		{cat: results.CatWarning, sev: results.SevWarning, key: "WARNING: kernel stack ",
+			header: `^WARNING: kernel stack (frame pointer|regs) at \S+ in \S+ has bad (?:'bp' )?value`,
+			title:  "WARNING: kernel stack {1} has bad value", end: endBody, body: `^unwind stack type:|^[0-9a-f]{16}: [0-9a-f]{16} `},
+
+		// VFS consistency checks (fs/super.c, fs/open.c): kernel bugs, the kernel goes on.
+		{cat: results.CatBug, sev: results.SevError, key: "VFS: Busy inodes after unmount", header: `^VFS: Busy inodes after unmount of `,
+			title: "VFS: Busy inodes after unmount", end: endSingle},
+		{cat: results.CatBug, sev: results.SevError, key: "VFS: Close: file count is 0", header: `^VFS: Close: file count is 0`,
+			title: "VFS: Close: file count is 0", end: endSingle},
 
 		// Other BUG: reports.
 		{cat: results.CatBug, sev: results.SevError, key: "BUG: Bad page", header: `^BUG: Bad page (state|map|cache) in process`,
 			title: "BUG: bad page {1} in {frame}", end: endBody, body: memBody + `|^page:|^flags:|^raw:|^page dumped because`},
 		{cat: results.CatBug, sev: results.SevError, key: "BUG: ", header: `^BUG: (.+)`, title: "BUG: {1}", end: endBody, body: atomicBody},
+
+		// arm's alignment fixup (arch/arm/mm/alignment.c) and data aborts
+		// (arch/arm/mm/fault.c): a kernel-mode fault then dies ("Internal error").
+		{cat: results.CatWarning, sev: results.SevWarning, key: "Alignment trap: ", header: `^Alignment trap: (not handling [\w -]+?)(?: at | e[0-9a-f]|$)`,
+			title: "Alignment trap: {1}", end: endSingle},
+		{cat: results.CatWarning, sev: results.SevWarning, key: "Alignment trap: ", header: `^Alignment trap: \S.* \(\d+\) PC=`,
+			title: "Alignment trap in user space", end: endSingle},
+		{cat: results.CatWarning, sev: results.SevWarning, key: "Unhandled fault: ", header: `^Unhandled fault: (.+?) \(0x[0-9a-f]+\) at`,
+			title: "Unhandled fault: {1}", end: endSingle},
 
 		// Memory pressure.
 		{cat: results.CatOOMKill, sev: results.SevError, key: " invoked oom-killer: ", header: `^\S.* invoked oom-killer: `,
@@ -248,6 +333,9 @@ func rules() []rule {
 			header: `^XFS \([^)]*\): (?:Mounting V\d|Ending clean mount|Unmounting Filesystem|Starting recovery|` +
 				`Ending recovery|Quotacheck|Deprecated V4 format|DAX|EXPERIMENTAL|Mounting V4 Filesystem|` +
 				`Ending clean|reflink|online)`},
+		// xfs_agfl_reset: repaired in place, blocks leaked; worth a repair, not an error.
+		{cat: results.CatXFSError, sev: results.SevWarning, key: "XFS (", header: `^XFS \([^)]*\): WARNING: Reset corrupted AGFL`,
+			title: "XFS: reset corrupted AGFL", end: endSingle},
 		{cat: results.CatXFSError, sev: results.SevError, key: "XFS (", header: `^XFS \([^)]*\): Metadata CRC error detected at ([^\s,]+)`,
 			title: "XFS: metadata CRC error in {frame}", frameGroup: 1, end: endBody, body: xfsBody, absorbs: []results.Category{results.CatXFSError}},
 		{cat: results.CatXFSError, sev: results.SevError, key: "XFS (", header: `^XFS \([^)]*\): Metadata corruption detected at ([^\s,]+)`,
@@ -325,7 +413,24 @@ func rules() []rule {
 			title: "EDAC uncorrected memory error", end: endSingle},
 		{cat: results.CatMachineCheck, sev: results.SevWarning, key: "EDAC ", header: `^EDAC \S+: \d+ CE (.*)`,
 			title: "EDAC corrected memory error", end: endSingle},
+
+		// Any other one-line kernel WARNING (after every row that knows its WARNING).
+		{cat: results.CatWarning, sev: results.SevWarning, key: "WARNING: ", header: `^WARNING: (\S.*)`,
+			title: "WARNING: {1}", end: endSingle},
 	}
+}
+
+// lockdep is a lockdep report row: "WARNING: <what>" (4.15+) or "[ INFO: <what> ]" / "[ BUG: <what> ]"
+// (up to 4.14); key is a literal of what, which both forms share.
+func lockdep(key, what, title string) rule {
+	return rule{cat: results.CatLockdep, sev: results.SevError, key: key, header: `^(?:WARNING: |\[ (?:INFO|BUG): )` + what,
+		title: title, end: endBody, anyUntil: `^stack backtrace:`}
+}
+
+// firmware is a firmware or boot-loader banner row (see Scanner.start).
+func firmware(key, header string) rule {
+	return rule{cat: results.CatUnexpectedReboot, sev: results.SevFatal, key: key, header: header,
+		title: "unexpected reboot", end: endSingle, firmware: true, stampless: true, midline: true}
 }
 
 // compiledRule is a rule with its regexps compiled.
@@ -336,12 +441,14 @@ type compiledRule struct {
 	marker   *regexp.Regexp
 	anyUntil *regexp.Regexp
 	body     *regexp.Regexp
+	detail   *regexp.Regexp
 }
 
 // table is the compiled signature table; it is immutable once built.
 type table struct {
 	rules       []compiledRule
 	keys        [][]byte       // distinct rule keys
+	lits        *literalSet    // finds every key of a line in one pass
 	body        *regexp.Regexp // generic report-body lines
 	panicEnd    *regexp.Regexp
 	consequence *regexp.Regexp
@@ -369,7 +476,7 @@ var compiled = sync.OnceValue(func() *table {
 		consequence: regexp.MustCompile(panicConsequence),
 		frames:      newFrameParser(),
 		norm:        newNormalizer(),
-		placeholder: regexp.MustCompile(`\{(e?)(\d|frame)\}`),
+		placeholder: regexp.MustCompile(`\{([ed]?)(\d|frame)\}`),
 	}
 	for i, r := range rs {
 		c := compiledRule{rule: r, keyIdx: -1, header: regexp.MustCompile(r.header)}
@@ -395,8 +502,12 @@ var compiled = sync.OnceValue(func() *table {
 		if r.body != "" {
 			c.body = regexp.MustCompile(r.body)
 		}
+		if r.detail != "" {
+			c.detail = regexp.MustCompile(r.detail)
+		}
 		t.rules[i] = c
 	}
+	t.lits = newLiteralSet(t.keys)
 	return t
 })
 

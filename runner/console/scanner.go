@@ -67,7 +67,8 @@ type Scanner struct {
 	ring    [][]byte // previous lines, for excerpt context
 	ringPos int
 
-	keySeen []uint8 // per-line cache of key lookups
+	found keySet // keys present in the current line
+	first []int  // offset of each found key's first occurrence
 
 	open     []*report
 	pending  []*Finding
@@ -75,8 +76,18 @@ type Scanner struct {
 	dropped  int
 	lastEnd  int // last line of the last finding, for panics that restate it
 	banner   bool
+	rebooted bool // a firmware banner after kernel lines: the machine restarted
 	timed    bool // a line with a kernel timestamp was seen
-	closed   bool
+	// split holds an "INFO: task <comm>" line that matched nothing: a task
+	// name with a newline in it continues the message on the next line.
+	split    []byte
+	hasSplit bool
+	joined   []byte
+	// tentative is a report started by an unstamped line in a stamped
+	// stream: it stands only if the next line is a stamped line of its body
+	// (user space echoing a kernel message is not followed by one).
+	tentative *report
+	closed    bool
 }
 
 // report is a report being read.
@@ -87,6 +98,7 @@ type report struct {
 	end       int
 	groups    []string
 	endGroups []string
+	details   []string // groups of the rule's detail line
 	sev       results.Severity
 	inPanic   bool
 	anyPhase  bool
@@ -169,6 +181,10 @@ func (s *Scanner) Close() []Finding {
 		if len(s.line) > 0 || s.over > 0 {
 			s.processLine()
 		}
+		if s.tentative != nil {
+			s.drop(s.tentative)
+			s.tentative = nil
+		}
 		for len(s.open) > 0 {
 			r := s.open[0]
 			s.finish(r, r.cutShort())
@@ -204,42 +220,95 @@ func (s *Scanner) processLine() {
 	if len(s.pending) > 0 {
 		s.flushPending(s.lineNo)
 	}
-	var m *compiledRule
-	var groups []string
-	if timed || !s.timed {
-		// Once the kernel stamps its lines, an unstamped line is user space
-		// (dockerd, the agent, a probe) and cannot start a report.
-		m, groups = s.match(msg)
+	// Once the kernel stamps its lines, an unstamped line is user space
+	// (dockerd, the agent, a probe): only a stampless header can start a report there.
+	m, groups := s.match(msg, !timed && s.timed)
+	if s.hasSplit {
+		s.hasSplit = false
+		if m == nil {
+			s.joined = append(append(s.joined[:0], s.split...), msg...)
+			m, groups = s.match(s.joined, false)
+		}
 	}
+	if m == nil && (timed || !s.timed) && bytes.HasPrefix(msg, []byte("INFO: task ")) {
+		s.split, s.hasSplit = append(s.split[:0], msg...), true
+	}
+	if timed {
+		s.rebooted = false
+	}
+	stampless := !timed && s.timed
 	s.timed = s.timed || timed
-	if r := s.openFor(key); r != nil && s.feed(r, msg, m) {
+	if r := s.tentative; r != nil {
+		s.tentative = nil
+		if timed && (s.isBody(r, msg) || r.rule.detail != nil && r.rule.detail.Match(msg)) {
+			r.key = key // the kernel's own lines carry the caller
+		} else {
+			s.drop(r)
+		}
+	}
+	fed := m
+	if stampless && m != nil && !m.firmware {
+		fed = nil // an open report reads an unstamped line as it did before: not as a header
+	}
+	if r := s.openFor(key); r != nil && s.feed(r, msg, fed) {
 		s.remember()
 		return
 	}
 	if m != nil && !m.ignore {
 		s.start(m, groups, key, msg)
+		if stampless && !m.firmware && len(s.open) > 0 && s.open[len(s.open)-1].start == s.lineNo {
+			s.tentative = s.open[len(s.open)-1]
+		}
 	}
 	s.remember()
+}
+
+// drop forgets the open report r without a finding.
+func (s *Scanner) drop(r *report) {
+	for i, o := range s.open {
+		if o == r {
+			s.open = append(s.open[:i], s.open[i+1:]...)
+			return
+		}
+	}
 }
 
 // sanitize copies s.line into s.clean without NULs, CRs, ANSI escape
 // sequences and other control characters, and notes a cut line.
 func (s *Scanner) sanitize() {
-	b := s.clean[:0]
 	l := s.line
-	for i := 0; i < len(l); i++ {
-		c := l[i]
-		switch {
-		case c == 0x1b:
+	i := plainPrefix(l)
+	if i == len(l) && s.over == 0 {
+		// The common case: swap the buffers instead of copying.
+		s.clean, s.line = l, s.clean
+		return
+	}
+	// Copy runs of kept bytes at once (serial consoles end every line with CR).
+	b := append(s.clean[:0], l[:i]...)
+	for i < len(l) {
+		if l[i] == 0x1b {
 			i = skipEscape(l, i)
-		case c == '\t' || c >= 0x20 && c != 0x7f:
-			b = append(b, c)
 		}
+		i++
+		n := plainPrefix(l[i:])
+		b = append(b, l[i:i+n]...)
+		i += n
 	}
 	if s.over > 0 {
 		b = fmt.Appendf(b, " [... %d bytes cut]", s.over)
 	}
 	s.clean = b
+}
+
+// plainPrefix is the length of l's prefix of kept bytes: tabs and
+// everything from 0x20 but DEL (UTF-8 is kept; titles make it valid).
+func plainPrefix(l []byte) int {
+	for i, c := range l {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return i
+		}
+	}
+	return len(l)
 }
 
 // skipEscape returns the index of the last byte of the escape sequence at l[i].
@@ -366,26 +435,28 @@ func parseCaller(l []byte) (int64, []byte, bool) {
 	return n + 1, l[i+1:], true
 }
 
-// match returns the first rule whose header matches msg, and its groups.
-func (s *Scanner) match(msg []byte) (*compiledRule, []string) {
-	// Each distinct key is looked for at most once per line: 0 unknown, 1 absent, 2 present.
-	if len(s.keySeen) != len(s.t.keys) {
-		s.keySeen = make([]uint8, len(s.t.keys))
+// match returns the first rule whose header matches msg, and its groups;
+// with stampless set only rules that may start on an unstamped line. One pass
+// over msg finds every key it contains; only rules whose key is there try
+// their header.
+func (s *Scanner) match(msg []byte, stampless bool) (*compiledRule, []string) {
+	t := s.t
+	if len(s.first) != len(t.keys) {
+		s.first = make([]int, len(t.keys))
 	}
-	clear(s.keySeen)
-	for i := range s.t.rules {
-		r := &s.t.rules[i]
-		switch s.keySeen[r.keyIdx] {
-		case 0:
-			if !bytes.Contains(msg, s.t.keys[r.keyIdx]) {
-				s.keySeen[r.keyIdx] = 1
-				continue
-			}
-			s.keySeen[r.keyIdx] = 2
-		case 1:
+	t.lits.find(msg, &s.found, s.first)
+	if s.found.empty() {
+		return nil, nil
+	}
+	for i := range t.rules {
+		r := &t.rules[i]
+		if !s.found.has(r.keyIdx) || stampless && !r.stampless {
 			continue
 		}
 		sm := r.header.FindSubmatch(msg)
+		if sm == nil && r.midline {
+			sm = s.matchInside(r, msg)
+		}
 		if sm == nil {
 			continue
 		}
@@ -399,6 +470,22 @@ func (s *Scanner) match(msg []byte) (*compiledRule, []string) {
 		return r, groups
 	}
 	return nil, nil
+}
+
+// matchInside tries r's header at each occurrence of its key after the start of msg.
+func (s *Scanner) matchInside(r *compiledRule, msg []byte) [][]byte {
+	key := s.t.keys[r.keyIdx]
+	for pos := s.first[r.keyIdx]; pos > 0 && pos < len(msg); {
+		if sm := r.header.FindSubmatch(msg[pos:]); sm != nil {
+			return sm
+		}
+		i := bytes.Index(msg[pos+1:], key)
+		if i < 0 {
+			break
+		}
+		pos += 1 + i
+	}
+	return nil
 }
 
 func (s *Scanner) openFor(key int64) *report {
@@ -415,7 +502,8 @@ func (s *Scanner) remember() {
 	if len(s.ring) == 0 {
 		return
 	}
-	s.ring[s.ringPos] = append(s.ring[s.ringPos][:0], s.clean...)
+	// Swap rather than copy: s.clean is rebuilt for every line.
+	s.ring[s.ringPos], s.clean = s.clean, s.ring[s.ringPos][:0]
 	s.ringPos = (s.ringPos + 1) % len(s.ring)
 }
 
@@ -507,7 +595,18 @@ func (c *compiledRule) absorbsListed(cat results.Category) bool {
 
 // start opens a report (or records a single-line finding) for rule m.
 func (s *Scanner) start(m *compiledRule, groups []string, key int64, msg []byte) {
-	if m.banner {
+	switch {
+	case m.firmware:
+		// Before any kernel line it is this boot's firmware; right after
+		// another banner it is the same restart.
+		if !s.timed || s.rebooted {
+			return
+		}
+		s.rebooted, s.banner = true, false
+		for len(s.open) > 0 {
+			s.finish(s.open[0], true)
+		}
+	case m.banner:
 		if !s.banner {
 			s.banner = true
 			return
@@ -568,6 +667,13 @@ func (s *Scanner) add(r *report, msg []byte) {
 			r.omitted++
 		}
 		r.tail = append(r.tail, line)
+	}
+	if d := r.rule.detail; d != nil && r.details == nil && r.lines > 1 {
+		if sm := d.FindSubmatch(msg); sm != nil {
+			for _, g := range sm {
+				r.details = append(r.details, string(g))
+			}
+		}
 	}
 	fp := &s.t.frames
 	if bytes.HasPrefix(bytes.TrimLeft(msg, " \t"), []byte("Call ")) {
@@ -656,8 +762,11 @@ func (s *Scanner) title(r *report) string {
 			return frame
 		}
 		groups := r.groups
-		if sm[1] == "e" {
+		switch sm[1] {
+		case "e":
 			groups = r.endGroups
+		case "d":
+			groups = r.details
 		}
 		i := int(sm[2][0] - '0')
 		if i < len(groups) {

@@ -191,3 +191,67 @@ func TestSecondBannerIsAReboot(t *testing.T) {
 		t.Fatalf("two banners: got %v, want an unexpected reboot at line 3", got)
 	}
 }
+
+// TestStamplessAndFirmwareLines pins the rules for lines without a kernel
+// timestamp in a stamped stream: a WARNING or oops header stands only when a
+// stamped body line follows it, and a firmware banner is a restart only once
+// the kernel had booted.
+func TestStamplessAndFirmwareLines(t *testing.T) {
+	const boot = "SeaBIOS (version 1.16.2-debian-1.16.2-1)\nBooting the kernel.\n" +
+		"[    0.000000] Linux version 6.1.0-18-amd64 (debian-kernel@lists.debian.org) (gcc-12) #1 SMP\n" +
+		"[    1.000000] Run /init as init process\n"
+	warn := "WARNING: CPU: 1 PID: 77 at net/core/dev.c:4562 __netif_receive_skb_core+0x5c1/0xd40\n"
+	tests := []struct {
+		name, log string
+		want      []string // "category title"
+	}{
+		{"first boot", boot, nil},
+		{"echoed warning", boot + warn + "probe: done\n[    2.0] EXT4-fs (vdb): mounted filesystem\n", nil},
+		{"echoed warning at the end", boot + warn, nil},
+		{"kernel warning without stamp", boot + warn +
+			"[    2.000000] Modules linked in: overlay\n[    2.000100] ---[ end trace 0000000000000000 ]---\n",
+			[]string{"warning WARNING in __netif_receive_skb_core"}},
+		{"restart after boot", boot + "[    9.000000] reboot: Restarting system\n" + boot,
+			[]string{"unexpected-reboot unexpected reboot"}},
+		{"second banner without firmware", boot + strings.SplitAfter(boot, "\n")[2],
+			[]string{"unexpected-reboot unexpected reboot"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, f := range scanString(t, tt.log) {
+				got = append(got, string(f.Category)+" "+f.Title)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestHungTaskNameWithNewline: a comm with a newline splits the hung-task
+// header over two console lines.
+func TestHungTaskNameWithNewline(t *testing.T) {
+	got := scanString(t, "[  100.0] INFO: task probe\n[  100.0] :1177 blocked for more than 120 seconds.\n"+
+		"[  100.1]       Not tainted 4.9.0-8-amd64 #1\n[  100.2]  schedule+0x32/0x80\n[  100.3]  ovl_dir_release+0x2e/0x60 [overlay]\n")
+	if len(got) != 1 || got[0].Category != results.CatHungTask || got[0].Title != "INFO: task hung in ovl_dir_release" {
+		t.Fatalf("got %v, want one hung task in ovl_dir_release", got)
+	}
+}
+
+// TestEchoedHeaderInsideReport: a user-space line echoing a kernel header in
+// the middle of an open report neither cuts it short nor starts a report.
+func TestEchoedHeaderInsideReport(t *testing.T) {
+	in := "[    1.000000] Linux version 6.1.0 (x@y) #1\n" +
+		"[    5.000000] WARNING: possible circular locking dependency detected\n" +
+		"[    5.000010] dockerd/812 is trying to acquire lock:\n" +
+		"WARNING: CPU: 0 PID: 1 at fake.c:1 fake+0x1/0x2\n" +
+		"[    5.000100] stack backtrace:\n" +
+		"[    5.000200] Call Trace:\n" +
+		"[    5.000300]  ovl_dir_llseek+0x4c/0x90 [overlay]\n" +
+		"[    6.000000] EXT4-fs (vdb): mounted filesystem\n"
+	got := scanString(t, in)
+	if len(got) != 1 || got[0].Corrupted || got[0].Title != "possible deadlock in ovl_dir_llseek" {
+		t.Fatalf("got %v, want one whole lockdep report in ovl_dir_llseek", got)
+	}
+}

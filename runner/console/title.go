@@ -46,6 +46,8 @@ const genericFrames = `^(?:` +
 	`__folio_lock\w*|__lock_page\w*|wait_on_buffer|__wait_on_buffer|` +
 	`kmalloc\w*|__kmalloc\w*|kmem_cache_\w+|kzalloc\w*|kvmalloc\w*|__kvmalloc\w*|kvzalloc\w*|krealloc\w*|` +
 	`kfree\w*|slab_\w+|__slab_\w+|___slab_\w+|new_slab|allocate_slab|alloc_slab\w*|` +
+	`\w+_debug_processing|object_err|slab_err|print_trailer|check_object|on_freelist|free_to_partial_list|do_slab_free|` +
+	`__filemap_fdatawait\w*|filemap_fdatawait\w*|filemap_write_and_wait\w*|file_write_and_wait\w*|__filemap_fdatawrite\w*|` +
 	`alloc_pages\w*|__alloc_pages\w*|__get_free_pages|get_free_pages|warn_alloc\w*|` +
 	`vmalloc\w*|__vmalloc\w*|vzalloc|` +
 	`kasan_\w+|__kasan_\w+|__asan_\w+|check_memory_region\w*|check_region_inline|` +
@@ -66,7 +68,7 @@ const genericFrames = `^(?:` +
 
 func newFrameParser() frameParser {
 	return frameParser{
-		rip:     regexp.MustCompile(`^(?:RIP: [0-9a-f]{4}:|EIP: (?:[0-9a-f]{4}:)?|pc : |PC is at )(?:\[<[0-9a-f]+>\] )?([A-Za-z_][\w.]*)\+0x`),
+		rip:     regexp.MustCompile(`^(?:RIP: [0-9a-f]{4}:|EIP: (?:[0-9a-f]{4}:)?|pc : |PC is at )(?:\[<[0-9a-f]+>\]\s+)*([A-Za-z_][\w.]*)\+0x`),
 		frame:   regexp.MustCompile(`^\s+(?:\[<[0-9a-f]+>\] )?(\? )?([A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+`),
 		generic: regexp.MustCompile(genericFrames),
 		suffix:  regexp.MustCompile(`\.(?:cold|isra|constprop|part|llvm|lto_priv|localalias)(?:\.\d+)*`),
