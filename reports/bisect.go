@@ -44,9 +44,22 @@ func WriteBisectHTML(w io.Writer, p *BisectPage) error {
 	if err != nil {
 		return err
 	}
-	css, err := templateFS.ReadFile("templates/report.css")
+	view, err := bisectView(p)
 	if err != nil {
 		return err
+	}
+	bw := bufio.NewWriter(w)
+	if err := t.ExecuteTemplate(bw, "bisect-page", view); err != nil {
+		return fmt.Errorf("write bisect page: %w", err)
+	}
+	return bw.Flush()
+}
+
+// bisectView is the data of templates/bisect.tmpl.
+func bisectView(p *BisectPage) (map[string]any, error) {
+	css, err := templateFS.ReadFile("templates/report.css")
+	if err != nil {
+		return nil, err
 	}
 	var steps []bisectStepView
 	if p.Result != nil {
@@ -66,12 +79,8 @@ func WriteBisectHTML(w io.Writer, p *BisectPage) error {
 	if n := len(p.Releases); n > 0 {
 		ends = []string{p.Releases[0], p.Releases[n-1]}
 	}
-	bw := bufio.NewWriter(w)
-	if err := t.ExecuteTemplate(bw, "bisect-page", map[string]any{
+	return map[string]any{
 		"P": p, "Steps": steps, "Ends": ends, "CSS": template.CSS(css),
 		"CSP": "default-src 'none'; style-src 'unsafe-inline'",
-	}); err != nil {
-		return fmt.Errorf("write bisect page: %w", err)
-	}
-	return bw.Flush()
+	}, nil
 }

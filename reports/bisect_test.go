@@ -10,21 +10,7 @@ import (
 // TestWriteBisectHTML: the answer, every step and a link per run; hostile
 // text in a reason stays text.
 func TestWriteBisectHTML(t *testing.T) {
-	p := &BisectPage{
-		Axis: "kernel", Cell: "k6.1-debian12-docker20.10.24-overlay2",
-		Releases:  []string{"linux-image-6.1.0-47-amd64", "linux-image-6.1.0-52-amd64", "linux-image-6.1.0-57-amd64"},
-		TestFault: "sysrq-panic from linux-image-6.1.0-52-amd64",
-		Result: &results.BisectResult{
-			LastGood: "linux-image-6.1.0-47-amd64", FirstBad: "linux-image-6.1.0-52-amd64", Bad: results.KernelCrash,
-			FailRate: 1, Streak: 1, Confidence: 1, Runs: 3,
-			Steps: []results.BisectStep{
-				{Version: "linux-image-6.1.0-57-amd64", Verdicts: []results.Verdict{results.KernelCrash}, Judgement: results.JudgedBad, Why: "kernel-crash in 1 of 1 counted runs"},
-				{Version: "linux-image-6.1.0-47-amd64", Verdicts: []results.Verdict{results.Pass}, Judgement: results.JudgedGood, Why: "<script>alert(1)</script>"},
-				{Version: "linux-image-6.1.0-52-amd64", Verdicts: []results.Verdict{results.KernelCrash}, Judgement: results.JudgedBad, Why: "kernel-crash in run 1"},
-			},
-		},
-		RunDirs: [][]string{{"runs/a/r1"}, {"runs/b/r1"}, {"runs/c/r1"}},
-	}
+	p := sampleBisectPage()
 	var b strings.Builder
 	if err := WriteBisectHTML(&b, p); err != nil {
 		t.Fatal(err)
@@ -47,5 +33,24 @@ func TestWriteBisectHTML(t *testing.T) {
 	b.Reset()
 	if err := WriteBisectHTML(&b, &BisectPage{Axis: "kernel", Cell: "c", Error: "the good release is not good"}); err != nil || !strings.Contains(b.String(), "the good release is not good") {
 		t.Errorf("page without an answer: %v\n%s", err, b.String())
+	}
+}
+
+// sampleBisectPage is a finished bisection of three releases, one reason hostile.
+func sampleBisectPage() *BisectPage {
+	return &BisectPage{
+		Axis: "kernel", Cell: "k6.1-debian12-docker20.10.24-overlay2",
+		Releases:  []string{"linux-image-6.1.0-47-amd64", "linux-image-6.1.0-52-amd64", "linux-image-6.1.0-57-amd64"},
+		TestFault: "sysrq-panic from linux-image-6.1.0-52-amd64",
+		Result: &results.BisectResult{
+			LastGood: "linux-image-6.1.0-47-amd64", FirstBad: "linux-image-6.1.0-52-amd64", Bad: results.KernelCrash,
+			FailRate: 1, Streak: 1, Confidence: 1, Runs: 3,
+			Steps: []results.BisectStep{
+				{Version: "linux-image-6.1.0-57-amd64", Verdicts: []results.Verdict{results.KernelCrash}, Judgement: results.JudgedBad, Why: "kernel-crash in 1 of 1 counted runs"},
+				{Version: "linux-image-6.1.0-47-amd64", Verdicts: []results.Verdict{results.Pass}, Judgement: results.JudgedGood, Why: "<script>alert(1)</script>"},
+				{Version: "linux-image-6.1.0-52-amd64", Verdicts: []results.Verdict{results.KernelCrash}, Judgement: results.JudgedBad, Why: "kernel-crash in run 1"},
+			},
+		},
+		RunDirs: [][]string{{"runs/a/r1"}, {"runs/b/r1"}, {"runs/c/r1"}},
 	}
 }

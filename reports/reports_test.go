@@ -227,8 +227,11 @@ func TestEveryTemplateExecutes(t *testing.T) {
 		"report.html.tmpl": view, "summary": view, "heatmap": view, "ranking": view,
 		"signatures": view, "cells": view, "run": crash,
 	}
+	if data["bisect-page"], err = bisectView(sampleBisectPage()); err != nil {
+		t.Fatal(err)
+	}
 	// Files that only hold {{define}} blocks render nothing themselves.
-	for _, file := range []string{"summary.tmpl", "heatmap.tmpl", "ranking.tmpl", "signatures.tmpl", "cells.tmpl"} {
+	for _, file := range []string{"summary.tmpl", "heatmap.tmpl", "ranking.tmpl", "signatures.tmpl", "cells.tmpl", "bisect.tmpl"} {
 		data[file] = nil
 	}
 	tmpl, err := parseTemplates()
