@@ -22,12 +22,15 @@ func TestWriteBisectHTML(t *testing.T) {
 		`<a href="runs/c/r1">kernel-crash</a>`,
 		`&lt;script&gt;alert(1)&lt;/script&gt;`,
 		`3 steps, 3 VM-runs`,
+		`Kernel panic - not syncing: sysrq triggered crash`,
+		`&lt;img src=x onerror=alert(2)&gt;`,
+		`<a href="runs/b/r1/">results of this run</a>`,
 	} {
 		if !strings.Contains(html, want) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
-	if strings.Contains(html, "<script>") {
+	if strings.Contains(html, "<script>") || strings.Contains(html, "<img") {
 		t.Error("a reason's markup reached the page")
 	}
 	b.Reset()
@@ -49,6 +52,12 @@ func sampleBisectPage() *BisectPage {
 				{Version: "linux-image-6.1.0-57-amd64", Verdicts: []results.Verdict{results.KernelCrash}, Judgement: results.JudgedBad, Why: "kernel-crash in 1 of 1 counted runs"},
 				{Version: "linux-image-6.1.0-47-amd64", Verdicts: []results.Verdict{results.Pass}, Judgement: results.JudgedGood, Why: "<script>alert(1)</script>"},
 				{Version: "linux-image-6.1.0-52-amd64", Verdicts: []results.Verdict{results.KernelCrash}, Judgement: results.JudgedBad, Why: "kernel-crash in run 1"},
+			},
+			Boundary: &results.BisectBoundary{
+				Bad: results.BisectRun{Release: "linux-image-6.1.0-52-amd64", N: 1, Dir: "runs/c/r1", Verdict: results.KernelCrash,
+					Reason: "kernel panic", Findings: []results.Finding{{Severity: results.SevFatal, Category: "kernel-panic",
+						Title: "Kernel panic - not syncing: sysrq triggered crash", Excerpt: "sysrq: Trigger a crash\n<img src=x onerror=alert(2)>"}}},
+				Good: []results.BisectRun{{Release: "linux-image-6.1.0-47-amd64", N: 1, Dir: "runs/b/r1", Verdict: results.Pass}},
 			},
 		},
 		RunDirs: [][]string{{"runs/a/r1"}, {"runs/b/r1"}, {"runs/c/r1"}},

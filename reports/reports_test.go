@@ -230,6 +230,7 @@ func TestEveryTemplateExecutes(t *testing.T) {
 	if data["bisect-page"], err = bisectView(sampleBisectPage()); err != nil {
 		t.Fatal(err)
 	}
+	data["bisect-run"] = sampleBisectPage().Result.Boundary.Bad
 	// Files that only hold {{define}} blocks render nothing themselves.
 	for _, file := range []string{"summary.tmpl", "heatmap.tmpl", "ranking.tmpl", "signatures.tmpl", "cells.tmpl", "bisect.tmpl"} {
 		data[file] = nil

@@ -42,4 +42,25 @@ type BisectResult struct {
 	// middles); Runs counts every VM-run asked for, infra errors included.
 	Steps []BisectStep `json:"steps"`
 	Runs  int          `json:"runs"`
+	// Boundary is the evidence at the answer, when there is one.
+	Boundary *BisectBoundary `json:"boundary,omitempty"`
+}
+
+// BisectBoundary is the evidence at the answer: the first bad release's
+// first run with the bad verdict, and the last good release's runs.
+type BisectBoundary struct {
+	Bad  BisectRun   `json:"bad"`
+	Good []BisectRun `json:"good"`
+}
+
+// BisectRun is one run of a release, as its results.json records it.
+type BisectRun struct {
+	Release string  `json:"release"`
+	N       int     `json:"n"`
+	Dir     string  `json:"dir"` // the run's results directory, relative to the bisection's
+	Verdict Verdict `json:"verdict"`
+	Reason  string  `json:"reason,omitempty"`
+	// Findings are the run's findings of its highest severity (with their
+	// console excerpts).
+	Findings []Finding `json:"findings,omitempty"`
 }

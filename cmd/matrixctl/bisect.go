@@ -179,6 +179,11 @@ func runBisect(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.
 		}
 	}
 	res, err := bisect.Search(hardCtx, rec.Config, ex.Run)
+	if err == nil {
+		if res.Boundary, err = ex.Boundary(res); err != nil {
+			err = fmt.Errorf("evidence at the boundary: %w", err)
+		}
+	}
 	rec.Result = res
 	rec.Error = ""
 	if err != nil {
@@ -410,5 +415,36 @@ func printBisect(w io.Writer, rec *bisectRecord, dir string) {
 	} else {
 		fmt.Fprintf(w, "first bad: %s\nlast good: %s\n", res.FirstBad, res.LastGood)
 	}
+	if b := res.Boundary; b != nil {
+		fmt.Fprintf(w, "evidence at the boundary:\n")
+		printBisectRun(w, "bad ", b.Bad)
+		for _, r := range b.Good {
+			printBisectRun(w, "good", r)
+		}
+	}
 	fmt.Fprintf(w, "%d steps, %d VM-runs; runs in %s, page %s\n", len(res.Steps), res.Runs, filepath.Join(dir, "runs"), filepath.Join(dir, "bisect.html"))
+}
+
+// printBisectRun prints one run of the boundary: its verdict and reason,
+// and the first lines of its top findings' excerpts (console text is data:
+// control bytes were dropped by the scanner, and it is indented here).
+func printBisectRun(w io.Writer, label string, r results.BisectRun) {
+	fmt.Fprintf(w, "  %s %s r%d: %s", label, r.Release, r.N, r.Verdict)
+	if r.Reason != "" {
+		fmt.Fprintf(w, ": %s", r.Reason)
+	}
+	fmt.Fprintf(w, " (%s)\n", r.Dir)
+	for _, f := range r.Findings {
+		fmt.Fprintf(w, "       [%s] %s: %s\n", f.Severity, f.Category, f.Title)
+		lines := strings.Split(strings.TrimRight(f.Excerpt, "\n"), "\n")
+		for i, l := range lines {
+			if i == 6 {
+				fmt.Fprintf(w, "         … (%d more lines)\n", len(lines)-i)
+				break
+			}
+			if l != "" {
+				fmt.Fprintf(w, "         | %s\n", l)
+			}
+		}
+	}
 }

@@ -121,6 +121,61 @@ func (e *Executor) Run(ctx context.Context, i, n int) (results.Verdict, error) {
 	return v, nil
 }
 
+// Boundary reads the evidence at res's answer from the runs' results: the
+// first run of FirstBad with the bad verdict, and every run of LastGood.
+// Dirs are relative to e.Dir.
+func (e *Executor) Boundary(res *Result) (*results.BisectBoundary, error) {
+	if res == nil || res.FirstBad == "" {
+		return nil, nil
+	}
+	b := &results.BisectBoundary{}
+	found := false
+	for _, st := range res.Steps {
+		for j, v := range st.Verdicts {
+			switch {
+			case st.Version == res.FirstBad && v == res.Bad && !found:
+				r, err := e.runEvidence(st, j+1)
+				if err != nil {
+					return nil, err
+				}
+				b.Bad, found = r, true
+			case st.Version == res.LastGood && st.Judgement == Good:
+				r, err := e.runEvidence(st, j+1)
+				if err != nil {
+					return nil, err
+				}
+				b.Good = append(b.Good, r)
+			}
+		}
+	}
+	return b, nil
+}
+
+func (e *Executor) runEvidence(st Step, n int) (results.BisectRun, error) {
+	dir := e.RunDir(e.Cells[st.Index].ID, n)
+	rel, err := filepath.Rel(e.Dir, dir)
+	if err != nil {
+		return results.BisectRun{}, err
+	}
+	r := results.BisectRun{Release: st.Version, N: n, Dir: filepath.ToSlash(rel), Verdict: st.Verdicts[n-1]}
+	f, err := readFinished(dir)
+	if err != nil || f == nil {
+		return r, err
+	}
+	run := f.Runs[len(f.Runs)-1]
+	r.Reason = run.Reason
+	top := 0
+	for _, fd := range run.Findings {
+		top = max(top, fd.Severity.Rank())
+	}
+	for _, fd := range run.Findings {
+		if top > 0 && fd.Severity.Rank() == top {
+			r.Findings = append(r.Findings, fd)
+		}
+	}
+	return r, nil
+}
+
 // verdictOf is the verdict of a one-run results file (infra-error when the
 // runner recorded none).
 func verdictOf(f *results.File) results.Verdict {
