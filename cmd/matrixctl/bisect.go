@@ -418,8 +418,16 @@ func printBisect(w io.Writer, rec *bisectRecord, dir string) {
 	if b := res.Boundary; b != nil {
 		fmt.Fprintf(w, "evidence at the boundary:\n")
 		printBisectRun(w, "bad ", b.Bad)
+		var quiet []string
 		for _, r := range b.Good {
-			printBisectRun(w, "good", r)
+			if len(r.Findings) > 0 || r.Verdict != results.Pass {
+				printBisectRun(w, "good", r)
+			} else {
+				quiet = append(quiet, fmt.Sprintf("r%d", r.N))
+			}
+		}
+		if len(quiet) > 0 && len(b.Good) > 0 {
+			fmt.Fprintf(w, "  good %s: %s passed with no finding\n", b.Good[0].Release, strings.Join(quiet, " "))
 		}
 	}
 	fmt.Fprintf(w, "%d steps, %d VM-runs; runs in %s, page %s\n", len(res.Steps), res.Runs, filepath.Join(dir, "runs"), filepath.Join(dir, "bisect.html"))

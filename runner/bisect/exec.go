@@ -122,7 +122,8 @@ func (e *Executor) Run(ctx context.Context, i, n int) (results.Verdict, error) {
 }
 
 // Boundary reads the evidence at res's answer from the runs' results: the
-// first run of FirstBad with the bad verdict, and every run of LastGood.
+// first run of FirstBad with the bad verdict, and every counted run of
+// LastGood (its infra errors said nothing of it).
 // Dirs are relative to e.Dir.
 func (e *Executor) Boundary(res *Result) (*results.BisectBoundary, error) {
 	if res == nil || res.FirstBad == "" {
@@ -139,7 +140,7 @@ func (e *Executor) Boundary(res *Result) (*results.BisectBoundary, error) {
 					return nil, err
 				}
 				b.Bad, found = r, true
-			case st.Version == res.LastGood && st.Judgement == Good:
+			case st.Version == res.LastGood && st.Judgement == Good && counted(v):
 				r, err := e.runEvidence(st, j+1)
 				if err != nil {
 					return nil, err
