@@ -27,15 +27,15 @@ import (
 const bisectFile = "bisect.json"
 
 type bisectRecord struct {
-	Axis     string                 `json:"axis"`
-	Cell     matrix.Cell            `json:"cell"`
-	Versions []images.KernelPackage `json:"versions"`
-	Config   bisect.Config          `json:"config"`
-	Inject   *bisect.Injection      `json:"inject,omitempty"`
-	Retries  int                    `json:"retries"`
-	Started  time.Time              `json:"started"`
-	Result   *bisect.Result         `json:"result,omitempty"`
-	Error    string                 `json:"error,omitempty"`
+	Axis     string            `json:"axis"`
+	Cell     matrix.Cell       `json:"cell"`
+	Versions []images.Release  `json:"versions"`
+	Config   bisect.Config     `json:"config"`
+	Inject   *bisect.Injection `json:"inject,omitempty"`
+	Retries  int               `json:"retries"`
+	Started  time.Time         `json:"started"`
+	Result   *bisect.Result    `json:"result,omitempty"`
+	Error    string            `json:"error,omitempty"`
 }
 
 type bisectFlags struct {
@@ -57,11 +57,13 @@ func newBisectCommand(g *globalFlags, streams Streams) *cobra.Command {
 	var f bisectFlags
 	cmd := &cobra.Command{
 		Use:   "bisect",
-		Short: "find the release that broke a cell: bisect its kernel line",
+		Short: "find the release that broke a cell: bisect its kernel line or its docker.io builds",
 		Long: `bisect takes one cell of the plan (-f; pick it with --cell or the axis filters) and the
 Debian kernel releases of its line between --good and --bad (the linux-image packages of the
 cell's kernel suite, ordered by Debian version rules), and boots the cell on them in bisection
-order until it finds the first bad and the last good release.
+order until it finds the first bad and the last good release. --axis docker does the same
+with the docker.io builds of the cell's suite (its main, -updates and -security archives:
+--good 20.10.5+dfsg1-1+deb11u2); a cell's docker.io comes only from its own suite.
 
 Flakes: the bad release is run until it shows the failure and has --calibrate counted runs;
 its failure rate p sets the pass streak a release needs to be called good: (1-p)^n <= 1 -
@@ -88,6 +90,10 @@ Exit codes: 0 the boundary was found, 1 it was not (an end did not behave as sta
   matrixctl bisect --cell k6.1-debian12-docker20.10.24-overlay2 --good 6.1.0-47 --bad 6.1.0-57 \
       --inject sysrq-panic --inject-from 6.1.0-52 --inject-probability 0.3 --out bisect-6.1
 
+  # which docker.io build of bullseye broke it?
+  matrixctl bisect --distro debian11 --kernel 5.10 --driver overlay2 --axis docker \
+      --good 20.10.5+dfsg1-1+deb11u2 --bad 20.10.5+dfsg1-1+deb11u4
+
   # continue an interrupted bisection
   matrixctl bisect --resume bisect-6.1`,
 		Args: cobra.NoArgs,
@@ -97,7 +103,7 @@ Exit codes: 0 the boundary was found, 1 it was not (an end did not behave as sta
 	}
 	f.sel.addFlags(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&f.axis, "axis", "kernel", "the axis to bisect (kernel)")
+	fl.StringVar(&f.axis, "axis", "kernel", "the axis to bisect: kernel (the linux-image releases of the cell's line) or docker (the docker.io builds of its suite)")
 	fl.StringVar(&f.good, "good", "", "a release known to be good: a linux-image package or its ABI (6.1.0-47)")
 	fl.StringVar(&f.bad, "bad", "", "a release known to be bad (default: the newest of the line)")
 	fl.StringVar(&f.badVerdict, "bad-verdict", "", "the verdict bisected for (default: the bad release's first failing verdict)")
@@ -113,6 +119,52 @@ Exit codes: 0 the boundary was found, 1 it was not (an end did not behave as sta
 	fl.Float64Var(&f.inject.Probability, "inject-probability", 1, "probability of the test fault per run")
 	fl.Uint64Var(&f.inject.Seed, "inject-seed", 1, "seed of the test fault's coin")
 	return cmd
+}
+
+// bisectAxis is what bisect needs of an axis: its releases for the cell,
+// their names, how a typed name reads, and the cell on a release.
+type bisectAxis struct {
+	what  string
+	list  func(context.Context, *images.Cache) ([]images.Release, error)
+	name  func(images.Release) string
+	parse func(string) string
+	cell  func(matrix.Cell, images.Release) matrix.Cell
+}
+
+func axisOf(axis string, cell matrix.Cell) (*bisectAxis, error) {
+	switch axis {
+	case "kernel":
+		if cell.Kernel.Suite == "" {
+			return nil, usageErrorf("cell %s: its kernel is not a Debian package (suite unset), so it has no releases to bisect", cell.ID)
+		}
+		return &bisectAxis{
+			what: fmt.Sprintf("%s release of %s", cell.Kernel.Version, cell.Kernel.Suite),
+			list: func(ctx context.Context, c *images.Cache) ([]images.Release, error) {
+				return c.KernelPackages(ctx, cell.Kernel.Version, cell.Kernel.Suite)
+			},
+			name:  func(r images.Release) string { return r.Package },
+			parse: kernelPackageName,
+			cell:  func(c matrix.Cell, r images.Release) matrix.Cell { return bisect.ReleaseCell(c, r.Package) },
+		}, nil
+	case "docker":
+		pkg, suite := cell.Docker.Package, cell.Docker.Suite
+		if pkg == "" {
+			pkg = images.DefaultDockerPackage
+		}
+		if suite == "" {
+			suite = cell.Distro.Suite
+		}
+		return &bisectAxis{
+			what: fmt.Sprintf("%s build of %s", pkg, suite),
+			list: func(ctx context.Context, c *images.Cache) ([]images.Release, error) {
+				return c.PackageReleases(ctx, pkg, suite)
+			},
+			name:  func(r images.Release) string { return r.Version },
+			parse: func(s string) string { return s },
+			cell:  func(c matrix.Cell, r images.Release) matrix.Cell { return bisect.DockerCell(c, r.Version) },
+		}, nil
+	}
+	return nil, usageErrorf("--axis %q: want kernel or docker", axis)
 }
 
 // kernelPackageName turns a release as typed (6.1.0-47, linux-image-6.1.0-47-amd64) into its package name.
@@ -166,8 +218,13 @@ func runBisect(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.
 		opts.Retries = -1
 	}
 	ex := &bisect.Executor{Dir: out, Options: opts, Inject: rec.Inject}
+	ax, err := axisOf(rec.Axis, rec.Cell)
+	if err != nil {
+		return usageErrorf("--resume %s: %v", out, err)
+	}
 	for _, k := range rec.Versions {
-		ex.Cells = append(ex.Cells, bisect.ReleaseCell(rec.Cell, k.Package))
+		ex.Cells = append(ex.Cells, ax.cell(rec.Cell, k))
+		ex.Releases = append(ex.Releases, ax.name(k))
 	}
 	if f.progress == "lines" {
 		ex.OnRun = func(cell string, n int, v results.Verdict, reused bool) {
@@ -219,8 +276,8 @@ func runBisect(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.
 
 // newBisectRecord resolves the cell and the releases between --good and --bad.
 func newBisectRecord(ctx context.Context, g *globalFlags, cache *images.Cache, cmd *cobra.Command, f *bisectFlags) (*bisectRecord, error) {
-	if f.axis != "kernel" {
-		return nil, usageErrorf("--axis %q: only the kernel axis can be bisected yet", f.axis)
+	if f.axis != "kernel" && f.axis != "docker" {
+		return nil, usageErrorf("--axis %q: want kernel or docker", f.axis)
 	}
 	if f.good == "" {
 		return nil, usageErrorf("--good: name a release known to be good (e.g. 6.1.0-47)")
@@ -249,25 +306,25 @@ func newBisectRecord(ctx context.Context, g *globalFlags, cache *images.Cache, c
 		return nil, usageErrorf("bisect needs exactly one runnable cell of %s; the filters select %d: %s", g.File, len(runnable), strings.Join(ids, ", "))
 	}
 	cell := runnable[0]
-	if cell.Kernel.Suite == "" {
-		return nil, usageErrorf("cell %s: its kernel is not a Debian package (suite unset), so it has no releases to bisect", cell.ID)
+	ax, err := axisOf(f.axis, cell)
+	if err != nil {
+		return nil, err
 	}
-	line := cell.Kernel.Version
-	all, err := cache.KernelPackages(ctx, line, cell.Kernel.Suite)
+	all, err := ax.list(ctx, cache)
 	if err != nil {
 		return nil, withExit(ExitInfra, err)
 	}
-	good, bad := kernelPackageName(f.good), ""
+	good, bad := ax.parse(f.good), ""
 	if f.bad != "" {
-		bad = kernelPackageName(f.bad)
+		bad = ax.parse(f.bad)
 	} else if len(all) > 0 {
-		bad = all[len(all)-1].Package
+		bad = ax.name(all[len(all)-1])
 	}
 	gi, bi := -1, -1
 	var names []string
 	for i, k := range all {
-		names = append(names, strings.TrimPrefix(k.Package, "linux-image-"))
-		switch k.Package {
+		names = append(names, ax.name(k))
+		switch ax.name(k) {
 		case good:
 			gi = i
 		case bad:
@@ -276,23 +333,23 @@ func newBisectRecord(ctx context.Context, g *globalFlags, cache *images.Cache, c
 	}
 	switch {
 	case gi < 0:
-		return nil, usageErrorf("--good %s: %s has no such %s release (it has %s)", f.good, cell.Kernel.Suite, line, strings.Join(names, ", "))
+		return nil, usageErrorf("--good %s: no such %s (there are %s)", f.good, ax.what, strings.Join(names, ", "))
 	case bi < 0:
-		return nil, usageErrorf("--bad %s: %s has no such %s release (it has %s)", f.bad, cell.Kernel.Suite, line, strings.Join(names, ", "))
+		return nil, usageErrorf("--bad %s: no such %s (there are %s)", f.bad, ax.what, strings.Join(names, ", "))
 	case gi >= bi:
-		return nil, usageErrorf("--good %s is not older than --bad %s", all[gi].Package, all[bi].Package)
+		return nil, usageErrorf("--good %s is not older than --bad %s", names[gi], names[bi])
 	}
 	rec := &bisectRecord{Axis: f.axis, Cell: cell, Versions: all[gi : bi+1], Retries: f.retries, Started: time.Now().UTC(),
 		Config: bisect.Config{Bad: results.Verdict(f.badVerdict), Confidence: f.confidence, Calibrate: f.calibrate, MaxRuns: f.maxRuns}}
 	for _, k := range rec.Versions {
-		rec.Config.Versions = append(rec.Config.Versions, k.Package)
+		rec.Config.Versions = append(rec.Config.Versions, ax.name(k))
 	}
 	if f.inject.Fault != "" || cmd.Flags().Changed("inject-from") {
 		in := f.inject
 		if !contains(matrix.Faults(), in.Fault) {
 			return nil, usageErrorf("--inject %q: want one of %s", in.Fault, strings.Join(matrix.Faults(), ", "))
 		}
-		in.From = kernelPackageName(in.From)
+		in.From = ax.parse(in.From)
 		if !contains(rec.Config.Versions, in.From) {
 			return nil, usageErrorf("--inject-from %s: not a release between --good and --bad", f.inject.From)
 		}
@@ -388,8 +445,8 @@ func writeBisectPage(dir string, rec *bisectRecord, ex *bisect.Executor) error {
 
 func printBisect(w io.Writer, rec *bisectRecord, dir string) {
 	res := rec.Result
-	fmt.Fprintf(w, "bisect %s of %s: %d releases, %s .. %s\n", rec.Axis, rec.Cell.ID, len(rec.Versions),
-		rec.Versions[0].Package, rec.Versions[len(rec.Versions)-1].Package)
+	fmt.Fprintf(w, "bisect %s of %s: %d releases, %s .. %s\n", rec.Axis, rec.Cell.ID, len(rec.Config.Versions),
+		rec.Config.Versions[0], rec.Config.Versions[len(rec.Config.Versions)-1])
 	if rec.Inject != nil {
 		fmt.Fprintf(w, "test fault: %s from %s, probability %.2f, seed %d\n", rec.Inject.Fault, rec.Inject.From, rec.Inject.Probability, rec.Inject.Seed)
 	}

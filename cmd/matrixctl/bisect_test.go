@@ -26,7 +26,8 @@ axes:
 		args []string
 		want string
 	}{
-		{[]string{"--axis", "docker", "--good", "x"}, "--axis"},
+		{[]string{"--axis", "vagrant", "--good", "x"}, "--axis"},
+		{[]string{"--axis", "docker", "--good", "x", "--driver", "overlay2", "--bad-verdict", "nope"}, "--bad-verdict"},
 		{[]string{"--driver", "overlay2"}, "--good"},
 		{[]string{"--good", "6.1.0-47", "--format", "yaml"}, "--format"},
 		{[]string{"--good", "6.1.0-47", "--confidence", "2"}, "--confidence"},

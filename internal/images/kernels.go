@@ -12,15 +12,16 @@ import (
 	"github.com/matrixctl/matrixctl/internal/proc"
 )
 
-// KernelPackage is one versioned Debian kernel image package of a suite.
-type KernelPackage struct {
+// Release is one version of a Debian package in a suite: a kernel image
+// package of a line (its name holds the ABI), or a docker.io build.
+type Release struct {
 	Suite   string `json:"suite"`
-	Package string `json:"package"` // linux-image-6.1.0-47-amd64
-	Version string `json:"version"` // its Debian version, 6.1.153-1
+	Package string `json:"package"` // linux-image-6.1.0-47-amd64, docker.io
+	Version string `json:"version"` // its Debian version, 6.1.153-1, 20.10.5+dfsg1-1+deb11u2
 }
 
 // Upstream is the kernel's upstream version (6.1.153).
-func (k KernelPackage) Upstream() string { return UpstreamVersion(k.Version) }
+func (k Release) Upstream() string { return UpstreamVersion(k.Version) }
 
 // kernelFlavour matches the versioned amd64 image packages of a release
 // line: linux-image-6.1.0-47-amd64 (bookworm) and linux-image-6.12.43+deb13-amd64
@@ -32,13 +33,13 @@ func kernelFlavour(line string) *regexp.Regexp {
 // KernelPackages lists the versioned amd64 kernel image packages of release
 // line (6.1) that suites offer, ordered oldest first by Debian version rules;
 // a package in two suites is listed once (from the first suite naming it).
-func (c *Cache) KernelPackages(ctx context.Context, line string, suites ...string) ([]KernelPackage, error) {
+func (c *Cache) KernelPackages(ctx context.Context, line string, suites ...string) ([]Release, error) {
 	if line == "" || strings.ContainsAny(line, " \t\n/") {
 		return nil, fmt.Errorf("invalid kernel line %q", line)
 	}
 	re := kernelFlavour(line)
 	seen := map[string]bool{}
-	var out []KernelPackage
+	var out []Release
 	for _, suite := range suites {
 		a, err := c.aptFor(ctx, suite)
 		if err != nil {
@@ -60,17 +61,42 @@ func (c *Cache) KernelPackages(ctx context.Context, line string, suites ...strin
 				continue
 			}
 			seen[name] = true
-			out = append(out, KernelPackage{Suite: suite, Package: name, Version: recs[0].Version})
+			out = append(out, Release{Suite: suite, Package: name, Version: recs[0].Version})
 		}
 	}
-	if err := SortKernelPackages(out); err != nil {
+	if err := SortReleases(out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// SortKernelPackages orders ks oldest first by Debian version rules.
-func SortKernelPackages(ks []KernelPackage) error {
+// PackageReleases lists every version of pkg (docker.io) that suite offers
+// (its main, -updates and -security archives), oldest first.
+func (c *Cache) PackageReleases(ctx context.Context, pkg, suite string) ([]Release, error) {
+	a, err := c.aptFor(ctx, suite)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := a.show(ctx, pkg, true)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []Release
+	for _, r := range recs {
+		if !seen[r.Version] {
+			seen[r.Version] = true
+			out = append(out, Release{Suite: suite, Package: pkg, Version: r.Version})
+		}
+	}
+	if err := SortReleases(out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SortReleases orders ks oldest first by Debian version rules.
+func SortReleases(ks []Release) error {
 	parsed := make(map[string]version.Version, len(ks))
 	for _, k := range ks {
 		v, err := version.Parse(k.Version)

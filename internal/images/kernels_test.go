@@ -28,15 +28,15 @@ func TestKernelFlavour(t *testing.T) {
 	}
 }
 
-// TestSortKernelPackages: Debian version rules, not string order (6.1.99 < 6.1.153).
-func TestSortKernelPackages(t *testing.T) {
-	ks := []KernelPackage{
+// TestSortReleases: Debian version rules, not string order (6.1.99 < 6.1.153).
+func TestSortReleases(t *testing.T) {
+	ks := []Release{
 		{Package: "c", Version: "6.1.153-1"},
 		{Package: "a", Version: "6.1.99-1"},
 		{Package: "b", Version: "6.1.135-1~deb12u1"},
 		{Package: "d", Version: "6.1.135-1"},
 	}
-	if err := SortKernelPackages(ks); err != nil {
+	if err := SortReleases(ks); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
@@ -46,7 +46,7 @@ func TestSortKernelPackages(t *testing.T) {
 	if want := []string{"a", "b", "d", "c"}; !slices.Equal(got, want) {
 		t.Errorf("order %v, want %v", got, want)
 	}
-	if err := SortKernelPackages([]KernelPackage{{Package: "x", Version: "not a version!"}}); err == nil {
+	if err := SortReleases([]Release{{Package: "x", Version: "not a version!"}}); err == nil {
 		t.Error("bad version accepted")
 	}
 }
@@ -69,6 +69,26 @@ func TestIntegrationKernelPackages(t *testing.T) {
 		if !MatchesLine("6.1", k.Upstream()) || k.Suite != "bookworm" {
 			t.Errorf("%+v is not a bookworm 6.1 kernel", k)
 		}
+	}
+	noChildrenLeft(t, c)
+}
+
+// TestIntegrationPackageReleases lists bullseye's docker.io builds (main
+// and security carry different ones).
+func TestIntegrationPackageReleases(t *testing.T) {
+	c := integrationCache(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rs, err := c.PackageReleases(ctx, "docker.io", "bullseye")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", rs)
+	if len(rs) == 0 || UpstreamVersion(rs[0].Version) != "20.10.5" {
+		t.Errorf("bullseye docker.io builds %+v, want 20.10.5 ones", rs)
+	}
+	if err := SortReleases(slices.Clone(rs)); err != nil {
+		t.Error(err)
 	}
 	noChildrenLeft(t, c)
 }

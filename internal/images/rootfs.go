@@ -141,7 +141,7 @@ func (c *Cache) rootfs(ctx context.Context, distro matrix.DistroRef, docker matr
 	var have []string
 	for i, r := range recs {
 		have = append(have, r.Version)
-		if pick == nil && UpstreamVersion(r.Version) == docker.Version {
+		if pick == nil && (UpstreamVersion(r.Version) == docker.Version || r.Version == docker.Version) {
 			pick = &recs[i]
 		}
 	}

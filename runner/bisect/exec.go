@@ -24,8 +24,10 @@ import (
 // VM killed), so a bisection interrupted in any way redoes no finished run.
 type Executor struct {
 	Dir string
-	// Cells: the cell of each version (Config.Versions order).
-	Cells []matrix.Cell
+	// Cells: the cell of each release, and Releases their names
+	// (Config.Versions, same order).
+	Cells    []matrix.Cell
+	Releases []string
 	// Options is the template of each run; Out is replaced, Repeat forced to 1.
 	Options runner.Options
 	// Inject, when set, is the test fault of a bisection that proves itself.
@@ -41,6 +43,17 @@ func ReleaseCell(cell matrix.Cell, pkg string) matrix.Cell {
 	c := cell
 	c.Kernel.Package = pkg
 	c.ID = cell.ID + "-" + strings.TrimPrefix(pkg, "linux-image-")
+	c.Settings.Repeats = 1
+	return c
+}
+
+// DockerCell is cell with the Docker build version (an exact Debian
+// version of cell's docker package, 20.10.5+dfsg1-1+deb11u2): the cell's ID
+// gets the build (…-overlay2-docker-20.10.5-dfsg1-1-deb11u2).
+func DockerCell(cell matrix.Cell, version string) matrix.Cell {
+	c := cell
+	c.Docker.Version = version
+	c.ID = cell.ID + "-docker-" + strings.NewReplacer("+", "-", "~", "-", ":", "-").Replace(version)
 	c.Settings.Repeats = 1
 	return c
 }
@@ -101,8 +114,8 @@ func (e *Executor) Run(ctx context.Context, i, n int) (results.Verdict, error) {
 		f, err = runner.Resume(ctx, opts)
 	} else {
 		if e.Inject != nil {
-			from := slices.IndexFunc(e.Cells, func(c matrix.Cell) bool { return c.Kernel.Package == e.Inject.From })
-			if e.Inject.Applies(cell.Kernel.Package, n, from >= 0 && i >= from) {
+			from := slices.Index(e.Releases, e.Inject.From)
+			if e.Inject.Applies(e.Releases[i], n, from >= 0 && i >= from) {
 				cell.Settings.Faults = append(slices.Clone(cell.Settings.Faults), e.Inject.Fault)
 			}
 		}

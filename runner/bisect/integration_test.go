@@ -48,7 +48,7 @@ func TestIntegrationBisectKernel(t *testing.T) {
 	if len(all) < 3 {
 		t.Fatalf("bookworm has %d 6.1 releases, want 3 or more", len(all))
 	}
-	picked := []images.KernelPackage{all[0], all[len(all)/2], all[len(all)-1]}
+	picked := []images.Release{all[0], all[len(all)/2], all[len(all)-1]}
 	dir := t.TempDir()
 	var made, reused int
 	ex := &bisect.Executor{
@@ -72,6 +72,7 @@ func TestIntegrationBisectKernel(t *testing.T) {
 	cfg := bisect.Config{Calibrate: 1}
 	for _, k := range picked {
 		ex.Cells = append(ex.Cells, bisect.ReleaseCell(planned[0], k.Package))
+		ex.Releases = append(ex.Releases, k.Package)
 		cfg.Versions = append(cfg.Versions, k.Package)
 	}
 	res, err := bisect.Search(ctx, cfg, ex.Run)
