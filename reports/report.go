@@ -86,17 +86,23 @@ type CellScore struct {
 	Driver string `json:"driver"`
 	// Cgroup is the cgroup version the cell's guests ran ("v1", "v2"), from
 	// their host evidence, or the cell's cgroup setting when no run says.
-	Cgroup      string          `json:"cgroup,omitempty"`
-	Class       Class           `json:"class"`
-	Worst       results.Verdict `json:"worst_verdict"`
-	Runs        int             `json:"runs"`
-	Counted     int             `json:"counted_runs"`
-	Passed      int             `json:"passed_runs"`
-	InfraErrors int             `json:"infra_error_runs"`
-	PassRate    float64         `json:"pass_rate"`
-	WilsonLower float64         `json:"wilson_lower"`
-	PerfScore   float64         `json:"perf_score"`
-	HasPerf     bool            `json:"has_perf"`
+	Cgroup  string          `json:"cgroup,omitempty"`
+	Class   Class           `json:"class"`
+	Worst   results.Verdict `json:"worst_verdict"`
+	Runs    int             `json:"runs"`
+	Counted int             `json:"counted_runs"`
+	Passed  int             `json:"passed_runs"`
+	// Warned counts the passed runs whose kernel printed warnings
+	// (results.KernelWarning): passes, but not clean ones.
+	Warned int `json:"warned_runs"`
+	// Warnings are the distinct titles of those kernel warnings (hostile
+	// text, cleaned; at most maxWarnings).
+	Warnings    []string `json:"warnings,omitempty"`
+	InfraErrors int      `json:"infra_error_runs"`
+	PassRate    float64  `json:"pass_rate"`
+	WilsonLower float64  `json:"wilson_lower"`
+	PerfScore   float64  `json:"perf_score"`
+	HasPerf     bool     `json:"has_perf"`
 	// Metrics are the medians of each probe metric ("probe.metric").
 	Metrics  map[string]float64      `json:"metrics,omitempty"`
 	Verdicts map[results.Verdict]int `json:"verdicts"`
@@ -184,8 +190,12 @@ func Method() []string {
 		"Runs with verdict infra-error (the harness or host failed) or unsupported never count for or against a cell.",
 		"A cell is broken when any counted run ended in kernel-crash, data-loss, fs-corruption or hang, or carried a fatal finding; " +
 			"failing when no counted run passed; flaky when some passed; stable when all passed.",
+		"Kernel warnings count: a pass whose kernel printed a WARNING, a lockdep, kmemleak or OOM-kill report " +
+			"(console findings of warning or error severity that decide no verdict) is a pass with kernel warnings; " +
+			"a cell whose runs all passed but some with warnings is \"warned\", below stable and above flaky.",
 		"Ranking: broken cells last (worse verdict lower, in the order kernel-crash, data-loss, fs-corruption, hang); " +
 			"then the Wilson lower bound (95 %) of the pass rate, so 19/20 (0.76) outranks 1/1 (0.21); " +
+			"then the class (stable, warned, flaky, failing), so with the same evidence a clean cell outranks one whose kernel warned; " +
 			"then the performance score; then the number of passes.",
 		"Performance score: the median over the cell's runs of each headline probe figure (IO write throughput, " +
 			"IO write and fsync latency p99, network stream throughput and echo latency p99, container start latency p50) " +
@@ -293,6 +303,7 @@ func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signatu
 		c.Counted++
 		if run.Verdict == results.Pass {
 			c.Passed++
+			c.addWarnings(run.KernelWarnings())
 		}
 		if severityIndex(run.Verdict) < severityIndex(c.Worst) || worstRun == nil && run.Verdict != results.Pass {
 			c.Worst = run.Verdict
@@ -359,6 +370,8 @@ func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signatu
 		c.Class = ClassFailing
 	case c.Passed < c.Counted:
 		c.Class = ClassFlaky
+	case c.Warned > 0:
+		c.Class = ClassWarned
 	default:
 		c.Class = ClassStable
 	}
@@ -377,6 +390,26 @@ func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signatu
 	}
 	r.Ranking = append(r.Ranking, c)
 	r.cells[id] = c
+}
+
+// maxWarnings caps the kernel warning titles kept per cell.
+const maxWarnings = 10
+
+// addWarnings records one passed run's kernel warnings.
+func (c *CellScore) addWarnings(ws []results.Finding) {
+	if len(ws) == 0 {
+		return
+	}
+	c.Warned++
+	for _, w := range ws {
+		t := trimTitle(w.Title)
+		if t == "" {
+			t = CleanLine(string(w.Category))
+		}
+		if len(c.Warnings) < maxWarnings && !slices.Contains(c.Warnings, t) {
+			c.Warnings = append(c.Warnings, t)
+		}
+	}
 }
 
 // describe says why a cell is not stable, from its worst run.

@@ -65,8 +65,8 @@ func TestRankingOfFixture(t *testing.T) {
 		t.Errorf("ranking:\n got %q\nwant %q", order, want)
 	}
 	i := r.cells["k6.1-debian12-docker26.1.5-overlay2"]
-	if i.Counted != 2 || i.Passed != 2 || i.InfraErrors != 1 || i.Class != ClassStable {
-		t.Errorf("infra error counted against a cell: %+v", i)
+	if i.Counted != 2 || i.Passed != 2 || i.InfraErrors != 1 || i.Class != ClassWarned {
+		t.Errorf("infra error counted against a cell (or its kernel warning lost): %+v", i)
 	}
 	if r.Summary.MostStable != want[0] {
 		t.Errorf("most stable = %q", r.Summary.MostStable)
@@ -226,6 +226,7 @@ func TestEveryTemplateExecutes(t *testing.T) {
 	data := map[string]any{
 		"report.html.tmpl": view, "summary": view, "heatmap": view, "ranking": view,
 		"signatures": view, "cells": view, "run": crash,
+		"warnings": r.cells["k6.1-debian12-docker26.1.5-overlay2"],
 	}
 	// Files that only hold {{define}} blocks render nothing themselves.
 	for _, file := range []string{"summary.tmpl", "heatmap.tmpl", "ranking.tmpl", "signatures.tmpl", "cells.tmpl"} {
@@ -431,5 +432,42 @@ func TestHeatmapGroupsByCgroup(t *testing.T) {
 		if !slices.Equal(titles, tt.titles) {
 			t.Errorf("%s: facets %q, want %q", tt.name, titles, tt.titles)
 		}
+	}
+}
+
+// TestKernelWarningsRankBelowCleanPasses: two cells with the same evidence,
+// one whose kernel printed a WARNING in a passing run: the clean one ranks
+// first, the other is "warned" with the title, and both outrank a flaky cell.
+func TestKernelWarningsRankBelowCleanPasses(t *testing.T) {
+	pass := func(cell string, fs ...results.Finding) results.Run {
+		return results.Run{Cell: cell, Verdict: results.Pass, Findings: fs}
+	}
+	warn := results.Finding{Source: "console", Category: results.CatWarning, Severity: results.SevWarning,
+		Title: "WARNING: CPU: 0 PID: 1 at fs/overlayfs/copy_up.c:42 ovl_copy_up+0x1/0x2"}
+	f := &results.File{RunID: "x", Runs: []results.Run{
+		pass("a-warned"), pass("a-warned", warn), pass("a-warned"),
+		pass("b-clean"), pass("b-clean"), pass("b-clean"),
+	}}
+	for range 19 {
+		f.Runs = append(f.Runs, pass("c-flaky"))
+	}
+	f.Runs = append(f.Runs, results.Run{Cell: "c-flaky", Verdict: results.ProbeFailure})
+	r, err := Build(t.Context(), f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range r.Ranking {
+		got = append(got, c.Cell+":"+string(c.Class))
+	}
+	// c-flaky's 19/20 outranks 3/3 on evidence (Wilson), as before; with the
+	// same evidence the clean cell comes first.
+	want := []string{"c-flaky:flaky", "b-clean:stable", "a-warned:warned"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("ranking = %v, want %v", got, want)
+	}
+	w := r.cells["a-warned"]
+	if w.Warned != 1 || len(w.Warnings) != 1 || w.Warnings[0] != warn.Title {
+		t.Errorf("a-warned: warned %d, warnings %q; want 1 and the WARNING title", w.Warned, w.Warnings)
 	}
 }

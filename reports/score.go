@@ -20,7 +20,9 @@ import (
 //	         or carried a finding of severity "fatal"
 //	failing  no counted run passed (docker-failure / probe-failure only)
 //	flaky    some counted runs passed, some failed
-//	stable   every counted run passed
+//	warned   every counted run passed, some with kernel warnings
+//	         (results.KernelWarning: a WARNING, lockdep, kmemleak, OOM kill)
+//	stable   every counted run passed cleanly
 //
 // Cells with only infra-error runs are "inconclusive"; cells with only
 // unsupported runs are "unsupported" (with the runner's reason). Neither is
@@ -33,9 +35,11 @@ import (
 //     ranks lower.
 //  2. the Wilson score lower bound (95 %, z = 1.96) of the pass rate over the
 //     counted runs, higher first: 19/20 (0.76) outranks 1/1 (0.21).
-//  3. the performance score, higher first; cells without any scored metric
+//  3. the class: stable, warned, flaky, failing. With the same evidence a
+//     clean cell outranks one whose kernel printed warnings.
+//  4. the performance score, higher first; cells without any scored metric
 //     rank after cells with one (missing figures rank last, not first).
-//  4. the number of passed runs, more first; then the cell ID.
+//  5. the number of passed runs, more first; then the cell ID.
 //
 // The performance score uses the probes' metrics. For each metric (probe
 // name + "." + metric name) a cell's figure is the median over its counted
@@ -54,6 +58,7 @@ type Class string
 // Cell classes, from best to worst; the last two are not ranked.
 const (
 	ClassStable       Class = "stable"
+	ClassWarned       Class = "warned"
 	ClassFlaky        Class = "flaky"
 	ClassFailing      Class = "failing"
 	ClassBroken       Class = "broken"
@@ -172,6 +177,9 @@ func rankLess(a, b *CellScore) int {
 	if c := cmp.Compare(b.WilsonLower, a.WilsonLower); c != 0 {
 		return c
 	}
+	if c := cmp.Compare(classTier(a.Class), classTier(b.Class)); c != 0 {
+		return c
+	}
 	if a.HasPerf != b.HasPerf {
 		if a.HasPerf {
 			return -1
@@ -185,6 +193,14 @@ func rankLess(a, b *CellScore) int {
 		return c
 	}
 	return cmp.Compare(a.Cell, b.Cell)
+}
+
+// classTier orders the ranked classes, best first.
+func classTier(c Class) int {
+	if i := slices.Index([]Class{ClassStable, ClassWarned, ClassFlaky, ClassFailing, ClassBroken}, c); i >= 0 {
+		return i
+	}
+	return 5
 }
 
 // brokenKey is 0 for a cell that is not broken, larger for worse breakage.
