@@ -62,8 +62,12 @@ type Summary struct {
 	Passed      int                     `json:"passed_runs"`
 	InfraErrors int                     `json:"infra_error_runs"`
 	Verdicts    map[results.Verdict]int `json:"verdicts"`
-	// MostStable is the best-ranked cell when it is stable or flaky.
+	// MostStable is the winner of the decision without constraints
+	// (Report.Decide): empty when no cell qualifies or the evidence is too
+	// little, which Decision says.
 	MostStable string `json:"most_stable,omitempty"`
+	// Decision is that decision: outcome, confidence, runner-up.
+	Decision *Decision `json:"decision"`
 	// NeverUse lists broken and failing cells with the reason.
 	NeverUse []Avoid `json:"never_use"`
 }
@@ -74,6 +78,9 @@ type Avoid struct {
 	Class  Class           `json:"class"`
 	Worst  results.Verdict `json:"worst_verdict"`
 	Reason string          `json:"reason"`
+	// Confidence says how sure the verdict is: a crash is a proof; a
+	// failing cell's pass rate has a 95 % upper bound.
+	Confidence string `json:"confidence"`
 }
 
 // CellScore is one ranked cell.
@@ -86,7 +93,12 @@ type CellScore struct {
 	Driver string `json:"driver"`
 	// Cgroup is the cgroup version the cell's guests ran ("v1", "v2"), from
 	// their host evidence, or the cell's cgroup setting when no run says.
-	Cgroup  string          `json:"cgroup,omitempty"`
+	Cgroup string `json:"cgroup,omitempty"`
+	// Init is what ran as PID 1 ("systemd", "agent"), from the runs' host
+	// evidence or the cell ID; Scratch the scratch filesystem when the cell
+	// ID names one ("default" otherwise).
+	Init    string          `json:"init,omitempty"`
+	Scratch string          `json:"scratch,omitempty"`
 	Class   Class           `json:"class"`
 	Worst   results.Verdict `json:"worst_verdict"`
 	Runs    int             `json:"runs"`
@@ -280,11 +292,44 @@ func cgroupOf(runs []results.Run) string {
 	return ""
 }
 
+// initOf is what ran as PID 1 in a cell's runs: the first run's host
+// evidence, else the cell ID's "-init-<init>" suffix, else systemd (the
+// default init, whose cells carry no suffix).
+func initOf(id string, runs []results.Run) string {
+	for _, r := range runs {
+		if r.Host != nil && r.Host.InitMode != "" {
+			return CleanLine(r.Host.InitMode)
+		}
+	}
+	if v := idSetting(id, "-init-"); v != "" {
+		return v
+	}
+	return "systemd"
+}
+
+// scratchOf is the cell ID's "-scratch-<fs>" suffix, or "default".
+func scratchOf(id string) string {
+	if v := idSetting(id, "-scratch-"); v != "" {
+		return v
+	}
+	return "default"
+}
+
+// idSetting is the word after prefix in a cell ID (matrix.CellID's suffixes).
+func idSetting(id, prefix string) string {
+	_, after, ok := strings.Cut(id, prefix)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(after, "-")
+	return CleanLine(v)
+}
+
 // addCell aggregates the runs of one cell.
 func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signature) {
 	first := runs[0]
 	c := &CellScore{Cell: id, Kernel: first.Kernel, Distro: first.Distro, Docker: first.Docker,
-		Driver: first.Driver, Cgroup: cgroupOf(runs), Runs: len(runs), Worst: results.Pass, Verdicts: map[results.Verdict]int{}}
+		Driver: first.Driver, Cgroup: cgroupOf(runs), Init: initOf(id, runs), Scratch: scratchOf(id), Runs: len(runs), Worst: results.Pass, Verdicts: map[results.Verdict]int{}}
 	fatal := false
 	var fatalTitle string
 	samples := map[string][]float64{}
@@ -440,7 +485,8 @@ func (r *Report) summarise() {
 		s.Passed += c.Passed
 		s.InfraErrors += c.InfraErrors
 		if c.Class == ClassBroken || c.Class == ClassFailing {
-			s.NeverUse = append(s.NeverUse, Avoid{Cell: c.Cell, Class: c.Class, Worst: c.Worst, Reason: c.Reason})
+			s.NeverUse = append(s.NeverUse, Avoid{Cell: c.Cell, Class: c.Class, Worst: c.Worst, Reason: c.Reason,
+				Confidence: avoidConfidence(c)})
 		}
 	}
 	for _, n := range r.NotRun {
@@ -450,11 +496,23 @@ func (r *Report) summarise() {
 	slices.SortStableFunc(s.NeverUse, func(a, b Avoid) int {
 		return cmp.Or(cmp.Compare(severityIndex(a.Worst), severityIndex(b.Worst)), cmp.Compare(a.Cell, b.Cell))
 	})
-	if len(r.Ranking) > 0 {
-		if top := r.Ranking[0]; top.Class == ClassStable || top.Class == ClassFlaky {
-			s.MostStable = top.Cell
-		}
+	s.Decision = r.Decide(nil)
+	if s.Decision.Outcome == OutcomeWinner {
+		s.MostStable = s.Decision.Winner.Cell
 	}
+}
+
+// avoidConfidence says how sure "never use c" is.
+func avoidConfidence(c *CellScore) string {
+	if c.Class == ClassBroken {
+		return fmt.Sprintf("certain: one %s is a proof (%d of %d runs)", c.Worst, c.Verdicts[c.Worst], c.Counted)
+	}
+	s := fmt.Sprintf("pass rate at most %.2f (95 %% upper bound, %d of %d passed)", WilsonUpper(c.Passed, c.Counted),
+		c.Passed, c.Counted)
+	if c.Counted < 3 {
+		s += "; little evidence"
+	}
+	return s
 }
 
 func (r *Report) cellVerdicts(id string) map[results.Verdict]int {
