@@ -9,5 +9,6 @@ var subcommands = []func(*globalFlags, Streams) *cobra.Command{
 	newReportCommand,
 	newRunCommand,
 	newMergeCommand,
+	newRecommendCommand,
 	newConsoleCommand,
 }
