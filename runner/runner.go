@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -60,6 +61,9 @@ type Options struct {
 	Stop <-chan struct{}
 	// ShutdownTimeout bounds a clean shutdown (0: 60 s).
 	ShutdownTimeout time.Duration
+	// FaultSeed decides the probabilistic faults (results.File.FaultSeed);
+	// 0: a random one. A resumed run keeps the seed it started with.
+	FaultSeed uint64
 	// HostCPUs and HostMemoryMB override the host's resources for the
 	// parallelism budget (0: measured).
 	HostCPUs, HostMemoryMB int
@@ -85,6 +89,10 @@ func Run(ctx context.Context, cells []matrix.Cell, opts Options) (*results.File,
 	file := &results.File{
 		Schema: results.SchemaVersion, RunID: newRunID(), Spec: opts.Spec, SpecHash: opts.SpecHash,
 		Host: host, Provider: opts.Provider.Name(), Started: time.Now().UTC(), Runs: []results.Run{},
+		FaultSeed: opts.FaultSeed,
+	}
+	for file.FaultSeed == 0 {
+		file.FaultSeed = mrand.Uint64()
 	}
 	j, err := openJournal(filepath.Join(opts.Out, JournalName))
 	if err != nil {
@@ -349,12 +357,15 @@ func (r *run) runWithRetries(ctx context.Context, jb job, prog Progress) (result
 	}
 	var last results.Run
 	var retried []results.Retry
+	var draws []results.FaultDraw
+	jb.cell, draws = drawFaults(r.file.FaultSeed, jb.cell, jb.repeat)
 	for attempt := 1; attempt <= retries+1; attempt++ {
 		run, ok := r.attempt(ctx, jb, attempt, prog)
 		if !ok {
 			return run, false
 		}
 		run.Retried = retried
+		run.FaultDraws = draws
 		last = run
 		if run.Verdict == results.Unsupported {
 			r.mu.Lock()

@@ -52,7 +52,11 @@ type File struct {
 	Provider string    `json:"provider"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished,omitzero"`
-	Runs     []Run     `json:"runs"`
+	// FaultSeed decides, with each run's cell and repeat, whether the
+	// cells' probabilistic faults fire (Run.FaultDraws); the same seed
+	// replays the same decisions (matrixctl run --fault-seed).
+	FaultSeed uint64 `json:"fault_seed,omitempty"`
+	Runs      []Run  `json:"runs"`
 }
 
 // Run is one run (one repeat, final attempt) of one cell.
@@ -75,6 +79,10 @@ type Run struct {
 	// provider could tell (QEMU cells whose dockerd answered).
 	Host *Host `json:"host,omitempty"`
 
+	// FaultDraws records the decision for each probabilistic fault of the
+	// cell in this run: injected when Draw < Probability.
+	FaultDraws []FaultDraw `json:"fault_draws,omitempty"`
+
 	Verdict Verdict `json:"verdict"`
 	// Reason is a one-line human summary of the verdict.
 	Reason   string    `json:"reason,omitempty"`
@@ -87,6 +95,15 @@ type Run struct {
 	Artifacts map[string]string `json:"artifacts,omitempty"`
 	Started   time.Time         `json:"started"`
 	Finished  time.Time         `json:"finished"`
+}
+
+// FaultDraw is one probabilistic fault's decision in one run.
+type FaultDraw struct {
+	Fault       string  `json:"fault"`
+	Probability float64 `json:"probability"`
+	// Draw is uniform in [0, 1), from File.FaultSeed, the cell and the repeat.
+	Draw     float64 `json:"draw"`
+	Injected bool    `json:"injected"`
 }
 
 // Host is evidence of what kind of Docker host a run's guest was: its init,

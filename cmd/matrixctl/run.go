@@ -41,6 +41,7 @@ type runFlags struct {
 	intensity int
 	history   string
 	progress  string
+	faultSeed uint64
 }
 
 func newRunCommand(g *globalFlags, streams Streams) *cobra.Command {
@@ -98,6 +99,7 @@ Exit codes: 0 every runnable cell passed, 1 some cell failed, 2 usage or spec er
 	fl.BoolVar(&f.retain, "retain", false, "keep the scratch disks of runs that did not pass (runs/<cell>/r<n>/scratch.img)")
 	fl.IntVar(&f.retries, "retries", runner.DefaultRetries, "retries of a run that ended in infra-error")
 	fl.StringSliceVar(&f.probes, "probes", nil, "with --provider local: probes to run (default io,net,churn)")
+	fl.Uint64Var(&f.faultSeed, "fault-seed", 0, "seed of the probabilistic faults' per-run decisions, to replay a run's (default: random, recorded in results.json)")
 	fl.IntVar(&f.intensity, "intensity", 0, "probe intensity 1-10 (default 1)")
 	fl.StringVar(&f.history, "history", "", "history database to append results to (default <cache>/history.db; none to disable)")
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (bars on a terminal, lines otherwise), bars, lines or none")
@@ -137,7 +139,7 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 
 	opts := runner.Options{
 		Out: out, Repeat: f.repeat, Parallel: f.parallel, Timeout: f.timeout, Soak: f.soak,
-		Retain: f.retain, Retries: f.retries,
+		Retain: f.retain, Retries: f.retries, FaultSeed: f.faultSeed,
 		Prober:  runner.ProbesProber{Intensity: f.intensity, Workdir: filepath.Join(g.Cache, "probes")},
 		Console: runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
 	}
