@@ -51,6 +51,9 @@ type Source struct {
 	Provider string    `json:"provider"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished,omitzero"`
+	// Budget is how an adaptive run (run --budget) spent its runs and why it
+	// stopped; each cell's runs are in the ranking.
+	Budget *results.Budget `json:"budget,omitempty"`
 }
 
 // Summary is the page's first paragraph in numbers.
@@ -224,7 +227,7 @@ func Build(ctx context.Context, f *results.File, opts Options) (*Report, error) 
 	r := &Report{
 		Schema: ReportSchema,
 		Source: Source{RunID: f.RunID, Spec: f.Spec, SpecHash: f.SpecHash, Host: f.Host,
-			Provider: f.Provider, Started: f.Started, Finished: f.Finished},
+			Provider: f.Provider, Started: f.Started, Finished: f.Finished, Budget: f.Budget},
 		Method:      Method(),
 		dir:         opts.Dir,
 		runs:        map[string][]results.Run{},

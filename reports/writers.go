@@ -210,6 +210,20 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "## matrixctl report — run %s\n\n", mdEscape(r.Source.RunID))
 	fmt.Fprintf(&b, "%d cells, %d ranked, %d runs: %d of %d counted runs passed, %d infra errors.\n\n",
 		s.Cells, s.Ranked, s.Runs, s.Passed, s.Counted, s.InfraErrors)
+	if bud := r.Source.Budget; bud != nil {
+		fmt.Fprintf(&b, "**Adaptive repeats:** %d VM-runs", bud.Spent)
+		if bud.Runs > 0 {
+			fmt.Fprintf(&b, " of a budget of %d", bud.Runs)
+		}
+		fmt.Fprintf(&b, "; stopped: %s — %s. Runs per cell:", mdEscape(bud.Stopped), mdEscape(bud.StopReason))
+		for i, c := range bud.Cells {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, " %s %d", mdEscape(c.Cell), c.Runs)
+		}
+		b.WriteString("\n\n")
+	}
 	switch d := s.Decision; {
 	case d.Outcome == OutcomeWinner:
 		w := d.Winner

@@ -61,6 +61,9 @@ type Options struct {
 	Stop <-chan struct{}
 	// ShutdownTimeout bounds a clean shutdown (0: 60 s).
 	ShutdownTimeout time.Duration
+	// Budget, when active, spends that many runs adaptively instead of
+	// uniform repeats (budget.go); Repeat is then ignored.
+	Budget *Budget
 	// FaultSeed decides the probabilistic faults (results.File.FaultSeed);
 	// 0: a random one. A resumed run keeps the seed it started with.
 	FaultSeed uint64
@@ -100,6 +103,9 @@ func Run(ctx context.Context, cells []matrix.Cell, opts Options) (*results.File,
 	}
 	defer j.Close()
 	plan := &journalPlan{Cells: cells, Repeat: opts.Repeat, Soak: opts.Soak, Timeout: opts.Timeout}
+	if opts.Budget.Active() {
+		plan.Budget = opts.Budget
+	}
 	if err := j.Append(journalRecord{Type: recHeader, Header: file, Plan: plan}); err != nil {
 		return nil, err
 	}
@@ -139,6 +145,9 @@ func Resume(ctx context.Context, opts Options) (*results.File, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = st.Plan.Timeout
 	}
+	if !opts.Budget.Active() {
+		opts.Budget = st.Plan.Budget
+	}
 	for k, p := range st.InFlight {
 		if err := killOrphan(p); err != nil {
 			return nil, fmt.Errorf("resume %s: leftover machine of %s r%d: %w", opts.Out, k.Cell, k.Repeat, err)
@@ -157,7 +166,7 @@ func Resume(ctx context.Context, opts Options) (*results.File, error) {
 		return nil, err
 	}
 	defer j.Close()
-	r := &run{opts: opts, cells: cells, file: file, journal: j, done: done}
+	r := &run{opts: opts, cells: cells, file: file, journal: j, done: done, decisions: st.Decisions}
 	return r.execute(ctx)
 }
 
@@ -173,6 +182,8 @@ type run struct {
 	// unsupported remembers cells found unsupported while running (pending
 	// kernel checks, the agent): their other repeats are not prepared again.
 	unsupported map[string]string
+	// decisions are a budgeted run's journalled decisions (on resume).
+	decisions []decision
 }
 
 type job struct {
@@ -184,6 +195,9 @@ func (r *run) execute(ctx context.Context) (*results.File, error) {
 	prog := r.opts.Progress
 	if prog == nil {
 		prog = nopProgress{}
+	}
+	if r.opts.Budget.Active() {
+		return r.executeBudget(ctx, prog, r.decisions)
 	}
 	var jobs []job
 	for _, c := range r.cells {

@@ -56,7 +56,33 @@ type File struct {
 	// cells' probabilistic faults fire (Run.FaultDraws); the same seed
 	// replays the same decisions (matrixctl run --fault-seed).
 	FaultSeed uint64 `json:"fault_seed,omitempty"`
-	Runs      []Run  `json:"runs"`
+	// Budget is set when the run spent a budget of VM-runs adaptively
+	// (matrixctl run --budget) instead of uniform repeats.
+	Budget *Budget `json:"budget,omitempty"`
+	Runs   []Run   `json:"runs"`
+}
+
+// Budget says how a budgeted run spent its runs and why it stopped.
+type Budget struct {
+	// Runs and Time are the budget (either may be 0: no limit of that kind).
+	Runs int           `json:"runs,omitempty"`
+	Time time.Duration `json:"time_ns,omitempty"`
+	// Rule names the allocation rule and its parameters.
+	Rule string `json:"rule"`
+	// Spent is the number of VM-runs started (infra retries not counted).
+	Spent int `json:"spent"`
+	// Stopped is why no more runs were started: "confident", "budget-spent",
+	// "time-spent", "nothing-left" or "interrupted"; StopReason in words.
+	Stopped    string `json:"stopped"`
+	StopReason string `json:"stop_reason,omitempty"`
+	// Cells lists the runs each runnable cell got.
+	Cells []BudgetCell `json:"cells"`
+}
+
+// BudgetCell is how many runs a cell got under a budget.
+type BudgetCell struct {
+	Cell string `json:"cell"`
+	Runs int    `json:"runs"`
 }
 
 // Run is one run (one repeat, final attempt) of one cell.
@@ -82,6 +108,9 @@ type Run struct {
 	// FaultDraws records the decision for each probabilistic fault of the
 	// cell in this run: injected when Draw < Probability.
 	FaultDraws []FaultDraw `json:"fault_draws,omitempty"`
+	// Decision is why a budgeted run (File.Budget) ran this repeat: the
+	// allocation rule's reason ("first run", "leader: ...", "challenger: ...").
+	Decision string `json:"decision,omitempty"`
 
 	Verdict Verdict `json:"verdict"`
 	// Reason is a one-line human summary of the verdict.
