@@ -255,8 +255,8 @@ func whyLost(b, a *CellScore) string {
 		return fmt.Sprintf("its class is %s, the winner's %s", b.Class, a.Class)
 	case a.HasPerf && !b.HasPerf:
 		return "as stable on this evidence, but it has no performance figures"
-	case b.PerfScore < a.PerfScore:
-		return fmt.Sprintf("as stable on this evidence; lower performance score (%.1f < %.1f)", b.PerfScore, a.PerfScore)
+	case b.PerfGroup > a.PerfGroup:
+		return fmt.Sprintf("as stable on this evidence; lower performance beyond the noise (%.1f < %.1f)", b.PerfScore, a.PerfScore)
 	case b.Passed < a.Passed:
 		return fmt.Sprintf("as stable on this evidence; fewer passes (%d < %d)", b.Passed, a.Passed)
 	}

@@ -71,6 +71,9 @@ type Summary struct {
 	MostStable string `json:"most_stable,omitempty"`
 	// Decision is that decision: outcome, confidence, runner-up.
 	Decision *Decision `json:"decision"`
+	// PerfNoise is the run-to-run noise of the performance figures, and
+	// whether it could be measured (repeats of some cell).
+	PerfNoise PerfNoise `json:"perf_noise"`
 	// NeverUse lists broken and failing cells with the reason.
 	NeverUse []Avoid `json:"never_use"`
 }
@@ -118,8 +121,13 @@ type CellScore struct {
 	WilsonLower float64  `json:"wilson_lower"`
 	PerfScore   float64  `json:"perf_score"`
 	HasPerf     bool     `json:"has_perf"`
+	// PerfGroup is the cell's performance tie group, 1 the best: cells
+	// whose scores differ by less than the measured noise share a group
+	// (0: no figures, or noise not measured, so performance ranks nothing).
+	PerfGroup int `json:"perf_group"`
 	// Metrics are the medians of each probe metric ("probe.metric").
 	Metrics  map[string]float64      `json:"metrics,omitempty"`
+	samples  map[string][]float64    // per metric, every OK run's figure
 	Verdicts map[results.Verdict]int `json:"verdicts"`
 	// Reason explains the worst outcome (empty for stable cells).
 	Reason     string   `json:"reason,omitempty"`
@@ -211,12 +219,14 @@ func Method() []string {
 		"Ranking: broken cells last (worse verdict lower, in the order kernel-crash, data-loss, fs-corruption, hang); " +
 			"then the Wilson lower bound (95 %) of the pass rate, so 19/20 (0.76) outranks 1/1 (0.21); " +
 			"then the class (stable, warned, flaky, failing), so with the same evidence a clean cell outranks one whose kernel warned; " +
-			"then the performance score; then the number of passes.",
+			"then the performance tie group; then the number of passes.",
 		"Performance score: the median over the cell's runs of each headline probe figure (IO write throughput, " +
 			"IO write and fsync latency p99, network stream throughput and echo latency p99, container start latency p50) " +
 			"is normalised against the best cell (throughput: higher is better, latency: lower is better) and averaged " +
 			"over every headline figure in the report; a missing figure counts as 0, and cells without figures rank " +
-			"after cells with them.",
+			"after cells with them. Performance ranks only beyond its noise: the run-to-run noise is measured from repeats " +
+			"(twice the median coefficient of variation of each figure), scores closer than it are ties, and with no " +
+			"repeats (noise unknown) performance ranks nothing.",
 		"Regressions: a cell whose previous conclusive run in the history passed and that fails now; fixes: the reverse. " +
 			"A trend only holds runs of the same provider: a Vagrant box or the local host is another host than a QEMU VM of the same cell.",
 	}
@@ -255,7 +265,7 @@ func Build(ctx context.Context, f *results.File, opts Options) (*Report, error) 
 	for _, id := range ids {
 		r.addCell(id, r.runs[id], sigs)
 	}
-	scorePerformance(r.Ranking)
+	r.Summary.PerfNoise = scorePerformance(r.Ranking)
 	slices.SortFunc(r.Ranking, rankLess)
 	for i, c := range r.Ranking {
 		c.Rank = i + 1
@@ -427,8 +437,9 @@ func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signatu
 	c.WilsonLower = round4(WilsonLower(c.Passed, c.Counted))
 	if len(samples) > 0 {
 		c.Metrics = map[string]float64{}
+		c.samples = samples
 		for k, vs := range samples {
-			c.Metrics[k] = median(vs)
+			c.Metrics[k] = median(slices.Clone(vs))
 		}
 	}
 	if worstRun != nil {

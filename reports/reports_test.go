@@ -94,7 +94,9 @@ func TestMissingMetricsRankLast(t *testing.T) {
 	f := &results.File{Schema: results.SchemaVersion, RunID: "x", Runs: []results.Run{
 		run("a-no-metrics", nil),
 		run("b-slow", []results.Probe{{Name: "io", OK: true, Metrics: map[string]float64{"write_mbps": 10, "fsync_latency_ms": 9}}}),
+		run("b-slow", []results.Probe{{Name: "io", OK: true, Metrics: map[string]float64{"write_mbps": 10.2, "fsync_latency_ms": 9.1}}}),
 		run("c-fast", []results.Probe{{Name: "io", OK: true, Metrics: map[string]float64{"write_mbps": 100, "fsync_latency_ms": 1}}}),
+		run("c-fast", []results.Probe{{Name: "io", OK: true, Metrics: map[string]float64{"write_mbps": 101, "fsync_latency_ms": 1}}}),
 		run("d-failed-probe", []results.Probe{{Name: "io", OK: false, Metrics: map[string]float64{"write_mbps": 1000}}}),
 	}}
 	r, err := Build(context.Background(), f, Options{})
@@ -108,7 +110,7 @@ func TestMissingMetricsRankLast(t *testing.T) {
 	if want := []string{"c-fast", "b-slow", "a-no-metrics", "d-failed-probe"}; !slices.Equal(got, want) {
 		t.Errorf("order %q, want %q", got, want)
 	}
-	if c := r.cells["c-fast"]; c.PerfScore != 100 {
+	if c := r.cells["c-fast"]; c.PerfScore != 100 || c.PerfGroup != 1 || r.cells["b-slow"].PerfGroup != 2 {
 		t.Errorf("best cell perf = %v, want 100", c.PerfScore)
 	}
 }
@@ -469,5 +471,35 @@ func TestKernelWarningsRankBelowCleanPasses(t *testing.T) {
 	w := r.cells["a-warned"]
 	if w.Warned != 1 || len(w.Warnings) != 1 || w.Warnings[0] != warn.Title {
 		t.Errorf("a-warned: warned %d, warnings %q; want 1 and the WARNING title", w.Warned, w.Warnings)
+	}
+}
+
+// TestPerformanceWithinNoiseIsATie: with one run per cell the noise is
+// unknown and performance ranks nothing; with repeats whose spread is
+// larger than the difference between two cells, they tie (one group) and
+// the cell ID decides, as the report says.
+func TestPerformanceWithinNoiseIsATie(t *testing.T) {
+	run := func(cell string, mbps float64) results.Run {
+		return results.Run{Cell: cell, Verdict: results.Pass,
+			Probes: []results.Probe{{Name: "io", OK: true, Metrics: map[string]float64{"write_mb_per_s": mbps}}}}
+	}
+	single := &results.File{RunID: "x", Runs: []results.Run{run("a-slower", 90), run("b-faster", 100)}}
+	r, err := Build(t.Context(), single, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Summary.PerfNoise.Measured || r.Ranking[0].Cell != "a-slower" || r.Ranking[0].PerfGroup != 0 {
+		t.Errorf("one run each: noise %+v, first %s (group %d); want unmeasured, perf ranking nothing",
+			r.Summary.PerfNoise, r.Ranking[0].Cell, r.Ranking[0].PerfGroup)
+	}
+	noisy := &results.File{RunID: "y", Runs: []results.Run{run("a-slower", 80), run("a-slower", 100),
+		run("b-faster", 85), run("b-faster", 105)}}
+	if r, err = Build(t.Context(), noisy, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	n := r.Summary.PerfNoise
+	if !n.Measured || n.Points < 5 || r.Ranking[0].PerfGroup != r.Ranking[1].PerfGroup || r.Ranking[0].Cell != "a-slower" {
+		t.Errorf("noisy repeats: noise %+v, ranking %s (g%d), %s (g%d); want one tie group, ID order", n,
+			r.Ranking[0].Cell, r.Ranking[0].PerfGroup, r.Ranking[1].Cell, r.Ranking[1].PerfGroup)
 	}
 }

@@ -265,6 +265,11 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 		b.WriteString("\n")
 	}
+	if n := s.PerfNoise; n.Measured {
+		fmt.Fprintf(&b, "Performance noise: ±%.1f score points (scores closer than that are ties).\n\n", n.Points)
+	} else {
+		b.WriteString("Performance noise not measured (no repeats): performance ranks nothing.\n\n")
+	}
 	if len(r.Ranking) > 0 {
 		b.WriteString("| # | cell | class | passed | wilson | perf |\n|---|---|---|---|---|---|\n")
 		for i, c := range r.Ranking {
