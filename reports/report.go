@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -37,9 +38,10 @@ type Report struct {
 	Regressions []Change     `json:"regressions"`
 	Fixes       []Change     `json:"fixes"`
 
-	dir   string                   // results directory, for artifacts
-	runs  map[string][]results.Run // per cell, sorted by repeat
-	cells map[string]*CellScore    // ranked cells by ID
+	dir    string                   // results directory, for artifacts
+	calRef float64                  // median host calibration of the runs (0: none)
+	runs   map[string][]results.Run // per cell, sorted by repeat
+	cells  map[string]*CellScore    // ranked cells by ID
 }
 
 // Source identifies the run the report was built from.
@@ -121,6 +123,9 @@ type CellScore struct {
 	WilsonLower float64  `json:"wilson_lower"`
 	PerfScore   float64  `json:"perf_score"`
 	HasPerf     bool     `json:"has_perf"`
+	// Normalised: the figures were scaled by the host calibration measured
+	// beside their runs (results.Run.Calibration).
+	Normalised bool `json:"normalised,omitempty"`
 	// PerfGroup is the cell's performance tie group, 1 the best: cells
 	// whose scores differ by less than the measured noise share a group
 	// (0: no figures, or noise not measured, so performance ranks nothing).
@@ -261,11 +266,12 @@ func Build(ctx context.Context, f *results.File, opts Options) (*Report, error) 
 		})
 	}
 	slices.Sort(ids)
+	r.calRef = calibrationRef(f.Runs)
 	sigs := map[string]*Signature{}
 	for _, id := range ids {
 		r.addCell(id, r.runs[id], sigs)
 	}
-	r.Summary.PerfNoise = scorePerformance(r.Ranking)
+	r.Summary.PerfNoise = scorePerformance(r.Ranking, round4(r.calRef))
 	slices.SortFunc(r.Ranking, rankLess)
 	for i, c := range r.Ranking {
 		c.Rank = i + 1
@@ -399,6 +405,8 @@ func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signatu
 				continue
 			}
 			for k, v := range p.Metrics {
+				v, scaled := r.normalise(p.Name+"."+k, v, run.Calibration)
+				c.Normalised = c.Normalised || scaled
 				samples[p.Name+"."+k] = append(samples[p.Name+"."+k], v)
 			}
 		}
@@ -469,6 +477,42 @@ func (c *CellScore) addWarnings(ws []results.Finding) {
 			c.Warnings = append(c.Warnings, t)
 		}
 	}
+}
+
+// calibrationRef is the median host calibration over the runs that have one.
+func calibrationRef(runs []results.Run) float64 {
+	var cs []float64
+	for _, r := range runs {
+		if r.Calibration != nil && r.Calibration.CPUMiBps > 0 && !math.IsInf(r.Calibration.CPUMiBps, 0) {
+			cs = append(cs, r.Calibration.CPUMiBps)
+		}
+	}
+	if len(cs) == 0 {
+		return 0
+	}
+	return median(cs)
+}
+
+// normalise scales a figure measured on a host that gave cal of CPU to
+// the report's reference host (calRef): a throughput measured on a host
+// half as free is doubled, a latency halved. Figures without a direction
+// or without a calibration are left alone.
+func (r *Report) normalise(key string, v float64, cal *results.Calibration) (float64, bool) {
+	if r.calRef <= 0 || cal == nil || cal.CPUMiBps <= 0 || math.IsInf(cal.CPUMiBps, 0) {
+		return v, false
+	}
+	dir := headlineDirection(key)
+	if dir == 0 {
+		dir = metricDirection(key)
+	}
+	factor := r.calRef / cal.CPUMiBps
+	switch {
+	case dir > 0:
+		return v * factor, true
+	case dir < 0:
+		return v / factor, true
+	}
+	return v, false
 }
 
 // describe says why a cell is not stable, from its worst run.

@@ -119,7 +119,7 @@ func TestHeadlineMetricsWin(t *testing.T) {
 	cell := func(m map[string]float64) *CellScore { return &CellScore{Metrics: m} }
 	a := cell(map[string]float64{"io.write_mb_per_s": 100, "io.write_latency_count": 1})
 	b := cell(map[string]float64{"io.write_mb_per_s": 50, "io.write_latency_count": 1e9})
-	scorePerformance([]*CellScore{a, b})
+	scorePerformance([]*CellScore{a, b}, 0)
 	if a.PerfScore != 100 || b.PerfScore != 50 {
 		t.Errorf("scores %v %v: only headline metrics count when present", a.PerfScore, b.PerfScore)
 	}
@@ -501,5 +501,28 @@ func TestPerformanceWithinNoiseIsATie(t *testing.T) {
 	if !n.Measured || n.Points < 5 || r.Ranking[0].PerfGroup != r.Ranking[1].PerfGroup || r.Ranking[0].Cell != "a-slower" {
 		t.Errorf("noisy repeats: noise %+v, ranking %s (g%d), %s (g%d); want one tie group, ID order", n,
 			r.Ranking[0].Cell, r.Ranking[0].PerfGroup, r.Ranking[1].Cell, r.Ranking[1].PerfGroup)
+	}
+}
+
+// TestCalibrationNormalises: the same cell's figures measured on an idle
+// host and on a host giving half the CPU come out alike once scaled by the
+// calibration beside each run (throughput up, latency down).
+func TestCalibrationNormalises(t *testing.T) {
+	run := func(cell string, mbps, latUS, cal float64) results.Run {
+		return results.Run{Cell: cell, Verdict: results.Pass, Calibration: &results.Calibration{CPUMiBps: cal},
+			Probes: []results.Probe{{Name: "io", OK: true,
+				Metrics: map[string]float64{"write_mb_per_s": mbps, "fsync_latency_p99_us": latUS}}}}
+	}
+	f := &results.File{RunID: "x", Runs: []results.Run{
+		run("idle", 100, 1000, 2000), run("idle", 98, 1020, 2000),
+		run("loaded", 50, 2000, 1000), run("loaded", 49, 2040, 1000),
+	}}
+	r, err := Build(t.Context(), f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle, loaded := r.cells["idle"], r.cells["loaded"]
+	if !loaded.Normalised || loaded.PerfGroup != idle.PerfGroup || r.Summary.PerfNoise.Calibration != 1500 {
+		t.Errorf("idle %+v\nloaded %+v\nnoise %+v: want one tie group after normalisation", idle, loaded, r.Summary.PerfNoise)
 	}
 }

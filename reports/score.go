@@ -223,6 +223,10 @@ type PerfNoise struct {
 	// Points is the noise in performance-score points: 100 × the mean over
 	// the scored metrics of twice their coefficient of variation.
 	Points float64 `json:"points"`
+	// Calibration is the reference host calibration (median over the runs,
+	// MiB/s of SHA-256 over every core) the figures were scaled to; 0 when
+	// no run carried one (figures as measured).
+	Calibration float64 `json:"calibration_mib_s,omitempty"`
 	// Metrics is each scored metric's relative noise (2 × the median over
 	// cells of the coefficient of variation across repeats).
 	Metrics map[string]float64 `json:"metrics,omitempty"`
@@ -231,7 +235,7 @@ type PerfNoise struct {
 // scorePerformance fills PerfScore from the Metrics' medians, measures
 // the noise from the cells' repeats and puts cells whose scores are within
 // it into one tie group (PerfGroup).
-func scorePerformance(cells []*CellScore) PerfNoise {
+func scorePerformance(cells []*CellScore, ref float64) PerfNoise {
 	direction := metricDirection
 	for _, c := range cells {
 		for k := range c.Metrics {
@@ -253,7 +257,7 @@ func scorePerformance(cells []*CellScore) PerfNoise {
 		}
 	}
 	if len(best) == 0 {
-		return PerfNoise{}
+		return PerfNoise{Calibration: ref}
 	}
 	for _, c := range cells {
 		sum := 0.0
@@ -275,6 +279,7 @@ func scorePerformance(cells []*CellScore) PerfNoise {
 		c.PerfScore = math.Round(100*sum/float64(len(best))*100) / 100
 	}
 	noise := measureNoise(cells, best)
+	noise.Calibration = ref
 	if noise.Measured {
 		groupByNoise(cells, noise.Points)
 	}

@@ -64,6 +64,10 @@ type Options struct {
 	// Budget, when active, spends that many runs adaptively instead of
 	// uniform repeats (budget.go); Repeat is then ignored.
 	Budget *Budget
+	// Calibrate measures the host's CPU capacity before and after each run
+	// (results.Run.Calibration), so reports can compare figures measured
+	// under different load.
+	Calibrate bool
 	// FaultSeed decides the probabilistic faults (results.File.FaultSeed);
 	// 0: a random one. A resumed run keeps the seed it started with.
 	FaultSeed uint64
@@ -373,6 +377,10 @@ func (r *run) runWithRetries(ctx context.Context, jb job, prog Progress) (result
 	var retried []results.Retry
 	var draws []results.FaultDraw
 	jb.cell, draws = drawFaults(r.file.FaultSeed, jb.cell, jb.repeat)
+	var calBefore float64
+	if r.opts.Calibrate {
+		calBefore = calibrateCPU()
+	}
 	for attempt := 1; attempt <= retries+1; attempt++ {
 		run, ok := r.attempt(ctx, jb, attempt, prog)
 		if !ok {
@@ -393,6 +401,9 @@ func (r *run) runWithRetries(ctx context.Context, jb job, prog Progress) (result
 			break
 		}
 		retried = append(retried, results.Retry{Attempt: attempt, Reason: run.Reason})
+	}
+	if r.opts.Calibrate {
+		last.Calibration = calibration(calBefore, calibrateCPU())
 	}
 	return last, true
 }

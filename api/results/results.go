@@ -108,6 +108,10 @@ type Run struct {
 	// FaultDraws records the decision for each probabilistic fault of the
 	// cell in this run: injected when Draw < Probability.
 	FaultDraws []FaultDraw `json:"fault_draws,omitempty"`
+	// Calibration is the host's CPU capacity measured beside the run (run
+	// with calibration on: the qemu and vagrant providers), so figures
+	// measured under different host load can be compared.
+	Calibration *Calibration `json:"calibration,omitempty"`
 	// Decision is why a budgeted run (File.Budget) ran this repeat: the
 	// allocation rule's reason ("first run", "leader: ...", "challenger: ...").
 	Decision string `json:"decision,omitempty"`
@@ -124,6 +128,14 @@ type Run struct {
 	Artifacts map[string]string `json:"artifacts,omitempty"`
 	Started   time.Time         `json:"started"`
 	Finished  time.Time         `json:"finished"`
+}
+
+// Calibration is a host measurement beside a run: SHA-256 throughput over
+// every host core, before and after the run, and their mean.
+type Calibration struct {
+	CPUMiBps float64 `json:"cpu_mib_s"`
+	Before   float64 `json:"before_mib_s"`
+	After    float64 `json:"after_mib_s"`
 }
 
 // FaultDraw is one probabilistic fault's decision in one run.

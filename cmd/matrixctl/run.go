@@ -193,6 +193,7 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 		if err != nil {
 			return withExit(ExitInfra, fmt.Errorf("cache %s: %w", g.Cache, err))
 		}
+		opts.Calibrate = true
 		if f.provider == "qemu" {
 			opts.Provider = &qemu.Provider{Cache: cache, CacheDir: g.Cache, Accel: accel}
 		} else if opts.Provider, err = vagrantProvider(ctx, cache, streams, f.resume); err != nil {
