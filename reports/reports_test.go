@@ -526,3 +526,24 @@ func TestCalibrationNormalises(t *testing.T) {
 		t.Errorf("idle %+v\nloaded %+v\nnoise %+v: want one tie group after normalisation", idle, loaded, r.Summary.PerfNoise)
 	}
 }
+
+// TestLoadKeepsBudgetAndSeed: results.json's budget and fault seed reach the report.
+func TestLoadKeepsBudgetAndSeed(t *testing.T) {
+	doc := `{"schema":"matrixctl.results/v1","run_id":"x","provider":"qemu","fault_seed":3,
+		"budget":{"runs":8,"rule":"r","spent":8,"stopped":"budget-spent","cells":[{"cell":"c","runs":8}]},"runs":[]}`
+	f, err := Decode(strings.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.FaultSeed != 3 || f.Budget == nil || f.Budget.Spent != 8 || len(f.Budget.Cells) != 1 {
+		t.Fatalf("decoded %+v budget %+v", f, f.Budget)
+	}
+	r, err := Build(t.Context(), f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := r.WriteMarkdown(&b); err != nil || !strings.Contains(b.String(), "Adaptive repeats:** 8 VM-runs of a budget of 8; stopped: budget-spent") {
+		t.Errorf("markdown lacks the budget: %v\n%s", err, b.String())
+	}
+}
