@@ -239,11 +239,15 @@ func (r *run) executeBudget(ctx context.Context, prog Progress, recorded []decis
 			}()
 			defer pool.release(slot)
 			t0 := time.Now()
+			// The run stays pending until it is in the results, so the rule
+			// never sees the cell with neither (it would decide a "first run").
+			defer func() {
+				r.mu.Lock()
+				delete(b.pending, key)
+				runTimes = append(runTimes, time.Since(t0))
+				r.mu.Unlock()
+			}()
 			run, ok := r.runWithRetries(ctx, jb, prog)
-			r.mu.Lock()
-			delete(b.pending, key)
-			runTimes = append(runTimes, time.Since(t0))
-			r.mu.Unlock()
 			if !ok {
 				return
 			}

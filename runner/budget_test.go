@@ -139,3 +139,33 @@ func TestBudgetStopsWhenConfident(t *testing.T) {
 		t.Fatalf("budget = %+v", f.Budget)
 	}
 }
+
+// TestBudgetParallel: with two slots the budget is spent exactly, every
+// runnable cell runs first, and each run is journalled with its decision.
+func TestBudgetParallel(t *testing.T) {
+	cells, scripts := budgetCells()
+	out := t.TempDir()
+	opts := budgetOpts(newFake(scripts), out, 9)
+	opts.Parallel = 2
+	f, err := Run(context.Background(), cells, opts)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if f.Budget == nil || f.Budget.Spent != 9 || f.Budget.Stopped != stopBudgetSpent {
+		t.Fatalf("budget = %+v", f.Budget)
+	}
+	ds := decisionsOf(t, out)
+	if len(ds) != 9 {
+		t.Fatalf("%d decisions, want 9", len(ds))
+	}
+	first := map[string]bool{}
+	for _, d := range ds[:3] {
+		first[d.Cell] = d.Reason == "first run"
+	}
+	if len(first) != 3 || !first["good-a"] || !first["good-b"] || !first["fails"] {
+		t.Errorf("first three decisions = %+v, want a first run of each runnable cell", ds[:3])
+	}
+	if n := len(readResults(t, out).Runs); n != 10 { // 9 runs + the unsupported cell's
+		t.Errorf("results.json has %d runs, want 10", n)
+	}
+}
