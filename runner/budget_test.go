@@ -169,3 +169,22 @@ func TestBudgetParallel(t *testing.T) {
 		t.Errorf("results.json has %d runs, want 10", n)
 	}
 }
+
+// TestBudgetTime: a time budget stops starting runs once the next would
+// not fit, and says so.
+func TestBudgetTime(t *testing.T) {
+	cells, scripts := budgetCells()
+	fake := newFake(scripts)
+	out := t.TempDir()
+	opts := budgetOpts(fake, out, 0)
+	opts.Budget = &Budget{Time: 300 * time.Millisecond}
+	opts.Prober = slowProber{d: 50 * time.Millisecond}
+	f, err := Run(context.Background(), cells, opts)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	b := f.Budget
+	if b == nil || b.Stopped != stopTimeSpent || b.Spent < 3 || b.Spent > 8 {
+		t.Fatalf("budget = %+v; want it stopped by time after the first runs", b)
+	}
+}
