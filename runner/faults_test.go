@@ -149,3 +149,14 @@ func TestDrawFaults(t *testing.T) {
 		t.Error("two seeds decided every run the same")
 	}
 }
+
+// TestCalibrator: the calibrator measures before, after and in between,
+// and its mean lies between the smallest and the largest measurement.
+func TestCalibrator(t *testing.T) {
+	c := startCalibrator()
+	got := c.finish()
+	if got.Samples < 2 || got.CPUMiBps <= 0 || got.Before <= 0 || got.After <= 0 ||
+		got.CPUMiBps < min(got.Before, got.After)*0.999 && got.Samples == 2 {
+		t.Errorf("calibration = %+v", got)
+	}
+}

@@ -377,9 +377,9 @@ func (r *run) runWithRetries(ctx context.Context, jb job, prog Progress) (result
 	var retried []results.Retry
 	var draws []results.FaultDraw
 	jb.cell, draws = drawFaults(r.file.FaultSeed, jb.cell, jb.repeat)
-	var calBefore float64
+	var cal *calibrator
 	if r.opts.Calibrate {
-		calBefore = calibrateCPU()
+		cal = startCalibrator()
 	}
 	for attempt := 1; attempt <= retries+1; attempt++ {
 		run, ok := r.attempt(ctx, jb, attempt, prog)
@@ -402,8 +402,8 @@ func (r *run) runWithRetries(ctx context.Context, jb job, prog Progress) (result
 		}
 		retried = append(retried, results.Retry{Attempt: attempt, Reason: run.Reason})
 	}
-	if r.opts.Calibrate {
-		last.Calibration = calibration(calBefore, calibrateCPU())
+	if cal != nil {
+		last.Calibration = cal.finish()
 	}
 	return last, true
 }

@@ -131,11 +131,13 @@ type Run struct {
 }
 
 // Calibration is a host measurement beside a run: SHA-256 throughput over
-// every host core, before and after the run, and their mean.
+// every host core, before the run, every 10 s during it and after it;
+// CPUMiBps is the mean of the Samples measurements.
 type Calibration struct {
 	CPUMiBps float64 `json:"cpu_mib_s"`
 	Before   float64 `json:"before_mib_s"`
 	After    float64 `json:"after_mib_s"`
+	Samples  int     `json:"samples,omitempty"`
 }
 
 // FaultDraw is one probabilistic fault's decision in one run.
