@@ -122,6 +122,11 @@ type Settings struct {
 	CrashCheck bool `json:"crash_check,omitempty"`
 	// Faults are injected on purpose (fault-injection suite); empty in normal runs.
 	Faults []string `json:"faults,omitempty"`
+	// FaultProbability makes a fault of Faults probabilistic: it is injected
+	// in a run with this probability (0 < p < 1), decided per run from the
+	// run's fault seed (results.json fault_seed), so a run can be replayed.
+	// A fault not in the map is injected in every run.
+	FaultProbability map[string]float64 `json:"fault_probability,omitempty"`
 	// Init is what runs as PID 1: "systemd" (the rootfs's own init starts
 	// the distro's docker.service) or "agent" (matrixctl's agent starts
 	// dockerd itself, for kernels or images without systemd). Empty: systemd.

@@ -598,8 +598,8 @@ func (d *decoder) settingsHandlers(h map[string]handler, p *SettingsPatch) {
 		}
 	}
 	h["faults"] = func(k string, v ast.Node) {
-		if x, ok := d.setOf(k, v, "fault", Faults()); ok {
-			p.Faults = &x
+		if x, probs, ok := d.faults(k, v); ok {
+			p.Faults, p.FaultProbability = &x, &probs
 		}
 	}
 	h["init"] = func(k string, v ast.Node) {
@@ -617,6 +617,73 @@ func (d *decoder) settingsHandlers(h map[string]handler, p *SettingsPatch) {
 			p.Packages = &x
 		}
 	}
+}
+
+// faults decodes a list of faults, each a name or {name, probability}
+// with 0 < probability < 1 (a probabilistic fault, see
+// Settings.FaultProbability); no fault twice.
+func (d *decoder) faults(key string, n ast.Node) ([]string, map[string]float64, bool) {
+	items, ok := d.seq(key, n)
+	out := []string{}
+	probs := map[string]float64{}
+	for i, it := range items {
+		ik := indexKey(key, i)
+		var name string
+		var good bool
+		switch d.resolve(ik, it).(type) {
+		case *ast.MappingNode, *ast.MappingValueNode:
+			prob := 0.0
+			hasProb := false
+			good = d.fields(ik, it, map[string]handler{
+				"name": func(k string, v ast.Node) { name, _ = d.oneOf(k, v, "fault", Faults()) },
+				"probability": func(k string, v ast.Node) {
+					prob, hasProb = d.probability(k, v)
+				},
+			})
+			switch {
+			case name == "":
+				d.errorf(ik, it, "a fault with a probability needs a name (one of %s)", strings.Join(Faults(), ", "))
+				good = false
+			case !hasProb:
+				d.errorf(ik, it, "fault %q as a mapping needs a probability (0 < p < 1); for always, list it by name", name)
+				good = false
+			case good:
+				probs[name] = prob
+			}
+		default:
+			name, good = d.oneOf(ik, it, "fault", Faults())
+		}
+		switch {
+		case !good:
+			ok = false
+		case slices.Contains(out, name):
+			d.errorf(ik, it, "duplicate fault %q", name)
+			ok = false
+		default:
+			out = append(out, name)
+		}
+	}
+	return out, probs, ok
+}
+
+// probability decodes a number strictly between 0 and 1.
+func (d *decoder) probability(key string, n ast.Node) (float64, bool) {
+	var p float64
+	switch v := d.resolve(key, n).(type) {
+	case *ast.FloatNode:
+		p = v.Value
+	case *ast.IntegerNode:
+		d.errorf(key, n, "want a probability between 0 and 1 (exclusive), e.g. 0.3; for always, list the fault by name")
+		return 0, false
+	default:
+		d.errorf(key, n, "want a probability between 0 and 1, got %s", kind(v))
+		return 0, false
+	}
+	if !(p > 0 && p < 1) {
+		d.errorf(key, n, "probability %v is not between 0 and 1 (exclusive); for always, list the fault by name", p)
+		return 0, false
+	}
+	return p, true
 }
 
 // packages decodes {add: [...], remove: [...]}: Debian package names, no

@@ -3,8 +3,10 @@ package matrix
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/matrixctl/matrixctl/internal/drivers"
@@ -419,7 +421,8 @@ func CellID(c Cell) string {
 //	-cgroup<layout>        cgroup is v1 or v2
 //	-scratch-<fs>          scratch_fs is not the driver's default backing filesystem
 //	-crashcheck            crash_check: the power is cut during writes
-//	-fault-<name>          each injected fault, sorted
+//	-fault-<name>          each injected fault, sorted; a probabilistic one
+//	                       with its probability in percent: -fault-sysrq-panic-p30
 //	-add-<pkg>, -remove-<pkg>   each package change, sorted
 //
 // Settings that only change how long or how hard a cell is exercised
@@ -439,10 +442,14 @@ func hostSuffix(c Cell) string {
 	if s.CrashCheck {
 		b.WriteString("-crashcheck")
 	}
+	faults := make([]string, 0, len(s.Faults))
+	for _, f := range s.Faults {
+		faults = append(faults, f+FaultProbabilitySuffix(s.FaultProbability[f]))
+	}
 	for _, part := range []struct {
 		prefix string
 		names  []string
-	}{{"-fault-", s.Faults}, {"-add-", s.Packages.Add}, {"-remove-", s.Packages.Remove}} {
+	}{{"-fault-", faults}, {"-add-", s.Packages.Add}, {"-remove-", s.Packages.Remove}} {
 		names := slices.Clone(part.names)
 		slices.Sort(names)
 		for _, n := range slices.Compact(names) {
@@ -450,6 +457,15 @@ func hostSuffix(c Cell) string {
 		}
 	}
 	return b.String()
+}
+
+// FaultProbabilitySuffix is the cell ID suffix of a fault's probability:
+// "-p30" for 0.3, "-p2.5" for 0.025, "" for an always-injected fault (0).
+func FaultProbabilitySuffix(p float64) string {
+	if p <= 0 {
+		return ""
+	}
+	return "-p" + strconv.FormatFloat(math.Round(p*1e4)/1e2, 'f', -1, 64)
 }
 
 // assignIDs gives every cell a unique ID.

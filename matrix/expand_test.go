@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -355,6 +356,10 @@ func TestCellIDHostSettings(t *testing.T) {
 		{"scratch xfs", Settings{ScratchFS: "xfs"}, base + "-scratch-xfs"},
 		{"crash check", Settings{CrashCheck: true}, base + "-crashcheck"},
 		{"faults sorted", Settings{Faults: []string{"sysrq-panic", "hung-task"}}, base + "-fault-hung-task-fault-sysrq-panic"},
+		{"probabilistic fault", Settings{Faults: []string{"sysrq-panic", "hung-task"}, FaultProbability: map[string]float64{"sysrq-panic": 0.3}},
+			base + "-fault-hung-task-fault-sysrq-panic-p30"},
+		{"probability under 1 %", Settings{Faults: []string{"sysrq-panic"}, FaultProbability: map[string]float64{"sysrq-panic": 0.025}},
+			base + "-fault-sysrq-panic-p2.5"},
 		{"package added", Settings{Packages: PackageChanges{Add: []string{"strace"}}}, base + "-add-strace"},
 		{"package removed", Settings{Packages: PackageChanges{Remove: []string{"apparmor"}}}, base + "-remove-apparmor"},
 		{"packages sorted, unsafe characters", Settings{Packages: PackageChanges{Add: []string{"strace", "libstdc++6"}, Remove: []string{"apparmor"}}},
@@ -437,6 +442,45 @@ func TestPackagesRoundTrip(t *testing.T) {
 		}
 		if p.Empty() && strings.Contains(string(b), "packages") {
 			t.Errorf("a cell without package changes writes them: %s", b)
+		}
+	}
+}
+
+// TestProbabilisticFaults: a fault is a name or {name, probability}; the
+// probability reaches the settings and the ID; bad ones are errors.
+func TestProbabilisticFaults(t *testing.T) {
+	cells := mustPlan(t, "flaky.yaml", header+`
+axes:
+  kernel:
+    - {version: "6.1", debian: {suite: bookworm}}
+  distro: [debian12]
+  docker: [distro]
+  driver: [overlay2, vfs]
+include:
+  - {driver: vfs, faults: [{name: sysrq-panic, probability: 0.3}, hung-task]}
+`)
+	var got []string
+	for _, c := range cells {
+		got = append(got, c.ID)
+		if c.Driver == "vfs" && (c.Settings.FaultProbability["sysrq-panic"] != 0.3 || len(c.Settings.Faults) != 2) {
+			t.Errorf("%s: faults %v, probabilities %v", c.ID, c.Settings.Faults, c.Settings.FaultProbability)
+		}
+	}
+	want := []string{"k6.1-debian12-docker20.10.24-overlay2", "k6.1-debian12-docker20.10.24-vfs-fault-hung-task-fault-sysrq-panic-p30"}
+	if !slices.Equal(got, want) {
+		t.Errorf("IDs = %q, want %q", got, want)
+	}
+	for _, bad := range []string{
+		"faults: [{name: sysrq-panic, probability: 1.5}]",
+		"faults: [{name: sysrq-panic, probability: 1}]",
+		"faults: [{probability: 0.5}]",
+		"faults: [{name: sysrq-panic}]",
+		"faults: [{name: nope, probability: 0.5}]",
+		"faults: [sysrq-panic, {name: sysrq-panic, probability: 0.5}]",
+	} {
+		_, err := Parse("bad.yaml", []byte(header+"axes: {kernel: [{version: \"6.1\", debian: {suite: bookworm}}], distro: [debian12], docker: [distro], driver: [vfs]}\n"+bad+"\n"))
+		if err == nil || !strings.Contains(err.Error(), "faults") {
+			t.Errorf("%s: err = %v, want an error naming faults", bad, err)
 		}
 	}
 }

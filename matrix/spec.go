@@ -3,6 +3,7 @@ package matrix
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,9 +87,11 @@ type SettingsPatch struct {
 	ScratchFS  *string
 	CrashCheck *bool
 	Faults     *[]string
-	Init       *string
-	Cgroup     *string
-	Packages   *PackageChanges
+	// FaultProbability is set with Faults (nil map: every fault always).
+	FaultProbability *map[string]float64
+	Init             *string
+	Cgroup           *string
+	Packages         *PackageChanges
 }
 
 // Apply sets every field of p that is set on s.
@@ -119,6 +122,10 @@ func (p SettingsPatch) Apply(s *Settings) {
 	}
 	if p.Faults != nil {
 		s.Faults = append([]string(nil), (*p.Faults)...)
+		s.FaultProbability = nil
+		if p.FaultProbability != nil && len(*p.FaultProbability) > 0 {
+			s.FaultProbability = maps.Clone(*p.FaultProbability)
+		}
 	}
 	if p.Init != nil {
 		s.Init = *p.Init

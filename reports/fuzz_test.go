@@ -3,7 +3,9 @@ package reports
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -99,6 +101,32 @@ func FuzzReadLines(f *testing.F) {
 			if want := CleanLine(strings.TrimRight(lines[n-1], "\r")); text != want && len(lines[n-1]) < MaxLineBytes {
 				t.Fatalf("line %d = %q, want %q", n, text, want)
 			}
+		}
+	})
+}
+
+// FuzzParseConstraint: --require is outside input. Parsing never panics, an
+// error always wraps ErrConstraint, a parsed constraint parses again to the
+// same thing from its own expression, and matching never panics.
+func FuzzParseConstraint(f *testing.F) {
+	for _, s := range []string{"docker >= 20.10", "distro in (debian12, debian13)", "driver not in (aufs)",
+		"cgroup == 2", "kernel<6.12", "x", "docker >> 1", "distro in (", "init == agent"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, expr string) {
+		c, err := ParseConstraint(expr)
+		if err != nil {
+			if !errors.Is(err, ErrConstraint) {
+				t.Fatalf("error does not wrap ErrConstraint: %v", err)
+			}
+			return
+		}
+		again, err := ParseConstraint(c.Expr)
+		if err != nil || again.Key != c.Key || again.Op != c.Op || !slices.Equal(again.Values, c.Values) {
+			t.Fatalf("%q parsed to %+v, its expression to %+v, %v", expr, c, again, err)
+		}
+		for _, v := range []string{"", "20.10.5", "debian12", "v2", expr} {
+			c.Match(v)
 		}
 	})
 }

@@ -185,6 +185,8 @@ func classStyle(c Class) (fill, text string) {
 	switch c {
 	case ClassStable:
 		return "#a6dba0", "#00441b"
+	case ClassWarned:
+		return "#d9f0a3", "#2b4a00"
 	case ClassFlaky:
 		return "#fee08b", "#4d3800"
 	case ClassFailing:
@@ -201,7 +203,7 @@ func classStyle(c Class) (fill, text string) {
 
 func legend() []legendItem {
 	var out []legendItem
-	for _, c := range []Class{ClassStable, ClassFlaky, ClassFailing, ClassBroken, ClassUnsupported, ClassInconclusive} {
+	for _, c := range []Class{ClassStable, ClassWarned, ClassFlaky, ClassFailing, ClassBroken, ClassUnsupported, ClassInconclusive} {
 		f, t := classStyle(c)
 		out = append(out, legendItem{Label: string(c), Fill: f, Text: t})
 	}

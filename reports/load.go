@@ -107,6 +107,10 @@ func decodeField(dec *json.Decoder, f *results.File, key string) error {
 		dst = &f.Started
 	case "finished":
 		dst = &f.Finished
+	case "fault_seed":
+		dst = &f.FaultSeed
+	case "budget":
+		dst = &f.Budget
 	case "runs":
 		return decodeRuns(dec, f)
 	default:

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -37,9 +38,10 @@ type Report struct {
 	Regressions []Change     `json:"regressions"`
 	Fixes       []Change     `json:"fixes"`
 
-	dir   string                   // results directory, for artifacts
-	runs  map[string][]results.Run // per cell, sorted by repeat
-	cells map[string]*CellScore    // ranked cells by ID
+	dir    string                   // results directory, for artifacts
+	calRef float64                  // median host calibration of the runs (0: none)
+	runs   map[string][]results.Run // per cell, sorted by repeat
+	cells  map[string]*CellScore    // ranked cells by ID
 }
 
 // Source identifies the run the report was built from.
@@ -51,6 +53,9 @@ type Source struct {
 	Provider string    `json:"provider"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished,omitzero"`
+	// Budget is how an adaptive run (run --budget) spent its runs and why it
+	// stopped; each cell's runs are in the ranking.
+	Budget *results.Budget `json:"budget,omitempty"`
 }
 
 // Summary is the page's first paragraph in numbers.
@@ -62,8 +67,15 @@ type Summary struct {
 	Passed      int                     `json:"passed_runs"`
 	InfraErrors int                     `json:"infra_error_runs"`
 	Verdicts    map[results.Verdict]int `json:"verdicts"`
-	// MostStable is the best-ranked cell when it is stable or flaky.
+	// MostStable is the winner of the decision without constraints
+	// (Report.Decide): empty when no cell qualifies or the evidence is too
+	// little, which Decision says.
 	MostStable string `json:"most_stable,omitempty"`
+	// Decision is that decision: outcome, confidence, runner-up.
+	Decision *Decision `json:"decision"`
+	// PerfNoise is the run-to-run noise of the performance figures, and
+	// whether it could be measured (repeats of some cell).
+	PerfNoise PerfNoise `json:"perf_noise"`
 	// NeverUse lists broken and failing cells with the reason.
 	NeverUse []Avoid `json:"never_use"`
 }
@@ -74,6 +86,9 @@ type Avoid struct {
 	Class  Class           `json:"class"`
 	Worst  results.Verdict `json:"worst_verdict"`
 	Reason string          `json:"reason"`
+	// Confidence says how sure the verdict is: a crash is a proof; a
+	// failing cell's pass rate has a 95 % upper bound.
+	Confidence string `json:"confidence"`
 }
 
 // CellScore is one ranked cell.
@@ -86,19 +101,38 @@ type CellScore struct {
 	Driver string `json:"driver"`
 	// Cgroup is the cgroup version the cell's guests ran ("v1", "v2"), from
 	// their host evidence, or the cell's cgroup setting when no run says.
-	Cgroup      string          `json:"cgroup,omitempty"`
-	Class       Class           `json:"class"`
-	Worst       results.Verdict `json:"worst_verdict"`
-	Runs        int             `json:"runs"`
-	Counted     int             `json:"counted_runs"`
-	Passed      int             `json:"passed_runs"`
-	InfraErrors int             `json:"infra_error_runs"`
-	PassRate    float64         `json:"pass_rate"`
-	WilsonLower float64         `json:"wilson_lower"`
-	PerfScore   float64         `json:"perf_score"`
-	HasPerf     bool            `json:"has_perf"`
+	Cgroup string `json:"cgroup,omitempty"`
+	// Init is what ran as PID 1 ("systemd", "agent"), from the runs' host
+	// evidence or the cell ID; Scratch the scratch filesystem when the cell
+	// ID names one ("default" otherwise).
+	Init    string          `json:"init,omitempty"`
+	Scratch string          `json:"scratch,omitempty"`
+	Class   Class           `json:"class"`
+	Worst   results.Verdict `json:"worst_verdict"`
+	Runs    int             `json:"runs"`
+	Counted int             `json:"counted_runs"`
+	Passed  int             `json:"passed_runs"`
+	// Warned counts the passed runs whose kernel printed warnings
+	// (results.KernelWarning): passes, but not clean ones.
+	Warned int `json:"warned_runs"`
+	// Warnings are the distinct titles of those kernel warnings (hostile
+	// text, cleaned; at most maxWarnings).
+	Warnings    []string `json:"warnings,omitempty"`
+	InfraErrors int      `json:"infra_error_runs"`
+	PassRate    float64  `json:"pass_rate"`
+	WilsonLower float64  `json:"wilson_lower"`
+	PerfScore   float64  `json:"perf_score"`
+	HasPerf     bool     `json:"has_perf"`
+	// Normalised: the figures were scaled by the host calibration measured
+	// beside their runs (results.Run.Calibration).
+	Normalised bool `json:"normalised,omitempty"`
+	// PerfGroup is the cell's performance tie group, 1 the best: cells
+	// whose scores differ by less than the measured noise share a group
+	// (0: no figures, or noise not measured, so performance ranks nothing).
+	PerfGroup int `json:"perf_group"`
 	// Metrics are the medians of each probe metric ("probe.metric").
 	Metrics  map[string]float64      `json:"metrics,omitempty"`
+	samples  map[string][]float64    // per metric, every OK run's figure
 	Verdicts map[results.Verdict]int `json:"verdicts"`
 	// Reason explains the worst outcome (empty for stable cells).
 	Reason     string   `json:"reason,omitempty"`
@@ -184,14 +218,20 @@ func Method() []string {
 		"Runs with verdict infra-error (the harness or host failed) or unsupported never count for or against a cell.",
 		"A cell is broken when any counted run ended in kernel-crash, data-loss, fs-corruption or hang, or carried a fatal finding; " +
 			"failing when no counted run passed; flaky when some passed; stable when all passed.",
+		"Kernel warnings count: a pass whose kernel printed a WARNING, a lockdep, kmemleak or OOM-kill report " +
+			"(console findings of warning or error severity that decide no verdict) is a pass with kernel warnings; " +
+			"a cell whose runs all passed but some with warnings is \"warned\", below stable and above flaky.",
 		"Ranking: broken cells last (worse verdict lower, in the order kernel-crash, data-loss, fs-corruption, hang); " +
 			"then the Wilson lower bound (95 %) of the pass rate, so 19/20 (0.76) outranks 1/1 (0.21); " +
-			"then the performance score; then the number of passes.",
+			"then the class (stable, warned, flaky, failing), so with the same evidence a clean cell outranks one whose kernel warned; " +
+			"then the performance tie group; then the number of passes.",
 		"Performance score: the median over the cell's runs of each headline probe figure (IO write throughput, " +
 			"IO write and fsync latency p99, network stream throughput and echo latency p99, container start latency p50) " +
 			"is normalised against the best cell (throughput: higher is better, latency: lower is better) and averaged " +
 			"over every headline figure in the report; a missing figure counts as 0, and cells without figures rank " +
-			"after cells with them.",
+			"after cells with them. Performance ranks only beyond its noise: the run-to-run noise is measured from repeats " +
+			"(twice the median coefficient of variation of each figure), scores closer than it are ties, and with no " +
+			"repeats (noise unknown) performance ranks nothing.",
 		"Regressions: a cell whose previous conclusive run in the history passed and that fails now; fixes: the reverse. " +
 			"A trend only holds runs of the same provider: a Vagrant box or the local host is another host than a QEMU VM of the same cell.",
 	}
@@ -202,7 +242,7 @@ func Build(ctx context.Context, f *results.File, opts Options) (*Report, error) 
 	r := &Report{
 		Schema: ReportSchema,
 		Source: Source{RunID: f.RunID, Spec: f.Spec, SpecHash: f.SpecHash, Host: f.Host,
-			Provider: f.Provider, Started: f.Started, Finished: f.Finished},
+			Provider: f.Provider, Started: f.Started, Finished: f.Finished, Budget: f.Budget},
 		Method:      Method(),
 		dir:         opts.Dir,
 		runs:        map[string][]results.Run{},
@@ -226,11 +266,12 @@ func Build(ctx context.Context, f *results.File, opts Options) (*Report, error) 
 		})
 	}
 	slices.Sort(ids)
+	r.calRef = calibrationRef(f.Runs)
 	sigs := map[string]*Signature{}
 	for _, id := range ids {
 		r.addCell(id, r.runs[id], sigs)
 	}
-	scorePerformance(r.Ranking)
+	r.Summary.PerfNoise = scorePerformance(r.Ranking, round4(r.calRef))
 	slices.SortFunc(r.Ranking, rankLess)
 	for i, c := range r.Ranking {
 		c.Rank = i + 1
@@ -270,11 +311,44 @@ func cgroupOf(runs []results.Run) string {
 	return ""
 }
 
+// initOf is what ran as PID 1 in a cell's runs: the first run's host
+// evidence, else the cell ID's "-init-<init>" suffix, else systemd (the
+// default init, whose cells carry no suffix).
+func initOf(id string, runs []results.Run) string {
+	for _, r := range runs {
+		if r.Host != nil && r.Host.InitMode != "" {
+			return CleanLine(r.Host.InitMode)
+		}
+	}
+	if v := idSetting(id, "-init-"); v != "" {
+		return v
+	}
+	return "systemd"
+}
+
+// scratchOf is the cell ID's "-scratch-<fs>" suffix, or "default".
+func scratchOf(id string) string {
+	if v := idSetting(id, "-scratch-"); v != "" {
+		return v
+	}
+	return "default"
+}
+
+// idSetting is the word after prefix in a cell ID (matrix.CellID's suffixes).
+func idSetting(id, prefix string) string {
+	_, after, ok := strings.Cut(id, prefix)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(after, "-")
+	return CleanLine(v)
+}
+
 // addCell aggregates the runs of one cell.
 func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signature) {
 	first := runs[0]
 	c := &CellScore{Cell: id, Kernel: first.Kernel, Distro: first.Distro, Docker: first.Docker,
-		Driver: first.Driver, Cgroup: cgroupOf(runs), Runs: len(runs), Worst: results.Pass, Verdicts: map[results.Verdict]int{}}
+		Driver: first.Driver, Cgroup: cgroupOf(runs), Init: initOf(id, runs), Scratch: scratchOf(id), Runs: len(runs), Worst: results.Pass, Verdicts: map[results.Verdict]int{}}
 	fatal := false
 	var fatalTitle string
 	samples := map[string][]float64{}
@@ -293,6 +367,7 @@ func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signatu
 		c.Counted++
 		if run.Verdict == results.Pass {
 			c.Passed++
+			c.addWarnings(run.KernelWarnings())
 		}
 		if severityIndex(run.Verdict) < severityIndex(c.Worst) || worstRun == nil && run.Verdict != results.Pass {
 			c.Worst = run.Verdict
@@ -330,6 +405,8 @@ func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signatu
 				continue
 			}
 			for k, v := range p.Metrics {
+				v, scaled := r.normalise(p.Name+"."+k, v, run.Calibration)
+				c.Normalised = c.Normalised || scaled
 				samples[p.Name+"."+k] = append(samples[p.Name+"."+k], v)
 			}
 		}
@@ -359,6 +436,8 @@ func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signatu
 		c.Class = ClassFailing
 	case c.Passed < c.Counted:
 		c.Class = ClassFlaky
+	case c.Warned > 0:
+		c.Class = ClassWarned
 	default:
 		c.Class = ClassStable
 	}
@@ -366,8 +445,9 @@ func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signatu
 	c.WilsonLower = round4(WilsonLower(c.Passed, c.Counted))
 	if len(samples) > 0 {
 		c.Metrics = map[string]float64{}
+		c.samples = samples
 		for k, vs := range samples {
-			c.Metrics[k] = median(vs)
+			c.Metrics[k] = median(slices.Clone(vs))
 		}
 	}
 	if worstRun != nil {
@@ -377,6 +457,62 @@ func (r *Report) addCell(id string, runs []results.Run, sigs map[string]*Signatu
 	}
 	r.Ranking = append(r.Ranking, c)
 	r.cells[id] = c
+}
+
+// maxWarnings caps the kernel warning titles kept per cell.
+const maxWarnings = 10
+
+// addWarnings records one passed run's kernel warnings.
+func (c *CellScore) addWarnings(ws []results.Finding) {
+	if len(ws) == 0 {
+		return
+	}
+	c.Warned++
+	for _, w := range ws {
+		t := trimTitle(w.Title)
+		if t == "" {
+			t = CleanLine(string(w.Category))
+		}
+		if len(c.Warnings) < maxWarnings && !slices.Contains(c.Warnings, t) {
+			c.Warnings = append(c.Warnings, t)
+		}
+	}
+}
+
+// calibrationRef is the median host calibration over the runs that have one.
+func calibrationRef(runs []results.Run) float64 {
+	var cs []float64
+	for _, r := range runs {
+		if r.Calibration != nil && r.Calibration.CPUMiBps > 0 && !math.IsInf(r.Calibration.CPUMiBps, 0) {
+			cs = append(cs, r.Calibration.CPUMiBps)
+		}
+	}
+	if len(cs) == 0 {
+		return 0
+	}
+	return median(cs)
+}
+
+// normalise scales a figure measured on a host that gave cal of CPU to
+// the report's reference host (calRef): a throughput measured on a host
+// half as free is doubled, a latency halved. Figures without a direction
+// or without a calibration are left alone.
+func (r *Report) normalise(key string, v float64, cal *results.Calibration) (float64, bool) {
+	if r.calRef <= 0 || cal == nil || cal.CPUMiBps <= 0 || math.IsInf(cal.CPUMiBps, 0) {
+		return v, false
+	}
+	dir := headlineDirection(key)
+	if dir == 0 {
+		dir = metricDirection(key)
+	}
+	factor := r.calRef / cal.CPUMiBps
+	switch {
+	case dir > 0:
+		return v * factor, true
+	case dir < 0:
+		return v / factor, true
+	}
+	return v, false
 }
 
 // describe says why a cell is not stable, from its worst run.
@@ -407,7 +543,8 @@ func (r *Report) summarise() {
 		s.Passed += c.Passed
 		s.InfraErrors += c.InfraErrors
 		if c.Class == ClassBroken || c.Class == ClassFailing {
-			s.NeverUse = append(s.NeverUse, Avoid{Cell: c.Cell, Class: c.Class, Worst: c.Worst, Reason: c.Reason})
+			s.NeverUse = append(s.NeverUse, Avoid{Cell: c.Cell, Class: c.Class, Worst: c.Worst, Reason: c.Reason,
+				Confidence: avoidConfidence(c)})
 		}
 	}
 	for _, n := range r.NotRun {
@@ -417,11 +554,23 @@ func (r *Report) summarise() {
 	slices.SortStableFunc(s.NeverUse, func(a, b Avoid) int {
 		return cmp.Or(cmp.Compare(severityIndex(a.Worst), severityIndex(b.Worst)), cmp.Compare(a.Cell, b.Cell))
 	})
-	if len(r.Ranking) > 0 {
-		if top := r.Ranking[0]; top.Class == ClassStable || top.Class == ClassFlaky {
-			s.MostStable = top.Cell
-		}
+	s.Decision = r.Decide(nil)
+	if s.Decision.Outcome == OutcomeWinner {
+		s.MostStable = s.Decision.Winner.Cell
 	}
+}
+
+// avoidConfidence says how sure "never use c" is.
+func avoidConfidence(c *CellScore) string {
+	if c.Class == ClassBroken {
+		return fmt.Sprintf("certain: one %s is a proof (%d of %d runs)", c.Worst, c.Verdicts[c.Worst], c.Counted)
+	}
+	s := fmt.Sprintf("pass rate at most %.2f (95 %% upper bound, %d of %d passed)", WilsonUpper(c.Passed, c.Counted),
+		c.Passed, c.Counted)
+	if c.Counted < 3 {
+		s += "; little evidence"
+	}
+	return s
 }
 
 func (r *Report) cellVerdicts(id string) map[results.Verdict]int {

@@ -65,8 +65,8 @@ func TestRankingOfFixture(t *testing.T) {
 		t.Errorf("ranking:\n got %q\nwant %q", order, want)
 	}
 	i := r.cells["k6.1-debian12-docker26.1.5-overlay2"]
-	if i.Counted != 2 || i.Passed != 2 || i.InfraErrors != 1 || i.Class != ClassStable {
-		t.Errorf("infra error counted against a cell: %+v", i)
+	if i.Counted != 2 || i.Passed != 2 || i.InfraErrors != 1 || i.Class != ClassWarned {
+		t.Errorf("infra error counted against a cell (or its kernel warning lost): %+v", i)
 	}
 	if r.Summary.MostStable != want[0] {
 		t.Errorf("most stable = %q", r.Summary.MostStable)
@@ -94,7 +94,9 @@ func TestMissingMetricsRankLast(t *testing.T) {
 	f := &results.File{Schema: results.SchemaVersion, RunID: "x", Runs: []results.Run{
 		run("a-no-metrics", nil),
 		run("b-slow", []results.Probe{{Name: "io", OK: true, Metrics: map[string]float64{"write_mbps": 10, "fsync_latency_ms": 9}}}),
+		run("b-slow", []results.Probe{{Name: "io", OK: true, Metrics: map[string]float64{"write_mbps": 10.2, "fsync_latency_ms": 9.1}}}),
 		run("c-fast", []results.Probe{{Name: "io", OK: true, Metrics: map[string]float64{"write_mbps": 100, "fsync_latency_ms": 1}}}),
+		run("c-fast", []results.Probe{{Name: "io", OK: true, Metrics: map[string]float64{"write_mbps": 101, "fsync_latency_ms": 1}}}),
 		run("d-failed-probe", []results.Probe{{Name: "io", OK: false, Metrics: map[string]float64{"write_mbps": 1000}}}),
 	}}
 	r, err := Build(context.Background(), f, Options{})
@@ -108,7 +110,7 @@ func TestMissingMetricsRankLast(t *testing.T) {
 	if want := []string{"c-fast", "b-slow", "a-no-metrics", "d-failed-probe"}; !slices.Equal(got, want) {
 		t.Errorf("order %q, want %q", got, want)
 	}
-	if c := r.cells["c-fast"]; c.PerfScore != 100 {
+	if c := r.cells["c-fast"]; c.PerfScore != 100 || c.PerfGroup != 1 || r.cells["b-slow"].PerfGroup != 2 {
 		t.Errorf("best cell perf = %v, want 100", c.PerfScore)
 	}
 }
@@ -117,7 +119,7 @@ func TestHeadlineMetricsWin(t *testing.T) {
 	cell := func(m map[string]float64) *CellScore { return &CellScore{Metrics: m} }
 	a := cell(map[string]float64{"io.write_mb_per_s": 100, "io.write_latency_count": 1})
 	b := cell(map[string]float64{"io.write_mb_per_s": 50, "io.write_latency_count": 1e9})
-	scorePerformance([]*CellScore{a, b})
+	scorePerformance([]*CellScore{a, b}, 0)
 	if a.PerfScore != 100 || b.PerfScore != 50 {
 		t.Errorf("scores %v %v: only headline metrics count when present", a.PerfScore, b.PerfScore)
 	}
@@ -226,6 +228,7 @@ func TestEveryTemplateExecutes(t *testing.T) {
 	data := map[string]any{
 		"report.html.tmpl": view, "summary": view, "heatmap": view, "ranking": view,
 		"signatures": view, "cells": view, "run": crash,
+		"warnings": r.cells["k6.1-debian12-docker26.1.5-overlay2"],
 	}
 	if data["bisect-page"], err = bisectView(sampleBisectPage()); err != nil {
 		t.Fatal(err)
@@ -435,5 +438,116 @@ func TestHeatmapGroupsByCgroup(t *testing.T) {
 		if !slices.Equal(titles, tt.titles) {
 			t.Errorf("%s: facets %q, want %q", tt.name, titles, tt.titles)
 		}
+	}
+}
+
+// TestKernelWarningsRankBelowCleanPasses: two cells with the same evidence,
+// one whose kernel printed a WARNING in a passing run: the clean one ranks
+// first, the other is "warned" with the title, and both outrank a flaky cell.
+func TestKernelWarningsRankBelowCleanPasses(t *testing.T) {
+	pass := func(cell string, fs ...results.Finding) results.Run {
+		return results.Run{Cell: cell, Verdict: results.Pass, Findings: fs}
+	}
+	warn := results.Finding{Source: "console", Category: results.CatWarning, Severity: results.SevWarning,
+		Title: "WARNING: CPU: 0 PID: 1 at fs/overlayfs/copy_up.c:42 ovl_copy_up+0x1/0x2"}
+	f := &results.File{RunID: "x", Runs: []results.Run{
+		pass("a-warned"), pass("a-warned", warn), pass("a-warned"),
+		pass("b-clean"), pass("b-clean"), pass("b-clean"),
+	}}
+	for range 19 {
+		f.Runs = append(f.Runs, pass("c-flaky"))
+	}
+	f.Runs = append(f.Runs, results.Run{Cell: "c-flaky", Verdict: results.ProbeFailure})
+	r, err := Build(t.Context(), f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range r.Ranking {
+		got = append(got, c.Cell+":"+string(c.Class))
+	}
+	// c-flaky's 19/20 outranks 3/3 on evidence (Wilson), as before; with the
+	// same evidence the clean cell comes first.
+	want := []string{"c-flaky:flaky", "b-clean:stable", "a-warned:warned"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("ranking = %v, want %v", got, want)
+	}
+	w := r.cells["a-warned"]
+	if w.Warned != 1 || len(w.Warnings) != 1 || w.Warnings[0] != warn.Title {
+		t.Errorf("a-warned: warned %d, warnings %q; want 1 and the WARNING title", w.Warned, w.Warnings)
+	}
+}
+
+// TestPerformanceWithinNoiseIsATie: with one run per cell the noise is
+// unknown and performance ranks nothing; with repeats whose spread is
+// larger than the difference between two cells, they tie (one group) and
+// the cell ID decides, as the report says.
+func TestPerformanceWithinNoiseIsATie(t *testing.T) {
+	run := func(cell string, mbps float64) results.Run {
+		return results.Run{Cell: cell, Verdict: results.Pass,
+			Probes: []results.Probe{{Name: "io", OK: true, Metrics: map[string]float64{"write_mb_per_s": mbps}}}}
+	}
+	single := &results.File{RunID: "x", Runs: []results.Run{run("a-slower", 90), run("b-faster", 100)}}
+	r, err := Build(t.Context(), single, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Summary.PerfNoise.Measured || r.Ranking[0].Cell != "a-slower" || r.Ranking[0].PerfGroup != 0 {
+		t.Errorf("one run each: noise %+v, first %s (group %d); want unmeasured, perf ranking nothing",
+			r.Summary.PerfNoise, r.Ranking[0].Cell, r.Ranking[0].PerfGroup)
+	}
+	noisy := &results.File{RunID: "y", Runs: []results.Run{run("a-slower", 80), run("a-slower", 100),
+		run("b-faster", 85), run("b-faster", 105)}}
+	if r, err = Build(t.Context(), noisy, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	n := r.Summary.PerfNoise
+	if !n.Measured || n.Points < 5 || r.Ranking[0].PerfGroup != r.Ranking[1].PerfGroup || r.Ranking[0].Cell != "a-slower" {
+		t.Errorf("noisy repeats: noise %+v, ranking %s (g%d), %s (g%d); want one tie group, ID order", n,
+			r.Ranking[0].Cell, r.Ranking[0].PerfGroup, r.Ranking[1].Cell, r.Ranking[1].PerfGroup)
+	}
+}
+
+// TestCalibrationNormalises: the same cell's figures measured on an idle
+// host and on a host giving half the CPU come out alike once scaled by the
+// calibration beside each run (throughput up, latency down).
+func TestCalibrationNormalises(t *testing.T) {
+	run := func(cell string, mbps, latUS, cal float64) results.Run {
+		return results.Run{Cell: cell, Verdict: results.Pass, Calibration: &results.Calibration{CPUMiBps: cal},
+			Probes: []results.Probe{{Name: "io", OK: true,
+				Metrics: map[string]float64{"write_mb_per_s": mbps, "fsync_latency_p99_us": latUS}}}}
+	}
+	f := &results.File{RunID: "x", Runs: []results.Run{
+		run("idle", 100, 1000, 2000), run("idle", 98, 1020, 2000),
+		run("loaded", 50, 2000, 1000), run("loaded", 49, 2040, 1000),
+	}}
+	r, err := Build(t.Context(), f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle, loaded := r.cells["idle"], r.cells["loaded"]
+	if !loaded.Normalised || loaded.PerfGroup != idle.PerfGroup || r.Summary.PerfNoise.Calibration != 1500 {
+		t.Errorf("idle %+v\nloaded %+v\nnoise %+v: want one tie group after normalisation", idle, loaded, r.Summary.PerfNoise)
+	}
+}
+
+// TestLoadKeepsBudgetAndSeed: results.json's budget and fault seed reach the report.
+func TestLoadKeepsBudgetAndSeed(t *testing.T) {
+	doc := `{"schema":"matrixctl.results/v1","run_id":"x","provider":"qemu","fault_seed":3,
+		"budget":{"runs":8,"rule":"r","spent":8,"stopped":"budget-spent","cells":[{"cell":"c","runs":8}]},"runs":[]}`
+	f, err := Decode(strings.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.FaultSeed != 3 || f.Budget == nil || f.Budget.Spent != 8 || len(f.Budget.Cells) != 1 {
+		t.Fatalf("decoded %+v budget %+v", f, f.Budget)
+	}
+	r, err := Build(t.Context(), f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := r.WriteMarkdown(&b); err != nil || !strings.Contains(b.String(), "Adaptive repeats:** 8 VM-runs of a budget of 8; stopped: budget-spent") {
+		t.Errorf("markdown lacks the budget: %v\n%s", err, b.String())
 	}
 }

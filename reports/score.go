@@ -20,7 +20,9 @@ import (
 //	         or carried a finding of severity "fatal"
 //	failing  no counted run passed (docker-failure / probe-failure only)
 //	flaky    some counted runs passed, some failed
-//	stable   every counted run passed
+//	warned   every counted run passed, some with kernel warnings
+//	         (results.KernelWarning: a WARNING, lockdep, kmemleak, OOM kill)
+//	stable   every counted run passed cleanly
 //
 // Cells with only infra-error runs are "inconclusive"; cells with only
 // unsupported runs are "unsupported" (with the runner's reason). Neither is
@@ -33,9 +35,14 @@ import (
 //     ranks lower.
 //  2. the Wilson score lower bound (95 %, z = 1.96) of the pass rate over the
 //     counted runs, higher first: 19/20 (0.76) outranks 1/1 (0.21).
-//  3. the performance score, higher first; cells without any scored metric
-//     rank after cells with one (missing figures rank last, not first).
-//  4. the number of passed runs, more first; then the cell ID.
+//  3. the class: stable, warned, flaky, failing. With the same evidence a
+//     clean cell outranks one whose kernel printed warnings.
+//  4. the performance tie group, better first; cells without any scored
+//     metric rank after cells with one (missing figures rank last, not
+//     first). Scores within the measured run-to-run noise are ties
+//     (scorePerformance); with no repeats the noise is unknown and
+//     performance ranks nothing.
+//  5. the number of passed runs, more first; then the cell ID.
 //
 // The performance score uses the probes' metrics. For each metric (probe
 // name + "." + metric name) a cell's figure is the median over its counted
@@ -54,6 +61,7 @@ type Class string
 // Cell classes, from best to worst; the last two are not ranked.
 const (
 	ClassStable       Class = "stable"
+	ClassWarned       Class = "warned"
 	ClassFlaky        Class = "flaky"
 	ClassFailing      Class = "failing"
 	ClassBroken       Class = "broken"
@@ -172,19 +180,30 @@ func rankLess(a, b *CellScore) int {
 	if c := cmp.Compare(b.WilsonLower, a.WilsonLower); c != 0 {
 		return c
 	}
+	if c := cmp.Compare(classTier(a.Class), classTier(b.Class)); c != 0 {
+		return c
+	}
 	if a.HasPerf != b.HasPerf {
 		if a.HasPerf {
 			return -1
 		}
 		return 1
 	}
-	if c := cmp.Compare(b.PerfScore, a.PerfScore); c != 0 {
+	if c := cmp.Compare(a.PerfGroup, b.PerfGroup); c != 0 {
 		return c
 	}
 	if c := cmp.Compare(b.Passed, a.Passed); c != 0 {
 		return c
 	}
 	return cmp.Compare(a.Cell, b.Cell)
+}
+
+// classTier orders the ranked classes, best first.
+func classTier(c Class) int {
+	if i := slices.Index([]Class{ClassStable, ClassWarned, ClassFlaky, ClassFailing, ClassBroken}, c); i >= 0 {
+		return i
+	}
+	return 5
 }
 
 // brokenKey is 0 for a cell that is not broken, larger for worse breakage.
@@ -195,8 +214,28 @@ func brokenKey(c *CellScore) int {
 	return len(results.VerdictOrder) - min(severityIndex(c.Worst), severityIndex(results.Hang))
 }
 
-// scorePerformance fills Metrics' medians' normalised score into PerfScore.
-func scorePerformance(cells []*CellScore) {
+// PerfNoise is the measured run-to-run noise of the performance figures.
+type PerfNoise struct {
+	// Measured: some cell has two or more runs with figures. Without that
+	// no difference can be shown to exceed the noise, and performance
+	// ranks nothing.
+	Measured bool `json:"measured"`
+	// Points is the noise in performance-score points: 100 × the mean over
+	// the scored metrics of twice their coefficient of variation.
+	Points float64 `json:"points"`
+	// Calibration is the reference host calibration (median over the runs,
+	// MiB/s of SHA-256 over every core) the figures were scaled to; 0 when
+	// no run carried one (figures as measured).
+	Calibration float64 `json:"calibration_mib_s,omitempty"`
+	// Metrics is each scored metric's relative noise (2 × the median over
+	// cells of the coefficient of variation across repeats).
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+}
+
+// scorePerformance fills PerfScore from the Metrics' medians, measures
+// the noise from the cells' repeats and puts cells whose scores are within
+// it into one tie group (PerfGroup).
+func scorePerformance(cells []*CellScore, ref float64) PerfNoise {
 	direction := metricDirection
 	for _, c := range cells {
 		for k := range c.Metrics {
@@ -218,7 +257,7 @@ func scorePerformance(cells []*CellScore) {
 		}
 	}
 	if len(best) == 0 {
-		return
+		return PerfNoise{Calibration: ref}
 	}
 	for _, c := range cells {
 		sum := 0.0
@@ -238,6 +277,74 @@ func scorePerformance(cells []*CellScore) {
 			}
 		}
 		c.PerfScore = math.Round(100*sum/float64(len(best))*100) / 100
+	}
+	noise := measureNoise(cells, best)
+	noise.Calibration = ref
+	if noise.Measured {
+		groupByNoise(cells, noise.Points)
+	}
+	return noise
+}
+
+// measureNoise estimates each scored metric's run-to-run noise from the
+// cells with repeats: 2 × the median over cells of the coefficient of
+// variation of the metric's figures.
+func measureNoise(cells []*CellScore, scored map[string]float64) PerfNoise {
+	n := PerfNoise{Metrics: map[string]float64{}}
+	total := 0.0
+	for k := range scored {
+		var cvs []float64
+		for _, c := range cells {
+			vs := c.samples[k]
+			if len(vs) < 2 {
+				continue
+			}
+			mean, sq := 0.0, 0.0
+			for _, v := range vs {
+				mean += v
+			}
+			mean /= float64(len(vs))
+			if mean <= 0 {
+				continue
+			}
+			for _, v := range vs {
+				sq += (v - mean) * (v - mean)
+			}
+			cvs = append(cvs, math.Sqrt(sq/float64(len(vs)-1))/mean)
+		}
+		if len(cvs) == 0 {
+			continue
+		}
+		rel := 2 * median(cvs)
+		n.Metrics[k] = round4(rel)
+		total += rel
+	}
+	if len(n.Metrics) == 0 {
+		return PerfNoise{}
+	}
+	n.Measured = true
+	n.Points = math.Round(100*total/float64(len(n.Metrics))*100) / 100
+	return n
+}
+
+// groupByNoise gives the cells with figures tie groups: sorted by score,
+// a new group starts where the gap to the next cell exceeds the noise
+// (single linkage), so any two cells in different groups differ by more
+// than the noise and no order rests on a smaller difference.
+func groupByNoise(cells []*CellScore, noise float64) {
+	var withPerf []*CellScore
+	for _, c := range cells {
+		if c.HasPerf {
+			withPerf = append(withPerf, c)
+		}
+	}
+	slices.SortStableFunc(withPerf, func(a, b *CellScore) int { return cmp.Compare(b.PerfScore, a.PerfScore) })
+	group := 1
+	for i, c := range withPerf {
+		if i > 0 && withPerf[i-1].PerfScore-c.PerfScore > noise {
+			group++
+		}
+		c.PerfGroup = group
 	}
 }
 

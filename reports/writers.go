@@ -210,12 +210,31 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "## matrixctl report — run %s\n\n", mdEscape(r.Source.RunID))
 	fmt.Fprintf(&b, "%d cells, %d ranked, %d runs: %d of %d counted runs passed, %d infra errors.\n\n",
 		s.Cells, s.Ranked, s.Runs, s.Passed, s.Counted, s.InfraErrors)
-	if s.MostStable != "" {
-		c := r.cells[s.MostStable]
-		fmt.Fprintf(&b, "**Most stable:** `%s` (%d/%d passed, Wilson lower bound %.2f)\n\n",
-			strings.ReplaceAll(CleanLine(s.MostStable), "`", "'"), c.Passed, c.Counted, c.WilsonLower)
-	} else {
-		b.WriteString("**Most stable:** none — no ranked cell is stable or flaky\n\n")
+	if bud := r.Source.Budget; bud != nil {
+		fmt.Fprintf(&b, "**Adaptive repeats:** %d VM-runs", bud.Spent)
+		if bud.Runs > 0 {
+			fmt.Fprintf(&b, " of a budget of %d", bud.Runs)
+		}
+		fmt.Fprintf(&b, "; stopped: %s — %s. Runs per cell:", mdEscape(bud.Stopped), mdEscape(bud.StopReason))
+		for i, c := range bud.Cells {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, " %s %d", mdEscape(c.Cell), c.Runs)
+		}
+		b.WriteString("\n\n")
+	}
+	switch d := s.Decision; {
+	case d.Outcome == OutcomeWinner:
+		w := d.Winner
+		fmt.Fprintf(&b, "**Most stable:** `%s` (%d/%d passed; confidence: Wilson lower bound %.2f, P(best) %.2f)\n\n",
+			strings.ReplaceAll(CleanLine(w.Cell), "`", "'"), w.Passed, w.Counted, w.WilsonLower, w.PBest)
+	case d.Outcome == OutcomeTooLittleEvidence:
+		w := d.Winner
+		fmt.Fprintf(&b, "**Most stable:** too little evidence to name a winner — best so far %s (%d/%d passed, "+
+			"Wilson lower bound %.2f < %.2f)\n\n", mdEscape(w.Cell), w.Passed, w.Counted, w.WilsonLower, MinConfidence)
+	default:
+		b.WriteString("**Most stable:** none — every ranked cell is broken or failing\n\n")
 	}
 	if len(r.Regressions) > 0 {
 		fmt.Fprintf(&b, "**Regressions (%d):**\n", len(r.Regressions))
@@ -242,9 +261,14 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 				fmt.Fprintf(&b, "- … and %d more\n", len(s.NeverUse)-maxList)
 				break
 			}
-			fmt.Fprintf(&b, "- %s — %s\n", mdEscape(a.Cell), mdEscape(a.Reason))
+			fmt.Fprintf(&b, "- %s — %s (%s)\n", mdEscape(a.Cell), mdEscape(a.Reason), a.Confidence)
 		}
 		b.WriteString("\n")
+	}
+	if n := s.PerfNoise; n.Measured {
+		fmt.Fprintf(&b, "Performance noise: ±%.1f score points (scores closer than that are ties).\n\n", n.Points)
+	} else {
+		b.WriteString("Performance noise not measured (no repeats): performance ranks nothing.\n\n")
 	}
 	if len(r.Ranking) > 0 {
 		b.WriteString("| # | cell | class | passed | wilson | perf |\n|---|---|---|---|---|---|\n")

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/matrixctl/matrixctl/api/results"
+	"github.com/matrixctl/matrixctl/matrix"
 	"github.com/matrixctl/matrixctl/runner/agentproto"
 )
 
@@ -322,4 +324,43 @@ func ext4InodeTable(r io.ReaderAt) (inodeTable, error) {
 		return inodeTable{}, fmt.Errorf("ext4 group descriptor 0: inode table at block %d out of range", block)
 	}
 	return inodeTable{BlockSize: bs, Block: block, Offset: block * bs}, nil
+}
+
+// drawFaults decides the cell's probabilistic faults for one run (cell,
+// repeat) of a run with fault seed seed, and returns the cell with only the
+// faults that fire this run, and the decisions. The draw is a pure function
+// of (seed, cell ID, repeat, fault), so retries of a run, a resumed run and a
+// replay with the same seed decide the same.
+func drawFaults(seed uint64, c matrix.Cell, repeat int) (matrix.Cell, []results.FaultDraw) {
+	if len(c.Settings.FaultProbability) == 0 {
+		return c, nil
+	}
+	var keep []string
+	var draws []results.FaultDraw
+	for _, name := range c.Settings.Faults {
+		p, probabilistic := c.Settings.FaultProbability[name]
+		if !probabilistic {
+			keep = append(keep, name)
+			continue
+		}
+		d := faultDraw(seed, c.ID, repeat, name)
+		draws = append(draws, results.FaultDraw{Fault: name, Probability: p, Draw: d, Injected: d < p})
+		if d < p {
+			keep = append(keep, name)
+		}
+	}
+	c.Settings.Faults = keep
+	return c, draws
+}
+
+// faultDraw is uniform in [0, 1): FNV-1a over the inputs, then the
+// splitmix64 finaliser so that neighbouring repeats are independent.
+func faultDraw(seed uint64, cell string, repeat int, fault string) float64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d\x00%s\x00%d\x00%s", seed, cell, repeat, fault)
+	z := h.Sum64()
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	z ^= z >> 31
+	return float64(z>>11) / (1 << 53)
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -106,4 +107,56 @@ func FuzzExt4InodeTable(f *testing.F) {
 			t.Fatalf("bad location %+v", loc)
 		}
 	})
+}
+
+// TestDrawFaults: a probabilistic fault fires in about its share of runs,
+// always-faults always, and the same (seed, cell, repeat) decides the same.
+func TestDrawFaults(t *testing.T) {
+	c := matrix.Cell{ID: "k6.1-x-fault-hung-task-fault-sysrq-panic-p30", Settings: matrix.Settings{
+		Faults: []string{"sysrq-panic", "hung-task"}, FaultProbability: map[string]float64{"sysrq-panic": 0.3}}}
+	const n = 4000
+	fired := 0
+	for rep := 1; rep <= n; rep++ {
+		got, draws := drawFaults(42, c, rep)
+		if !slices.Contains(got.Settings.Faults, "hung-task") || len(draws) != 1 || draws[0].Fault != "sysrq-panic" {
+			t.Fatalf("repeat %d: faults %v, draws %+v", rep, got.Settings.Faults, draws)
+		}
+		if draws[0].Injected != slices.Contains(got.Settings.Faults, "sysrq-panic") {
+			t.Fatalf("repeat %d: draw %+v disagrees with faults %v", rep, draws[0], got.Settings.Faults)
+		}
+		if draws[0].Injected {
+			fired++
+		}
+		if _, again := drawFaults(42, c, rep); again[0] != draws[0] {
+			t.Fatalf("repeat %d: not reproducible: %+v then %+v", rep, draws[0], again[0])
+		}
+	}
+	if share := float64(fired) / n; share < 0.27 || share > 0.33 {
+		t.Errorf("fired in %.3f of runs, want about 0.30", share)
+	}
+	if len(c.Settings.Faults) != 2 {
+		t.Errorf("drawFaults changed the caller's cell: %v", c.Settings.Faults)
+	}
+	same := 0
+	for rep := 1; rep <= 200; rep++ {
+		_, a := drawFaults(1, c, rep)
+		_, b := drawFaults(2, c, rep)
+		if a[0].Injected == b[0].Injected {
+			same++
+		}
+	}
+	if same == 200 {
+		t.Error("two seeds decided every run the same")
+	}
+}
+
+// TestCalibrator: the calibrator measures before, after and in between,
+// and its mean lies between the smallest and the largest measurement.
+func TestCalibrator(t *testing.T) {
+	c := startCalibrator()
+	got := c.finish()
+	if got.Samples < 2 || got.CPUMiBps <= 0 || got.Before <= 0 || got.After <= 0 ||
+		got.CPUMiBps < min(got.Before, got.After)*0.999 && got.Samples == 2 {
+		t.Errorf("calibration = %+v", got)
+	}
 }

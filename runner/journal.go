@@ -25,6 +25,8 @@ const (
 	recStarted  = "started"  // a run attempt began
 	recMachine  = "machine"  // a run's machine process (for orphan killing)
 	recFinished = "finished" // a run's final result (after retries)
+	recDecision = "decision" // --budget: the allocation rule chose (cell, repeat), and why
+	recStopped  = "stopped"  // --budget: no more runs, and why
 )
 
 // journalRecord is one line of journal.jsonl.
@@ -38,6 +40,8 @@ type journalRecord struct {
 	Attempt int             `json:"attempt,omitempty"`
 	Machine *Process        `json:"machine,omitempty"`
 	Run     *results.Run    `json:"run,omitempty"`
+	Reason  string          `json:"reason,omitempty"`
+	Stopped string          `json:"stopped,omitempty"`
 	Extra   json.RawMessage `json:"extra,omitempty"`
 }
 
@@ -48,6 +52,7 @@ type journalPlan struct {
 	Repeat  int           `json:"repeat,omitempty"`
 	Soak    time.Duration `json:"soak,omitempty"`
 	Timeout time.Duration `json:"timeout,omitempty"`
+	Budget  *Budget       `json:"budget,omitempty"`
 }
 
 // journal is an append-only JSONL file; every record is fsynced before
@@ -92,6 +97,10 @@ type journalState struct {
 	Plan   *journalPlan
 	// Finished holds the final run of every (cell, repeat) that finished.
 	Finished map[runKey]results.Run
+	// Decisions are the budget's decisions in order (--budget).
+	Decisions []decision
+	// Stopped is the budget's recorded stop (empty if none yet).
+	Stopped, StopReason string
 	// InFlight holds runs that started and never finished, with the last
 	// machine each one started (zero if none).
 	InFlight map[runKey]Process
@@ -151,6 +160,10 @@ func readJournal(r io.Reader) (*journalState, error) {
 			}
 			st.Finished[k] = *rec.Run
 			delete(st.InFlight, k)
+		case recDecision:
+			st.Decisions = append(st.Decisions, decision{Cell: rec.Cell, Repeat: rec.Repeat, Reason: rec.Reason})
+		case recStopped:
+			st.Stopped, st.StopReason = rec.Stopped, rec.Reason
 		default:
 			return nil, fmt.Errorf("journal line %d: unknown record type %q", line, rec.Type)
 		}

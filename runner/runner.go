@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -60,6 +61,16 @@ type Options struct {
 	Stop <-chan struct{}
 	// ShutdownTimeout bounds a clean shutdown (0: 60 s).
 	ShutdownTimeout time.Duration
+	// Budget, when active, spends that many runs adaptively instead of
+	// uniform repeats (budget.go); Repeat is then ignored.
+	Budget *Budget
+	// Calibrate measures the host's CPU capacity before and after each run
+	// (results.Run.Calibration), so reports can compare figures measured
+	// under different load.
+	Calibrate bool
+	// FaultSeed decides the probabilistic faults (results.File.FaultSeed);
+	// 0: a random one. A resumed run keeps the seed it started with.
+	FaultSeed uint64
 	// HostCPUs and HostMemoryMB override the host's resources for the
 	// parallelism budget (0: measured).
 	HostCPUs, HostMemoryMB int
@@ -85,6 +96,10 @@ func Run(ctx context.Context, cells []matrix.Cell, opts Options) (*results.File,
 	file := &results.File{
 		Schema: results.SchemaVersion, RunID: newRunID(), Spec: opts.Spec, SpecHash: opts.SpecHash,
 		Host: host, Provider: opts.Provider.Name(), Started: time.Now().UTC(), Runs: []results.Run{},
+		FaultSeed: opts.FaultSeed,
+	}
+	for file.FaultSeed == 0 {
+		file.FaultSeed = mrand.Uint64()
 	}
 	j, err := openJournal(filepath.Join(opts.Out, JournalName))
 	if err != nil {
@@ -92,6 +107,9 @@ func Run(ctx context.Context, cells []matrix.Cell, opts Options) (*results.File,
 	}
 	defer j.Close()
 	plan := &journalPlan{Cells: cells, Repeat: opts.Repeat, Soak: opts.Soak, Timeout: opts.Timeout}
+	if opts.Budget.Active() {
+		plan.Budget = opts.Budget
+	}
 	if err := j.Append(journalRecord{Type: recHeader, Header: file, Plan: plan}); err != nil {
 		return nil, err
 	}
@@ -131,6 +149,9 @@ func Resume(ctx context.Context, opts Options) (*results.File, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = st.Plan.Timeout
 	}
+	if !opts.Budget.Active() {
+		opts.Budget = st.Plan.Budget
+	}
 	for k, p := range st.InFlight {
 		if err := killOrphan(p); err != nil {
 			return nil, fmt.Errorf("resume %s: leftover machine of %s r%d: %w", opts.Out, k.Cell, k.Repeat, err)
@@ -149,7 +170,7 @@ func Resume(ctx context.Context, opts Options) (*results.File, error) {
 		return nil, err
 	}
 	defer j.Close()
-	r := &run{opts: opts, cells: cells, file: file, journal: j, done: done}
+	r := &run{opts: opts, cells: cells, file: file, journal: j, done: done, decisions: st.Decisions}
 	return r.execute(ctx)
 }
 
@@ -165,6 +186,8 @@ type run struct {
 	// unsupported remembers cells found unsupported while running (pending
 	// kernel checks, the agent): their other repeats are not prepared again.
 	unsupported map[string]string
+	// decisions are a budgeted run's journalled decisions (on resume).
+	decisions []decision
 }
 
 type job struct {
@@ -176,6 +199,9 @@ func (r *run) execute(ctx context.Context) (*results.File, error) {
 	prog := r.opts.Progress
 	if prog == nil {
 		prog = nopProgress{}
+	}
+	if r.opts.Budget.Active() {
+		return r.executeBudget(ctx, prog, r.decisions)
 	}
 	var jobs []job
 	for _, c := range r.cells {
@@ -349,12 +375,19 @@ func (r *run) runWithRetries(ctx context.Context, jb job, prog Progress) (result
 	}
 	var last results.Run
 	var retried []results.Retry
+	var draws []results.FaultDraw
+	jb.cell, draws = drawFaults(r.file.FaultSeed, jb.cell, jb.repeat)
+	var cal *calibrator
+	if r.opts.Calibrate {
+		cal = startCalibrator()
+	}
 	for attempt := 1; attempt <= retries+1; attempt++ {
 		run, ok := r.attempt(ctx, jb, attempt, prog)
 		if !ok {
 			return run, false
 		}
 		run.Retried = retried
+		run.FaultDraws = draws
 		last = run
 		if run.Verdict == results.Unsupported {
 			r.mu.Lock()
@@ -368,6 +401,9 @@ func (r *run) runWithRetries(ctx context.Context, jb job, prog Progress) (result
 			break
 		}
 		retried = append(retried, results.Retry{Attempt: attempt, Reason: run.Reason})
+	}
+	if cal != nil {
+		last.Calibration = cal.finish()
 	}
 	return last, true
 }

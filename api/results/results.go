@@ -52,7 +52,37 @@ type File struct {
 	Provider string    `json:"provider"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished,omitzero"`
-	Runs     []Run     `json:"runs"`
+	// FaultSeed decides, with each run's cell and repeat, whether the
+	// cells' probabilistic faults fire (Run.FaultDraws); the same seed
+	// replays the same decisions (matrixctl run --fault-seed).
+	FaultSeed uint64 `json:"fault_seed,omitempty"`
+	// Budget is set when the run spent a budget of VM-runs adaptively
+	// (matrixctl run --budget) instead of uniform repeats.
+	Budget *Budget `json:"budget,omitempty"`
+	Runs   []Run   `json:"runs"`
+}
+
+// Budget says how a budgeted run spent its runs and why it stopped.
+type Budget struct {
+	// Runs and Time are the budget (either may be 0: no limit of that kind).
+	Runs int           `json:"runs,omitempty"`
+	Time time.Duration `json:"time_ns,omitempty"`
+	// Rule names the allocation rule and its parameters.
+	Rule string `json:"rule"`
+	// Spent is the number of VM-runs started (infra retries not counted).
+	Spent int `json:"spent"`
+	// Stopped is why no more runs were started: "confident", "budget-spent",
+	// "time-spent", "nothing-left" or "interrupted"; StopReason in words.
+	Stopped    string `json:"stopped"`
+	StopReason string `json:"stop_reason,omitempty"`
+	// Cells lists the runs each runnable cell got.
+	Cells []BudgetCell `json:"cells"`
+}
+
+// BudgetCell is how many runs a cell got under a budget.
+type BudgetCell struct {
+	Cell string `json:"cell"`
+	Runs int    `json:"runs"`
 }
 
 // Run is one run (one repeat, final attempt) of one cell.
@@ -75,6 +105,17 @@ type Run struct {
 	// provider could tell (QEMU cells whose dockerd answered).
 	Host *Host `json:"host,omitempty"`
 
+	// FaultDraws records the decision for each probabilistic fault of the
+	// cell in this run: injected when Draw < Probability.
+	FaultDraws []FaultDraw `json:"fault_draws,omitempty"`
+	// Calibration is the host's CPU capacity measured beside the run (run
+	// with calibration on: the qemu and vagrant providers), so figures
+	// measured under different host load can be compared.
+	Calibration *Calibration `json:"calibration,omitempty"`
+	// Decision is why a budgeted run (File.Budget) ran this repeat: the
+	// allocation rule's reason ("first run", "leader: ...", "challenger: ...").
+	Decision string `json:"decision,omitempty"`
+
 	Verdict Verdict `json:"verdict"`
 	// Reason is a one-line human summary of the verdict.
 	Reason   string    `json:"reason,omitempty"`
@@ -87,6 +128,25 @@ type Run struct {
 	Artifacts map[string]string `json:"artifacts,omitempty"`
 	Started   time.Time         `json:"started"`
 	Finished  time.Time         `json:"finished"`
+}
+
+// Calibration is a host measurement beside a run: SHA-256 throughput over
+// every host core, before the run, every 10 s during it and after it;
+// CPUMiBps is the mean of the Samples measurements.
+type Calibration struct {
+	CPUMiBps float64 `json:"cpu_mib_s"`
+	Before   float64 `json:"before_mib_s"`
+	After    float64 `json:"after_mib_s"`
+	Samples  int     `json:"samples,omitempty"`
+}
+
+// FaultDraw is one probabilistic fault's decision in one run.
+type FaultDraw struct {
+	Fault       string  `json:"fault"`
+	Probability float64 `json:"probability"`
+	// Draw is uniform in [0, 1), from File.FaultSeed, the cell and the repeat.
+	Draw     float64 `json:"draw"`
+	Injected bool    `json:"injected"`
 }
 
 // Host is evidence of what kind of Docker host a run's guest was: its init,

@@ -170,3 +170,28 @@ func (c Category) Rank() int {
 	}
 	return len(categories)
 }
+
+// KernelWarning reports whether f is a kernel warning: something the kernel
+// printed on the console with severity warning or error (a WARNING:, a
+// lockdep or kmemleak report, an OOM kill, ...) whose category decides no
+// verdict alone. Such a run still passes, but it is a pass with kernel
+// warnings, which ranks below a clean pass (README.md, "Kernel warnings").
+func KernelWarning(f Finding) bool {
+	if f.Source != "console" || (f.Severity != SevWarning && f.Severity != SevError) {
+		return false
+	}
+	info, ok := f.Category.Info()
+	return ok && info.Class == ""
+}
+
+// KernelWarnings returns the kernel warnings among r's findings (see
+// KernelWarning); nil when there are none.
+func (r *Run) KernelWarnings() []Finding {
+	var out []Finding
+	for _, f := range r.Findings {
+		if KernelWarning(f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}

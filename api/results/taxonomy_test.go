@@ -71,3 +71,31 @@ func TestReadmeCategoryTable(t *testing.T) {
 		t.Errorf("README.md category table:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestKernelWarning: console findings of warning or error severity whose
+// category decides nothing are kernel warnings; verdict-deciding
+// categories, other sources and info findings are not.
+func TestKernelWarning(t *testing.T) {
+	cases := []struct {
+		f    Finding
+		want bool
+	}{
+		{Finding{Source: "console", Category: CatWarning, Severity: SevWarning}, true},
+		{Finding{Source: "console", Category: CatLockdep, Severity: SevError}, true},
+		{Finding{Source: "console", Category: CatOOMKill, Severity: SevError}, true},
+		{Finding{Source: "console", Category: CatKmemleak, Severity: SevWarning}, true},
+		{Finding{Source: "console", Category: CatWarning, Severity: SevInfo}, false},
+		{Finding{Source: "console", Category: CatExt4Error, Severity: SevWarning}, false},
+		{Finding{Source: "runner", Category: CatKernelConfig, Severity: SevWarning}, false},
+		{Finding{Source: "runner", Category: CatFaultInjected, Severity: SevInfo}, false},
+	}
+	for _, c := range cases {
+		if got := KernelWarning(c.f); got != c.want {
+			t.Errorf("KernelWarning(%+v) = %v, want %v", c.f, got, c.want)
+		}
+	}
+	r := Run{Findings: []Finding{cases[0].f, cases[5].f, cases[1].f}}
+	if got := r.KernelWarnings(); len(got) != 2 {
+		t.Errorf("KernelWarnings() = %v, want the warning and the lockdep report", got)
+	}
+}

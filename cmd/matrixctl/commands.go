@@ -9,6 +9,7 @@ var subcommands = []func(*globalFlags, Streams) *cobra.Command{
 	newReportCommand,
 	newRunCommand,
 	newMergeCommand,
+	newRecommendCommand,
 	newConsoleCommand,
 	newBisectCommand,
 }

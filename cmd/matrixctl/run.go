@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +42,8 @@ type runFlags struct {
 	intensity int
 	history   string
 	progress  string
+	faultSeed uint64
+	budget    string
 }
 
 func newRunCommand(g *globalFlags, streams Streams) *cobra.Command {
@@ -98,6 +101,8 @@ Exit codes: 0 every runnable cell passed, 1 some cell failed, 2 usage or spec er
 	fl.BoolVar(&f.retain, "retain", false, "keep the scratch disks of runs that did not pass (runs/<cell>/r<n>/scratch.img)")
 	fl.IntVar(&f.retries, "retries", runner.DefaultRetries, "retries of a run that ended in infra-error")
 	fl.StringSliceVar(&f.probes, "probes", nil, "with --provider local: probes to run (default io,net,churn)")
+	fl.StringVar(&f.budget, "budget", "", "spend N VM-runs (or a duration, e.g. 2h) adaptively instead of uniform repeats: each run goes where the ranking is still uncertain")
+	fl.Uint64Var(&f.faultSeed, "fault-seed", 0, "seed of the probabilistic faults' per-run decisions, to replay a run's (default: random, recorded in results.json)")
 	fl.IntVar(&f.intensity, "intensity", 0, "probe intensity 1-10 (default 1)")
 	fl.StringVar(&f.history, "history", "", "history database to append results to (default <cache>/history.db; none to disable)")
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (bars on a terminal, lines otherwise), bars, lines or none")
@@ -112,6 +117,16 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 	}
 	if f.intensity < 0 || f.intensity > 10 {
 		return usageErrorf("--intensity %d: want 1-10", f.intensity)
+	}
+	budget, err := parseBudget(f.budget)
+	if err != nil {
+		return withExit(ExitUsage, err)
+	}
+	if budget != nil && f.repeat > 0 {
+		return usageErrorf("--budget and --repeat exclude each other: a budget decides each cell's repeats")
+	}
+	if budget != nil && f.resume != "" {
+		return usageErrorf("--resume continues the recorded budget: --budget does not apply")
 	}
 	accel := qemu.Accel(f.accel)
 	switch accel {
@@ -137,7 +152,7 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 
 	opts := runner.Options{
 		Out: out, Repeat: f.repeat, Parallel: f.parallel, Timeout: f.timeout, Soak: f.soak,
-		Retain: f.retain, Retries: f.retries,
+		Retain: f.retain, Retries: f.retries, FaultSeed: f.faultSeed, Budget: budget,
 		Prober:  runner.ProbesProber{Intensity: f.intensity, Workdir: filepath.Join(g.Cache, "probes")},
 		Console: runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
 	}
@@ -178,6 +193,7 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 		if err != nil {
 			return withExit(ExitInfra, fmt.Errorf("cache %s: %w", g.Cache, err))
 		}
+		opts.Calibrate = true
 		if f.provider == "qemu" {
 			opts.Provider = &qemu.Provider{Cache: cache, CacheDir: g.Cache, Accel: accel}
 		} else if opts.Provider, err = vagrantProvider(ctx, cache, streams, f.resume); err != nil {
@@ -360,4 +376,22 @@ func vagrantProvider(ctx context.Context, cache *images.Cache, streams Streams, 
 		}
 	}
 	return vp, nil
+}
+
+// parseBudget reads --budget: a number of VM-runs, or a duration (2h, 90m).
+func parseBudget(s string) (*runner.Budget, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 {
+			return nil, fmt.Errorf("--budget %s: want a positive number of runs or a duration like 2h", s)
+		}
+		return &runner.Budget{Runs: n}, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return nil, fmt.Errorf("--budget %q: want a number of runs (e.g. 40) or a duration (e.g. 2h)", s)
+	}
+	return &runner.Budget{Time: d}, nil
 }

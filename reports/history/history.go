@@ -383,3 +383,68 @@ func (s *Store) Runs(ctx context.Context) ([]string, error) {
 	}
 	return out, rows.Err()
 }
+
+// StoredRun is one stored run of a cell, with the run it belongs to.
+type StoredRun struct {
+	RunID    string
+	Provider string
+	Run      results.Run
+}
+
+// CellRuns returns every stored cell run started at or after since (zero:
+// all), with its findings, ordered by run start, run ID, cell and repeat:
+// the evidence of many nights for a decision (matrixctl recommend). The
+// history keeps no finding source; a finding whose category is in the
+// console category table is given source "console" (only the console
+// scanner emits those categories besides the checker's fs errors, which
+// decide a verdict either way), so results.KernelWarning reads it right.
+func (s *Store) CellRuns(ctx context.Context, since time.Time) ([]StoredRun, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT c.run_id, r.provider, c.cell, c.repeat, c.attempt, c.kernel, c.distro,
+		c.docker, c.driver, c.verdict, c.reason, c.started
+		FROM cell_runs c JOIN runs r ON r.run_id = c.run_id
+		WHERE r.started >= ? ORDER BY r.started, c.run_id, c.cell, c.repeat, c.attempt`, nanos(since))
+	if err != nil {
+		return nil, fmt.Errorf("history: cell runs: %w", err)
+	}
+	defer rows.Close()
+	var out []StoredRun
+	index := map[[3]string]int{}
+	for rows.Next() {
+		var sr StoredRun
+		var started int64
+		r := &sr.Run
+		if err := rows.Scan(&sr.RunID, &sr.Provider, &r.Cell, &r.Repeat, &r.Attempt, &r.Kernel, &r.Distro, &r.Docker,
+			&r.Driver, &r.Verdict, &r.Reason, &started); err != nil {
+			return nil, fmt.Errorf("history: cell runs: %w", err)
+		}
+		r.Started = fromNanos(started)
+		index[[3]string{sr.RunID, r.Cell, fmt.Sprint(r.Repeat)}] = len(out)
+		out = append(out, sr)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("history: cell runs: %w", err)
+	}
+	frows, err := s.db.QueryContext(ctx, `SELECT run_id, cell, repeat, category, title, severity FROM findings
+		WHERE started >= ? ORDER BY rowid`, nanos(since))
+	if err != nil {
+		return nil, fmt.Errorf("history: cell runs: %w", err)
+	}
+	defer frows.Close()
+	for frows.Next() {
+		var runID, cell string
+		var repeat int
+		var fd results.Finding
+		if err := frows.Scan(&runID, &cell, &repeat, &fd.Category, &fd.Title, &fd.Severity); err != nil {
+			return nil, fmt.Errorf("history: cell runs: %w", err)
+		}
+		i, ok := index[[3]string{runID, cell, fmt.Sprint(repeat)}]
+		if !ok {
+			continue
+		}
+		if _, console := fd.Category.Info(); console {
+			fd.Source = "console"
+		}
+		out[i].Run.Findings = append(out[i].Run.Findings, fd)
+	}
+	return out, frows.Err()
+}

@@ -221,3 +221,40 @@ func TestMigrateSchema1(t *testing.T) {
 		t.Errorf("user_version %d, %v; want %d", v, err, schemaVersion)
 	}
 }
+
+// TestCellRuns: the stored runs come back with their axes, verdicts and
+// findings, a console finding with source "console" (so kernel warnings
+// still read as such), filtered by since.
+func TestCellRuns(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2026, 11, 20, 1, 0, 0, 0, time.UTC)
+	f1 := file("r1", t0, results.Pass, results.Pass)
+	f1.Runs[1].Findings = []results.Finding{{Source: "console", Category: results.CatWarning, Severity: results.SevWarning,
+		Title: "WARNING at fs/x.c"}}
+	f2 := file("r2", t0.Add(24*time.Hour), results.KernelCrash)
+	for _, f := range []*results.File{f1, f2} {
+		if _, err := s.Append(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runs, err := s.CellRuns(ctx, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 3 || runs[0].RunID != "r1" || runs[2].RunID != "r2" || runs[2].Run.Verdict != results.KernelCrash ||
+		runs[0].Run.Kernel != "6.1" || runs[0].Provider != "qemu" {
+		t.Fatalf("cell runs = %+v", runs)
+	}
+	if w := runs[1].Run.KernelWarnings(); len(w) != 1 || w[0].Title != "WARNING at fs/x.c" {
+		t.Errorf("r1 repeat 2 kernel warnings = %+v", w)
+	}
+	recent, err := s.CellRuns(ctx, t0.Add(time.Hour))
+	if err != nil || len(recent) != 1 {
+		t.Errorf("since: %d runs, %v", len(recent), err)
+	}
+}

@@ -128,7 +128,10 @@ for rep in (1, 2):
 c = "k6.1-debian12-docker26.1.5-overlay2"
 run(c, "6.1", "debian12", "26.1.5", "overlay2", 1, "pass", probes=probes(400, 2.0, 950, 300))
 run(c, "6.1", "debian12", "26.1.5", "overlay2", 2, "infra-error", reason="host ran out of disk space")
-run(c, "6.1", "debian12", "26.1.5", "overlay2", 3, "pass", probes=probes(405, 2.0, 955, 290))
+# ... and the second pass's kernel printed a WARNING (hostile title): a pass with kernel warnings.
+run(c, "6.1", "debian12", "26.1.5", "overlay2", 3, "pass", probes=probes(405, 2.0, 955, 290),
+    findings=[{"source": "console", "category": "warning", "severity": "warning",
+               "title": "WARNING in overlay_copy_up <img src=x onerror=\"window.pwned=4\">", "start_line": 7, "end_line": 9}])
 
 runs.sort(key=lambda r: (r["cell"], r["repeat"]))
 doc = {"schema": "matrixctl.results/v1", "run_id": "20261129T010000Z-fixture", "spec": "matrix.yaml",
