@@ -175,6 +175,12 @@ func TestIntegrationRootfsBookworm(t *testing.T) {
 	if !reflect.DeepEqual(r2, r) || after.RootfsBuilds != before.RootfsBuilds || after.Reuses != before.Reuses+1 {
 		t.Errorf("second call: %+v stats %+v → %+v; want the same rootfs and no build", r2, before, after)
 	}
+	// The exact Debian version of that build (as a bisection step names it)
+	// is the same rootfs.
+	r3, err := c.Rootfs(ctx, distro, matrix.DockerRef{Version: r.DockerPackageVersion}, nil)
+	if err != nil || r3.Image != r.Image || c.Stats().RootfsBuilds != before.RootfsBuilds {
+		t.Errorf("exact version %s: %+v, %v; want %s without a build", r.DockerPackageVersion, r3, err, r.Image)
+	}
 	noChildrenLeft(t, c)
 	if m, _ := mountsUnder(c.Dir()); len(m) > 0 {
 		t.Errorf("mounts left under the cache: %v", m)

@@ -41,3 +41,25 @@ func TestRemoveHooks(t *testing.T) {
 		t.Errorf("hooks:\n%s\nwant:\n%s", strings.Join(h, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestCheckDocker: an upstream or an exact Debian version asks for the
+// build; a removed Docker is no Docker.
+func TestCheckDocker(t *testing.T) {
+	installed := map[string]string{"docker.io": "20.10.5+dfsg1-1+deb11u4"}
+	for _, want := range []string{"20.10.5", "20.10.5+dfsg1-1+deb11u4"} {
+		if got, err := checkDocker(installed, nil, "docker.io", want); err != nil || got != installed["docker.io"] {
+			t.Errorf("want %s: %q, %v", want, got, err)
+		}
+	}
+	for _, want := range []string{"20.10.24", "20.10.5+dfsg1-1+deb11u2"} {
+		if _, err := checkDocker(installed, nil, "docker.io", want); err == nil {
+			t.Errorf("want %s: the deb11u4 build passed", want)
+		}
+	}
+	if got, err := checkDocker(map[string]string{}, []string{"docker.io 20.10.5+dfsg1-1+deb11u4"}, "docker.io", "20.10.5"); err != nil || got != "" {
+		t.Errorf("removed docker: %q, %v", got, err)
+	}
+	if _, err := checkDocker(map[string]string{}, nil, "docker.io", "20.10.5"); err == nil {
+		t.Error("a rootfs without docker.io passed")
+	}
+}

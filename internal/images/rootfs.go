@@ -165,13 +165,16 @@ func (c *Cache) rootfs(ctx context.Context, distro matrix.DistroRef, docker matr
 			}
 		}
 	}
-	keyParts := []string{rootfsFormat, distro.Suite, dockerSuite, strings.Join(include, ","), docker.Version,
+	// An exact Debian version (a bisection step) and the upstream version
+	// that picks the same build are one rootfs.
+	dockerVersion := UpstreamVersion(pick.Version)
+	keyParts := []string{rootfsFormat, distro.Suite, dockerSuite, strings.Join(include, ","), dockerVersion,
 		strings.Join(lines, "\n"), strings.Join(rootfsExcludes, ",")}
 	if len(remove) > 0 { // the standard rootfs keeps its key
 		keyParts = append(keyParts, "remove="+strings.Join(remove, ","))
 	}
 	key := keyOf(keyParts...)
-	inputs := map[string]string{"suite": distro.Suite, "docker_suite": dockerSuite, "docker": docker.Version,
+	inputs := map[string]string{"suite": distro.Suite, "docker_suite": dockerSuite, "docker": dockerVersion,
 		"include": strings.Join(include, ","), "debian": m.Debian, "security": m.Security}
 	if len(remove) > 0 {
 		inputs["remove"] = strings.Join(remove, ",")
@@ -287,14 +290,9 @@ func (c *Cache) buildRootfs(ctx context.Context, tmp string, b rootfsBuild, prog
 		}
 	}
 	sort.Strings(r.PackagesAdded)
-	got, ok := installed[b.dockerPkg]
-	switch {
-	case !ok && slices.ContainsFunc(r.PackagesRemoved, func(p string) bool { return strings.HasPrefix(p, b.dockerPkg+" ") }):
-		// The cell removed Docker (or what it depends on): a host without Docker.
-	case !ok:
-		return nil, fmt.Errorf("%s is not installed in the built rootfs", b.dockerPkg)
-	case UpstreamVersion(got) != b.dockerVersion:
-		return nil, fmt.Errorf("installed %s is %s, want docker %s", b.dockerPkg, got, b.dockerVersion)
+	got, err := checkDocker(installed, r.PackagesRemoved, b.dockerPkg, b.dockerVersion)
+	if err != nil {
+		return nil, err
 	}
 	r.DockerPackageVersion = got
 	// Leftovers mmdebstrap keeps that no cell needs.
@@ -376,4 +374,21 @@ func classifyBuildError(m Mirrors, suite string, err error) error {
 		}
 	}
 	return classifyAptError(m, suite, err)
+}
+
+// checkDocker says which version of dockerPkg a built rootfs has and fails
+// unless it is the one asked for: want is an upstream version (20.10.24)
+// or an exact Debian one (20.10.5+dfsg1-1+deb11u2, a bisection step). A
+// rootfs whose packages change removed Docker has none ("").
+func checkDocker(installed map[string]string, removed []string, dockerPkg, want string) (string, error) {
+	got, ok := installed[dockerPkg]
+	switch {
+	case !ok && slices.ContainsFunc(removed, func(p string) bool { return strings.HasPrefix(p, dockerPkg+" ") }):
+		return "", nil
+	case !ok:
+		return "", fmt.Errorf("%s is not installed in the built rootfs", dockerPkg)
+	case UpstreamVersion(got) != want && got != want:
+		return "", fmt.Errorf("installed %s is %s, want docker %s", dockerPkg, got, want)
+	}
+	return got, nil
 }
