@@ -286,13 +286,7 @@ func (r *run) executeBudget(ctx context.Context, prog Progress, recorded []decis
 	if err := r.journal.Append(journalRecord{Type: recStopped, Stopped: stopped, Reason: why}); err != nil {
 		return r.file, err
 	}
-	r.mu.Lock()
-	r.file.Finished = time.Now().UTC()
-	r.mu.Unlock()
-	if err := r.writeResults(); err != nil {
-		return r.file, err
-	}
-	return r.file, nil
+	return r.complete()
 }
 
 // meanDuration is the mean of ds (0 when empty).

@@ -269,6 +269,11 @@ dispatch:
 	if !complete || ctx.Err() != nil {
 		return r.file, ErrInterrupted
 	}
+	return r.complete()
+}
+
+// complete stamps the results finished and writes them.
+func (r *run) complete() (*results.File, error) {
 	r.mu.Lock()
 	r.file.Finished = time.Now().UTC()
 	r.mu.Unlock()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,14 +34,7 @@ func TestIntegrationBudgetQEMU(t *testing.T) {
 	if code != ExitOK && code != ExitFailed {
 		t.Fatalf("run --budget: exit %d", code)
 	}
-	b, err := os.ReadFile(filepath.Join(out, "results.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f results.File
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
+	f, _ := readResultsJSON(t, out)
 	if f.Budget == nil || f.Budget.Spent != len(f.Runs) || f.Budget.Spent < 2 || f.Budget.Spent > 3 || f.Budget.Stopped == "" {
 		t.Fatalf("budget %+v with %d runs; want 2-3 runs spent and a stop reason", f.Budget, len(f.Runs))
 	}

@@ -57,14 +57,7 @@ func TestIntegrationRunLocal(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("exit %d", code)
 	}
-	b, err := os.ReadFile(filepath.Join(out, "results.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f results.File
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
+	f, b := readResultsJSON(t, out)
 	if len(f.Runs) != 1 || f.Runs[0].Verdict != results.Pass || f.Provider != "local" {
 		t.Fatalf("results.json: %s", b)
 	}
@@ -130,4 +123,18 @@ func TestIntegrationInterruptAndResume(t *testing.T) {
 	if code != ExitOK || !strings.Contains(stdout, "1 pass") {
 		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, errOut)
 	}
+}
+
+// readResultsJSON reads out/results.json: the file, and its bytes for messages.
+func readResultsJSON(t *testing.T, out string) (*results.File, []byte) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f results.File
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	return &f, b
 }
