@@ -58,7 +58,7 @@ test-short:
 # Figures the project tracks. Pure-Go benchmarks run 3 times; the ones that
 # boot real VMs (boot vs a hand-written qemu -kernel, --parallel scaling) once.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./runner/console ./internal/images ./probes/... ./reports/...
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./runner/console ./internal/images ./probes/... ./reports/... ./internal/adaptive
 	$(GO) test -run '^$$' -bench 'RunnerOverhead' -benchtime 3x ./runner
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./runner/qemu
 
