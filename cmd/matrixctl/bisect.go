@@ -397,15 +397,7 @@ func writeBisectRecord(dir string, rec *bisectRecord) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, bisectFile+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, bisectFile))
+	return runner.WriteJSONAtomic(filepath.Join(dir, bisectFile), rec)
 }
 
 // writeBisectPage writes DIR/bisect.html: the answer, the steps and a link
@@ -428,19 +420,7 @@ func writeBisectPage(dir string, rec *bisectRecord, ex *bisect.Executor) error {
 			p.RunDirs = append(p.RunDirs, dirs)
 		}
 	}
-	tmp := filepath.Join(dir, "bisect.html.tmp")
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if err := reports.WriteBisectHTML(f, p); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, "bisect.html"))
+	return writeFileAtomic(filepath.Join(dir, "bisect.html"), func(w io.Writer) error { return reports.WriteBisectHTML(w, p) })
 }
 
 func printBisect(w io.Writer, rec *bisectRecord, dir string) {

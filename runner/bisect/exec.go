@@ -59,7 +59,7 @@ func DockerCell(cell matrix.Cell, version string) matrix.Cell {
 }
 
 // Injection is a documented test fault for proving a bisection on real
-// cells: from version index From on, each run gets Fault with probability
+// cells: from release From on, each run gets Fault with probability
 // Probability (1: every run), decided from Seed, the version and the run
 // number, so a replay makes the same choices. Without it nothing is injected.
 type Injection struct {
@@ -69,7 +69,8 @@ type Injection struct {
 	Seed        uint64  `json:"seed"`
 }
 
-// Applies says whether run n of version (at index i, from at index f) gets the fault.
+// Applies says whether run n of version gets the fault; atOrAfter says
+// whether version is From or a later release.
 func (in *Injection) Applies(version string, n int, atOrAfter bool) bool {
 	if in == nil || !atOrAfter {
 		return false
