@@ -99,11 +99,20 @@ func runNet(ctx context.Context, s *session, r *ProbeResult) error {
 	if err := portChurn(ctx, s, r, d/2); err != nil {
 		failures = append(failures, err)
 	}
+	netTotals(r.Metrics)
 	if len(failures) > 0 {
 		return &ProbeError{Probe: Net, Kind: ErrProbe, Detail: errors.Join(failures...).Error()}
 	}
 	r.OK = true
 	return nil
+}
+
+// netTotals adds the load the net probe put on the daemon's networking over
+// all its paths: conns_ok (connections completed on the default bridge, the
+// user-defined network and through published ports) and stream_bytes.
+func netTotals(m map[string]float64) {
+	m["conns_ok"] = m["bridge_conns_ok"] + m["usernet_conns_ok"] + m["pubport_conns_ok"]
+	m["stream_bytes"] = m["bridge_stream_bytes"] + m["usernet_stream_bytes"]
 }
 
 // portChurn creates and removes server containers that publish netPort on

@@ -33,6 +33,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -56,7 +57,8 @@ const (
 	Churn = "churn"
 )
 
-// All lists every probe in the order Run runs them.
+// All lists every probe in the order Run reports them (and runs them
+// under Options.Sequential).
 func All() []string { return []string{IO, Net, Churn} }
 
 // The conclusive failure classes; see the package doc.
@@ -112,19 +114,39 @@ type Options struct {
 	// Keep leaves the IO probe's container and volume in place (for
 	// VerifyIO after a power cut); call Cleanup when done with them.
 	Keep bool
+	// Sequential runs the probes one after the other, in the order of
+	// Probes, instead of all at once (the default: IO, network and churn
+	// load together, as on a production host).
+	Sequential bool
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 	// Started, when set, is called each time a probe container starts
 	// (with the probe's name), e.g. to cut a VM's power while the IO probe
-	// writes. It must not block.
+	// writes. It must not block; probes running concurrently may call it
+	// at the same time.
 	Started func(probe string)
+}
+
+// The modes of a Run (Result.Mode, results.json's probe_mode).
+const (
+	ModeConcurrent = "concurrent"
+	ModeSequential = "sequential"
+)
+
+func (o Options) mode() string {
+	if o.Sequential {
+		return ModeSequential
+	}
+	return ModeConcurrent
 }
 
 // Result summarises a Run.
 type Result struct {
 	RunID string
 	// Image is the probe image's tag.
-	Image  string
+	Image string
+	// Mode is ModeConcurrent or ModeSequential: how the probes shared the daemon.
+	Mode   string
 	Probes []ProbeResult
 	// Leaked lists resources still labelled with the run after cleanup.
 	Leaked []string
@@ -141,6 +163,9 @@ type ProbeResult struct {
 	Err error
 	// Kept names resources left in place by Options.Keep (container and volume IDs/names).
 	Kept map[string]string
+	// Started and Finished bound the probe's run, so overlapping probes
+	// (the concurrent mode) can be told from sequential ones.
+	Started, Finished time.Time
 }
 
 // Summary converts r for results.json.
@@ -167,9 +192,10 @@ func probeTable() map[string]probeFunc {
 	return map[string]probeFunc{IO: runIO, Net: runNet, Churn: runChurn}
 }
 
-// Run runs the selected probes one after the other and returns their
-// results. The returned error joins the probes' errors (see the package doc);
-// Result is non-nil whenever the probe image could be loaded.
+// Run runs the selected probes (concurrently unless opts.Sequential) and
+// returns their results. The returned error joins the probes' errors (see
+// the package doc); Result is non-nil whenever the probe image could be
+// loaded.
 func Run(ctx context.Context, cli client.APIClient, opts Options) (*Result, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -180,33 +206,9 @@ func Run(ctx context.Context, cli client.APIClient, opts Options) (*Result, erro
 		return nil, err
 	}
 	defer s.close()
-	res := &Result{RunID: s.runID, Image: s.image}
-	table := probeTable()
+	res := &Result{RunID: s.runID, Image: s.image, Mode: opts.mode()}
 	var errs []error
-	for _, name := range opts.Probes {
-		r := ProbeResult{Name: name, Metrics: map[string]float64{}}
-		s.logf("probe %s: start (run %s, %s, intensity %d)", name, s.runID, opts.Duration, opts.Intensity)
-		err := table[name](ctx, s, &r)
-		if err == nil && !r.OK {
-			err = &ProbeError{Probe: name, Kind: ErrProbe, Detail: "probe reported failure"}
-		}
-		r.OK = err == nil
-		r.Err = err
-		s.logf("probe %s: ok=%v err=%v", name, r.OK, err)
-		msg := "pass"
-		if err != nil {
-			msg = err.Error()
-		}
-		s.writer(name).Write(record.Record{Kind: record.KindSummary, Source: record.SourceDriver, OK: &r.OK, Metrics: r.Metrics, Message: msg})
-		res.Probes = append(res.Probes, r)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		if ctx.Err() != nil {
-			errs = append(errs, fmt.Errorf("probes: %w", ctx.Err()))
-			break
-		}
-	}
+	res.Probes, errs = s.runProbes(ctx, probeTable())
 	s.cleanup(opts.Keep)
 	if err := s.sink.writeErr(); err != nil {
 		errs = append(errs, err)
@@ -216,6 +218,61 @@ func Run(ctx context.Context, cli client.APIClient, opts Options) (*Result, erro
 		errs = append(errs, &ProbeError{Probe: "cleanup", Kind: ErrDaemon, Detail: fmt.Sprintf("left behind: %v", res.Leaked)})
 	}
 	return res, errors.Join(errs...)
+}
+
+// runProbes runs s.opts.Probes from table, each in its own goroutine
+// against the same daemon for the same duration, or one after the other
+// under Options.Sequential (stopping at a cancellation). The results are in
+// the order of s.opts.Probes; each probe fills only its own ProbeResult and
+// writes through its own record writer. A failing probe does not stop the
+// others: each one's verdict evidence stands on its own.
+func (s *session) runProbes(ctx context.Context, table map[string]probeFunc) ([]ProbeResult, []error) {
+	results := make([]ProbeResult, len(s.opts.Probes))
+	errs := make([]error, len(s.opts.Probes))
+	if s.opts.Sequential {
+		for i, name := range s.opts.Probes {
+			results[i], errs[i] = s.runProbe(ctx, name, table[name])
+			if ctx.Err() != nil {
+				results, errs = results[:i+1], errs[:i+1]
+				break
+			}
+		}
+	} else {
+		var wg sync.WaitGroup
+		for i, name := range s.opts.Probes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i], errs[i] = s.runProbe(ctx, name, table[name])
+			}()
+		}
+		wg.Wait()
+	}
+	if ctx.Err() != nil {
+		errs = append(errs, fmt.Errorf("probes: %w", ctx.Err()))
+	}
+	return results, slices.DeleteFunc(errs, func(err error) bool { return err == nil })
+}
+
+// runProbe runs one probe, classifies its outcome and closes its records
+// with the driver's summary.
+func (s *session) runProbe(ctx context.Context, name string, fn probeFunc) (ProbeResult, error) {
+	r := ProbeResult{Name: name, Metrics: map[string]float64{}, Started: time.Now()}
+	s.logf("probe %s: start (run %s, %s, intensity %d, %s)", name, s.runID, s.opts.Duration, s.opts.Intensity, s.opts.mode())
+	err := fn(ctx, s, &r)
+	r.Finished = time.Now()
+	if err == nil && !r.OK {
+		err = &ProbeError{Probe: name, Kind: ErrProbe, Detail: "probe reported failure"}
+	}
+	r.OK = err == nil
+	r.Err = err
+	s.logf("probe %s: ok=%v err=%v (%s)", name, r.OK, err, r.Finished.Sub(r.Started).Round(time.Millisecond))
+	msg := "pass"
+	if err != nil {
+		msg = err.Error()
+	}
+	s.writer(name).Write(record.Record{Kind: record.KindSummary, Source: record.SourceDriver, OK: &r.OK, Metrics: r.Metrics, Message: msg})
+	return r, err
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"strings"
 	"sync"
@@ -41,7 +42,8 @@ type session struct {
 	sink  *sink
 
 	mu         sync.Mutex
-	containers []string // LIFO
+	writers    map[string]*record.Writer // one per probe
+	containers []string                  // LIFO
 	volumes    []string
 	networks   []string
 	kept       map[string]bool
@@ -88,9 +90,9 @@ func (k *sink) Sync() error {
 func newSession(ctx context.Context, cli client.APIClient, opts Options) (*session, error) {
 	s := &session{cli: cli, opts: opts, runID: opts.RunID, sink: &sink{}, kept: map[string]bool{}}
 	if opts.RecordsPath != "" {
-		f, err := os.OpenFile(opts.RecordsPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		f, err := openRecords(opts.RecordsPath)
 		if err != nil {
-			return nil, fmt.Errorf("probes: records: %w", err)
+			return nil, err
 		}
 		s.sink.f = f
 	}
@@ -103,6 +105,15 @@ func newSession(ctx context.Context, cli client.APIClient, opts Options) (*sessi
 	return s, nil
 }
 
+// openRecords opens the records file for appending.
+func openRecords(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("probes: records: %w", err)
+	}
+	return f, nil
+}
+
 func (s *session) close() {
 	if s.sink.f != nil {
 		s.sink.f.Close()
@@ -113,7 +124,21 @@ func (s *session) logf(format string, args ...any) {
 	fmt.Fprintf(s.opts.Log, format+"\n", args...)
 }
 
-func (s *session) writer(probe string) *record.Writer { return record.NewWriter(s.sink, probe) }
+// writer is probe's own record writer: every record it writes is stamped
+// with probe, also while other probes write to the same sink.
+func (s *session) writer(probe string) *record.Writer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writers == nil {
+		s.writers = map[string]*record.Writer{}
+	}
+	w := s.writers[probe]
+	if w == nil {
+		w = record.NewWriter(s.sink, probe)
+		s.writers[probe] = w
+	}
+	return w
+}
 
 func (s *session) labels(role string) map[string]string {
 	return map[string]string{LabelProbe: "1", LabelRun: s.runID, LabelRole: role}
@@ -405,6 +430,29 @@ func (s *session) removeContainer(id string) error {
 	return nil
 }
 
+// removeVolume removes a volume the session created and forgets it, so
+// that cleanup does not ask for it again.
+func (s *session) removeVolume(ctx context.Context, name string) error {
+	if err := s.cli.VolumeRemove(ctx, name, false); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.volumes = remove(s.volumes, name)
+	s.mu.Unlock()
+	return nil
+}
+
+// removeNetwork removes a network the session created and forgets it.
+func (s *session) removeNetwork(ctx context.Context, name string) error {
+	if err := s.cli.NetworkRemove(ctx, name); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.networks = remove(s.networks, name)
+	s.mu.Unlock()
+	return nil
+}
+
 func remove(list []string, v string) []string {
 	out := list[:0]
 	for _, x := range list {
@@ -429,8 +477,9 @@ func (s *session) cleanup(keep bool) {
 	containers := append([]string(nil), s.containers...)
 	networks := append([]string(nil), s.networks...)
 	volumes := append([]string(nil), s.volumes...)
+	kept := maps.Clone(s.kept)
 	s.mu.Unlock()
-	skip := func(id string) bool { return keep && s.kept[id] }
+	skip := func(id string) bool { return keep && kept[id] }
 	for i := len(containers) - 1; i >= 0; i-- {
 		if !skip(containers[i]) {
 			if err := s.removeContainer(containers[i]); err != nil {
