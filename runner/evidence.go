@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/matrixctl/matrixctl/api/results"
+	"github.com/matrixctl/matrixctl/probes"
 )
 
 // Prober runs the selected probes against a docker host. Adapters wrap the
@@ -29,6 +30,17 @@ type ProbeRequest struct {
 	RunID  string
 	// Started, when set, is called as each probe's container starts.
 	Started func(probe string)
+	// Sequential runs the probes one after the other instead of all at
+	// once (the default).
+	Sequential bool
+}
+
+// Mode names how req's probes share the daemon, for results.Run.ProbeMode.
+func (req ProbeRequest) Mode() string {
+	if req.Sequential {
+		return probes.ModeSequential
+	}
+	return probes.ModeConcurrent
 }
 
 // CrashVerifier is a Prober that can re-verify, on a machine booted again

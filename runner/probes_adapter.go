@@ -34,7 +34,7 @@ func (p ProbesProber) RunProbes(ctx context.Context, req ProbeRequest) (ProbeRep
 	res, err := probes.Run(ctx, cli, probes.Options{
 		Probes: req.Probes, Duration: req.Duration, Intensity: p.Intensity,
 		RecordsPath: req.RecordsPath, Workdir: p.Workdir, Log: p.Log,
-		Keep: req.KeepIO, RunID: req.RunID, Started: req.Started,
+		Keep: req.KeepIO, RunID: req.RunID, Started: req.Started, Sequential: req.Sequential,
 	})
 	if res == nil {
 		if err == nil {

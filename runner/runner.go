@@ -43,6 +43,9 @@ type Options struct {
 	Repeat  int
 	Timeout time.Duration
 	Soak    time.Duration
+	// ProbesSequential runs a cell's probes one after the other instead of
+	// all at once (results.Run.ProbeMode records which).
+	ProbesSequential bool
 	// PowerCutAfter is how long the IO probe writes at least before the
 	// crash-consistency check cuts the power (0: 5s; see crashcheck.go).
 	PowerCutAfter time.Duration

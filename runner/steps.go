@@ -159,7 +159,9 @@ func (r *run) probes(s *attemptState) error {
 	m := s.machine()
 	i := s.clock.start(PhaseProbes)
 	faults := startFaults(s.phaseCtx, m, s.jb.cell.Settings.Faults)
-	rep, perr := r.opts.Prober.RunProbes(s.phaseCtx, ProbeRequest{DockerHost: s.host, Probes: s.jb.cell.Settings.Probes, Duration: soak, RecordsPath: filepath.Join(s.dir, "probes.jsonl")})
+	req := ProbeRequest{DockerHost: s.host, Probes: s.jb.cell.Settings.Probes, Duration: soak, RecordsPath: filepath.Join(s.dir, "probes.jsonl"), Sequential: r.opts.ProbesSequential}
+	s.run.ProbeMode = req.Mode()
+	rep, perr := r.opts.Prober.RunProbes(s.phaseCtx, req)
 	injected, ferr := faults.wait()
 	s.ev.Faults = injected
 	if ferr != nil && s.ev.Err == nil {

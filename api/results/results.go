@@ -116,6 +116,11 @@ type Run struct {
 	// allocation rule's reason ("first run", "leader: ...", "challenger: ...").
 	Decision string `json:"decision,omitempty"`
 
+	// ProbeMode is how the probes of the probe phase shared the daemon:
+	// "concurrent" (all at once, the default) or "sequential"; the load a
+	// verdict describes depends on it. Empty when the probes did not run.
+	ProbeMode string `json:"probe_mode,omitempty"`
+
 	Verdict Verdict `json:"verdict"`
 	// Reason is a one-line human summary of the verdict.
 	Reason   string    `json:"reason,omitempty"`

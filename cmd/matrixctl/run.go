@@ -44,6 +44,8 @@ type runFlags struct {
 	progress  string
 	faultSeed uint64
 	budget    string
+
+	probesSequential bool
 }
 
 func newRunCommand(g *globalFlags, streams Streams) *cobra.Command {
@@ -101,6 +103,7 @@ Exit codes: 0 every runnable cell passed, 1 some cell failed, 2 usage or spec er
 	fl.BoolVar(&f.retain, "retain", false, "keep the scratch disks of runs that did not pass (runs/<cell>/r<n>/scratch.img)")
 	fl.IntVar(&f.retries, "retries", runner.DefaultRetries, "retries of a run that ended in infra-error")
 	fl.StringSliceVar(&f.probes, "probes", nil, "with --provider local: probes to run (default io,net,churn)")
+	fl.BoolVar(&f.probesSequential, "probes-sequential", false, "run a cell's probes one after the other instead of all at once (results.json: probe_mode)")
 	fl.StringVar(&f.budget, "budget", "", "spend N VM-runs (or a duration, e.g. 2h) adaptively instead of uniform repeats: each run goes where the ranking is still uncertain")
 	fl.Uint64Var(&f.faultSeed, "fault-seed", 0, "seed of the probabilistic faults' per-run decisions, to replay a run's (default: random, recorded in results.json)")
 	fl.IntVar(&f.intensity, "intensity", 0, "probe intensity 1-10 (default 1)")
@@ -152,7 +155,8 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 
 	opts := runner.Options{
 		Out: out, Repeat: f.repeat, Parallel: f.parallel, Timeout: f.timeout, Soak: f.soak,
-		Retain: f.retain, Retries: f.retries, FaultSeed: f.faultSeed, Budget: budget,
+		ProbesSequential: f.probesSequential,
+		Retain:           f.retain, Retries: f.retries, FaultSeed: f.faultSeed, Budget: budget,
 		Prober:  runner.ProbesProber{Intensity: f.intensity, Workdir: filepath.Join(g.Cache, "probes")},
 		Console: runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
 	}
