@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
@@ -280,8 +281,11 @@ func TestIntegrationWatchdogKills(t *testing.T) {
 	}
 }
 
-// TestIntegrationAllProbes runs every probe in one Run, as the runner does,
-// and checks the combined records file and the results mapping.
+// TestIntegrationAllProbes runs every probe in one Run, as the runner does
+// (concurrently: mixed load), and checks that they overlapped, that each
+// probe's records, driver summary and metrics are its own, that each
+// reports its load figure, and the combined records file and the results
+// mapping. Costs about 3 s of soak plus the churn's cleanup on the host dockerd.
 func TestIntegrationAllProbes(t *testing.T) {
 	cli := requiresDocker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -300,10 +304,33 @@ func TestIntegrationAllProbes(t *testing.T) {
 	}
 	perProbe := map[string]int{}
 	closing := map[string]bool{}
+	summary := map[string]map[string]float64{}
 	for _, r := range recs {
 		perProbe[r.Probe]++
 		if r.Kind == record.KindSummary && r.Source == record.SourceDriver {
 			closing[r.Probe] = *r.OK
+			summary[r.Probe] = r.Metrics
+		}
+	}
+	if res.Mode != ModeConcurrent || !overlap(res.Probes) {
+		t.Errorf("mode %s: the probes did not run at once", res.Mode)
+	}
+	// each probe's own load figure, in its own metrics only
+	own := map[string]string{IO: "bytes_written", Net: "conns_ok", Churn: "containers_per_min"}
+	for _, p := range res.Probes {
+		t.Logf("%s: %s .. %s, %s = %.1f", p.Name, p.Started.Format("15:04:05.000"), p.Finished.Format("15:04:05.000"), own[p.Name], p.Metrics[own[p.Name]])
+		if !maps.Equal(summary[p.Name], p.Metrics) {
+			t.Errorf("%s: driver summary metrics %v, result %v", p.Name, summary[p.Name], p.Metrics)
+		}
+		for name, key := range own {
+			if got := p.Metrics[key] > 0; got != (name == p.Name) {
+				t.Errorf("%s: metric %s = %v", p.Name, key, p.Metrics[key])
+			}
+		}
+	}
+	for _, k := range churnKinds {
+		if m := res.Probes[2].Metrics; m[k.name+"_cycled"] == 0 || m[k.name+"_per_min"] == 0 {
+			t.Errorf("churn cycled no %s: %v", k.name, m)
 		}
 	}
 	for _, name := range All() {
