@@ -82,6 +82,10 @@ func TestIntegrationLocalRun(t *testing.T) {
 	if err := json.Unmarshal(b, &onDisk); err != nil || len(onDisk.Runs) != 1 || onDisk.Provider != Name {
 		t.Fatalf("results.json: %v %+v", err, onDisk)
 	}
+	// the probes ran at once by default, and results.json says so
+	if mode := onDisk.Runs[0].ProbeMode; mode != "concurrent" {
+		t.Errorf("results.json probe_mode %q, want concurrent", mode)
+	}
 	rf, err := os.Open(filepath.Join(out, r.Artifacts["probes"]))
 	if err != nil {
 		t.Fatal(err)
