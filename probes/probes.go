@@ -1,9 +1,11 @@
 // Package probes drives the probe workloads against a Docker daemon through
 // the Engine API (client.APIClient, so a fake can stand in): it loads the
 // probe image (built locally, no registry), runs the io, net and churn probes
-// in labelled containers with an outside watchdog, streams their JSON-lines
-// records (package record) into one host file as they arrive, summarises each
-// probe, and removes everything it created, also when ctx is cancelled.
+// in labelled containers with an outside watchdog — all at once by default
+// (mixed load, as on a production host; Options.Sequential runs them one
+// after the other) — streams their JSON-lines records (package record) into
+// one host file as they arrive, each probe through its own writer, summarises
+// each probe, and removes everything it created, also when ctx is cancelled.
 //
 // Error semantics of Run and of each ProbeResult.Err:
 //
