@@ -42,7 +42,7 @@ Exit codes: 0 merged, 1 conflicting runs, 2 usage error or unreadable/mismatched
   # in a CI report job: keep the whole matrix's history, then gate on it
   matrixctl merge -o results --history history.db shards/*
   matrixctl report results --history history.db --fail-on regressions`,
-		Args:    cobra.MinimumNArgs(1),
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, dirs []string) error {
 			if flags.Output == "" {
 				return usageErrorf("merge: -o OUT is required")
