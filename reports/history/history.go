@@ -17,9 +17,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,6 +75,8 @@ CREATE TABLE IF NOT EXISTS findings (
 	started  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS findings_sig ON findings(category, title);
+CREATE INDEX IF NOT EXISTS findings_run ON findings(run_id);
+CREATE INDEX IF NOT EXISTS runs_provider_started ON runs(provider, started);
 `
 
 // Store is an open history database.
@@ -277,6 +281,9 @@ type Point struct {
 	Counted  int
 	Passed   int
 	Worst    results.Verdict
+	// Runs is the number of stored runs the point aggregates (Trends: a
+	// day or a week of them); Points always gives one run per point.
+	Runs int
 }
 
 // severityCase ranks verdicts in SQL by results.VerdictOrder (0 = worst).
@@ -312,11 +319,200 @@ func (s *Store) Points(ctx context.Context, since time.Time) ([]Point, error) {
 		if err := rows.Scan(&p.RunID, &started, &p.Provider, &p.Cell, &p.Counted, &p.Passed, &worst); err != nil {
 			return nil, fmt.Errorf("history: points: %w", err)
 		}
-		p.Started = fromNanos(started)
+		p.Started, p.Runs = fromNanos(started), 1
 		if worst >= 0 && worst < len(results.VerdictOrder) {
 			p.Worst = results.VerdictOrder[worst]
 		}
 		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// TrendQuery selects the past a report compares one run against.
+type TrendQuery struct {
+	Provider string    // only runs of this provider (a trend never mixes hosts)
+	Since    time.Time // only runs started at or after (zero: all)
+	Before   time.Time // only runs started before (zero: no bound)
+	Exclude  string    // a run ID left out (the run being reported)
+	// MaxPoints is the length of a trend (default 20). A history with more
+	// runs than that is aggregated per day, and per week when it has more
+	// days than that; the trend then covers the last MaxPoints days or weeks.
+	MaxPoints int
+}
+
+// Trends is the past of every cell, read with a few aggregate queries
+// however long the history is.
+type Trends struct {
+	// Runs is the number of past runs the query selected.
+	Runs int
+	// Bucket is what one trend point stands for: "run", "day" or "week".
+	Bucket string
+	// Recent is each cell's outcome in the last MaxPoints runs, per run,
+	// oldest first: what regressions and fixes compare against.
+	Recent map[string][]Point
+	// Trend is each cell's trend, oldest first: Recent when the history
+	// has at most MaxPoints runs, else one point per day or week (Point.Runs
+	// runs aggregated, RunID empty, Started the bucket's start).
+	Trend map[string][]Point
+}
+
+// Bucket lengths of aggregated trends.
+const (
+	day  = 24 * time.Hour
+	week = 7 * day
+)
+
+// Trends reads the cells' past for a report (see TrendQuery).
+func (s *Store) Trends(ctx context.Context, q TrendQuery) (*Trends, error) {
+	if q.MaxPoints <= 0 {
+		q.MaxPoints = 20
+	}
+	before := int64(math.MaxInt64)
+	if !q.Before.IsZero() {
+		before = nanos(q.Before)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT run_id, started FROM runs
+		WHERE provider = ? AND started >= ? AND started < ? AND run_id != ? ORDER BY started, run_id`,
+		q.Provider, nanos(q.Since), before, q.Exclude)
+	if err != nil {
+		return nil, fmt.Errorf("history: trends: %w", err)
+	}
+	var ids []string
+	var starts []int64
+	for rows.Next() {
+		var id string
+		var st int64
+		if err := rows.Scan(&id, &st); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("history: trends: %w", err)
+		}
+		ids, starts = append(ids, id), append(starts, st)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("history: trends: %w", err)
+	}
+	t := &Trends{Runs: len(ids), Bucket: "run"}
+	recentFrom := max(0, len(ids)-q.MaxPoints)
+	if t.Recent, err = s.trendPoints(ctx, ids[recentFrom:], 0); err != nil {
+		return nil, err
+	}
+	t.Trend = t.Recent
+	if len(ids) <= q.MaxPoints {
+		return t, nil
+	}
+	t.Bucket, t.Trend = "day", nil
+	size := int64(day)
+	if distinctBuckets(starts, size) > q.MaxPoints {
+		t.Bucket, size = "week", int64(week)
+	}
+	// The trend covers the last MaxPoints buckets: the runs from the first
+	// of them on.
+	last := bucketOf(starts[len(starts)-1], size)
+	from := sortSearch(starts, bucketStart(last-int64(q.MaxPoints)+1, size))
+	if t.Trend, err = s.trendPoints(ctx, ids[from:], size); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// bucketOrigin is Monday 1970-01-05 00:00 UTC: days start at midnight UTC
+// and weeks on Mondays.
+const bucketOrigin = int64(4 * day)
+
+// bucketOf numbers the bucket of size nanoseconds a start falls in.
+func bucketOf(started, size int64) int64 {
+	off := started - bucketOrigin
+	b := off / size
+	if off < 0 && off%size != 0 {
+		b--
+	}
+	return b
+}
+
+// bucketStart is the start of bucket b.
+func bucketStart(b, size int64) int64 { return b*size + bucketOrigin }
+
+func distinctBuckets(starts []int64, size int64) int {
+	n, prev := 0, int64(math.MinInt64)
+	for _, st := range starts { // sorted
+		if b := bucketOf(st, size); b != prev {
+			n, prev = n+1, b
+		}
+	}
+	return n
+}
+
+// sortSearch is the index of the first start at or after t (starts sorted).
+func sortSearch(starts []int64, t int64) int {
+	i, _ := slices.BinarySearch(starts, t)
+	return i
+}
+
+// trendPoints aggregates the cell runs of the given runs per cell and run
+// (size 0) or per cell and bucket of size nanoseconds, in SQL: one row per
+// point, never one per stored cell run.
+func (s *Store) trendPoints(ctx context.Context, runIDs []string, size int64) (map[string][]Point, error) {
+	out := map[string][]Point{}
+	if len(runIDs) == 0 {
+		return out, nil
+	}
+	key, runCol := "c.run_id", "c.run_id"
+	if size > 0 {
+		key = fmt.Sprintf("((r.started - %d) / %d)", bucketOrigin, size) // started > origin: no negative division
+		runCol = "''"
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("history: trends: %w", err)
+	}
+	defer tx.Rollback()
+	// The selected runs go into a temporary table: a join on it lets
+	// SQLite walk cell_runs by its primary key (run_id first), whatever
+	// their number.
+	if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE IF NOT EXISTS trend_runs (run_id TEXT PRIMARY KEY)`); err != nil {
+		return nil, fmt.Errorf("history: trends: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM trend_runs`); err != nil {
+		return nil, fmt.Errorf("history: trends: %w", err)
+	}
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO trend_runs VALUES (?)`)
+	if err != nil {
+		return nil, fmt.Errorf("history: trends: %w", err)
+	}
+	defer ins.Close()
+	for _, id := range runIDs {
+		if _, err := ins.ExecContext(ctx, id); err != nil {
+			return nil, fmt.Errorf("history: trends: %w", err)
+		}
+	}
+	q := `SELECT c.cell, ` + runCol + `, MIN(r.started), COUNT(DISTINCT c.run_id),
+		SUM(CASE WHEN c.verdict IN ('infra-error', 'unsupported') THEN 0 ELSE 1 END),
+		SUM(CASE WHEN c.verdict = 'pass' THEN 1 ELSE 0 END),
+		MIN(CASE WHEN c.verdict IN ('pass', 'infra-error', 'unsupported') THEN 999 ELSE ` + severityCase() + ` END)
+	FROM trend_runs t JOIN cell_runs c ON c.run_id = t.run_id JOIN runs r ON r.run_id = c.run_id
+	GROUP BY c.cell, ` + key + `
+	ORDER BY c.cell, MIN(r.started)`
+	rows, err := tx.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("history: trends: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p Point
+		var started int64
+		var worst int
+		if err := rows.Scan(&p.Cell, &p.RunID, &started, &p.Runs, &p.Counted, &p.Passed, &worst); err != nil {
+			return nil, fmt.Errorf("history: trends: %w", err)
+		}
+		p.Started = fromNanos(started)
+		if size > 0 {
+			p.Started = fromNanos(bucketStart(bucketOf(started, size), size))
+		}
+		if worst >= 0 && worst < len(results.VerdictOrder) {
+			p.Worst = results.VerdictOrder[worst]
+		}
+		out[p.Cell] = append(out[p.Cell], p)
 	}
 	return out, rows.Err()
 }
