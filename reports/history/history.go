@@ -644,3 +644,67 @@ func (s *Store) CellRuns(ctx context.Context, since time.Time) ([]StoredRun, err
 	}
 	return out, frows.Err()
 }
+
+// Pruned is what Prune removed.
+type Pruned struct {
+	Runs, CellRuns, Findings int64
+	// Before and After are the database file's size around the VACUUM.
+	Before, After int64
+}
+
+// Prune deletes the runs started before cutoff, with their cell runs and
+// findings, then VACUUMs so the file shrinks: the retention that keeps a
+// nightly history bounded (matrixctl history prune --older-than).
+func (s *Store) Prune(ctx context.Context, cutoff time.Time) (Pruned, error) {
+	var p Pruned
+	var err error
+	if p.Before, err = s.size(ctx); err != nil {
+		return p, fmt.Errorf("history: prune: %w", err)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return p, fmt.Errorf("history: prune: %w", err)
+	}
+	defer tx.Rollback()
+	old := `SELECT run_id FROM runs WHERE started < ?`
+	for _, d := range []struct {
+		n     *int64
+		query string
+	}{
+		{&p.Findings, `DELETE FROM findings WHERE run_id IN (` + old + `)`},
+		{&p.CellRuns, `DELETE FROM cell_runs WHERE run_id IN (` + old + `)`},
+		{&p.Runs, `DELETE FROM runs WHERE started < ?`},
+	} {
+		res, err := tx.ExecContext(ctx, d.query, nanos(cutoff))
+		if err != nil {
+			return p, fmt.Errorf("history: prune: %w", err)
+		}
+		*d.n, _ = res.RowsAffected()
+	}
+	if err := tx.Commit(); err != nil {
+		return p, fmt.Errorf("history: prune: %w", err)
+	}
+	// VACUUM rewrites the file without the freed pages; the checkpoint
+	// folds the write-ahead log back so the -wal file shrinks too.
+	for _, q := range []string{`VACUUM`, `PRAGMA wal_checkpoint(TRUNCATE)`} {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			return p, fmt.Errorf("history: prune: %s: %w", q, err)
+		}
+	}
+	if p.After, err = s.size(ctx); err != nil {
+		return p, fmt.Errorf("history: prune: %w", err)
+	}
+	return p, nil
+}
+
+// size is the database's size in bytes (pages × page size).
+func (s *Store) size(ctx context.Context) (int64, error) {
+	var pages, pageSize int64
+	if err := s.db.QueryRowContext(ctx, `PRAGMA page_count`).Scan(&pages); err != nil {
+		return 0, err
+	}
+	if err := s.db.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&pageSize); err != nil {
+		return 0, err
+	}
+	return pages * pageSize, nil
+}

@@ -3,6 +3,7 @@ package history
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -325,5 +326,69 @@ func TestTrendsAggregateLongHistories(t *testing.T) {
 				t.Errorf("recent = %+v, want the last %d runs, one point each", recent, n)
 			}
 		})
+	}
+}
+
+// TestPruneDeletesOldRunsAndShrinksTheFile runs against a real SQLite file:
+// runs before the cutoff go with their cell runs and findings, the rest
+// stay, and VACUUM gives the space back to the file system.
+func TestPruneDeletesOldRunsAndShrinksTheFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), FileName)
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 1, 1, 0, 0, 0, time.UTC)
+	verdicts := make([]results.Verdict, 200)
+	for i := range verdicts {
+		verdicts[i] = results.Pass
+	}
+	verdicts[7] = results.KernelCrash
+	for d := range 30 {
+		if _, err := s.Append(ctx, file(fmt.Sprintf("n%02d", d), t0.Add(time.Duration(d)*24*time.Hour), verdicts...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cutoff := t0.Add(20 * 24 * time.Hour)
+	p, err := s.Prune(ctx, cutoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Runs != 20 || p.CellRuns != 20*200 || p.Findings != 20 {
+		t.Errorf("pruned %+v, want 20 runs, 4000 cell runs, 20 findings", p)
+	}
+	if p.After >= p.Before/2 {
+		t.Errorf("database %d bytes before, %d after: VACUUM did not give the space back", p.Before, p.After)
+	}
+	runs, err := s.Runs(ctx)
+	if err != nil || len(runs) != 10 || runs[0] != "n20" {
+		t.Errorf("runs after pruning = %v, %v; want n20…n29", runs, err)
+	}
+	sigs, err := s.Signatures(ctx, time.Time{})
+	if err != nil || len(sigs) != 1 || !sigs[0].FirstSeen.Equal(cutoff) {
+		t.Errorf("signatures after pruning = %+v, %v; want first seen at the cutoff", sigs, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > p.After {
+		t.Errorf("file is %d bytes after close, the database %d", st.Size(), p.After)
+	}
+	if wal, err := os.Stat(path + "-wal"); err == nil && wal.Size() > 0 {
+		t.Errorf("write-ahead log left at %d bytes", wal.Size())
+	}
+	// Nothing older left to prune: a no-op.
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if p, err := s.Prune(ctx, cutoff); err != nil || p.Runs != 0 {
+		t.Errorf("second prune = %+v, %v; want nothing removed", p, err)
 	}
 }
