@@ -3,7 +3,11 @@ package reports
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -134,5 +138,41 @@ func TestDetailPlanShowsTheRunsThatMatter(t *testing.T) {
 	}
 	if n := strings.Count(page, `<div class="run">`); n != maxDetailRuns {
 		t.Errorf("page shows %d runs in full, want %d", n, maxDetailRuns)
+	}
+}
+
+// TestDecodeAgreesWithEncodingJSON: the streaming decoder reads the real
+// runner's results (and the hand-made corpus) exactly as encoding/json does.
+func TestDecodeAgreesWithEncodingJSON(t *testing.T) {
+	for _, dir := range []string{"testdata/basic", "testdata/real-qemu"} {
+		b, err := os.ReadFile(filepath.Join(dir, ResultsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want results.File
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, &want) {
+			t.Errorf("%s: Decode and encoding/json disagree:\n%+v\n%+v", dir, got, &want)
+		}
+	}
+	// Case-insensitive names, integer-nanosecond durations, invalid UTF-8.
+	doc := `{"schema":"` + results.SchemaVersion + `","run_id":"x","runs":[{"Cell":"c","verdict":"pass","repeat":1,` +
+		`"phases":[{"name":"boot","duration_ns":1500000000}],"reason":"bad ` + "\xff" + ` byte"}]}`
+	var want results.File
+	if err := json.Unmarshal([]byte(doc), &want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(strings.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, &want) {
+		t.Errorf("Decode and encoding/json disagree:\n%+v\n%+v", got, &want)
 	}
 }
