@@ -392,28 +392,55 @@ func (s *Store) Trends(ctx context.Context, q TrendQuery) (*Trends, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("history: trends: %w", err)
 	}
-	t := &Trends{Runs: len(ids), Bucket: "run"}
+	t := &Trends{Runs: len(ids), Bucket: "run", Recent: map[string][]Point{}}
 	recentFrom := max(0, len(ids)-q.MaxPoints)
-	if t.Recent, err = s.trendPoints(ctx, ids[recentFrom:], 0); err != nil {
-		return nil, err
-	}
-	t.Trend = t.Recent
 	if len(ids) <= q.MaxPoints {
-		return t, nil
+		t.Trend = t.Recent
+		return t, s.trendPoints(ctx, ids, starts, trendSink{from: 0, out: t.Recent})
 	}
-	t.Bucket, t.Trend = "day", nil
+	t.Bucket, t.Trend = "day", map[string][]Point{}
 	size := int64(day)
 	if distinctBuckets(starts, size) > q.MaxPoints {
 		t.Bucket, size = "week", int64(week)
 	}
 	// The trend covers the last MaxPoints buckets: the runs from the first
-	// of them on.
+	// of them on. One pass over the runs fills both the trend and the
+	// recent runs (usually inside the trend's window).
 	last := bucketOf(starts[len(starts)-1], size)
 	from := sortSearch(starts, bucketStart(last-int64(q.MaxPoints)+1, size))
-	if t.Trend, err = s.trendPoints(ctx, ids[from:], size); err != nil {
-		return nil, err
+	return t, s.trendPoints(ctx, ids, starts, trendSink{from: from, size: size, out: t.Trend},
+		trendSink{from: recentFrom, out: t.Recent})
+}
+
+// trendSink collects points per cell of the runs from index from on: one
+// per run (size 0) or per bucket of size nanoseconds.
+type trendSink struct {
+	from int
+	size int64
+	out  map[string][]Point
+}
+
+// add adds one run's outcome in one cell: a point of its own, or summed
+// into the cell's last point when that is the same bucket.
+func (k trendSink) add(p Point, started int64) {
+	if k.size == 0 {
+		k.out[p.Cell] = append(k.out[p.Cell], p)
+		return
 	}
-	return t, nil
+	p.RunID, p.Started = "", fromNanos(bucketStart(bucketOf(started, k.size), k.size))
+	pts := k.out[p.Cell]
+	n := len(pts)
+	if n == 0 || !pts[n-1].Started.Equal(p.Started) {
+		k.out[p.Cell] = append(pts, p)
+		return
+	}
+	last := &pts[n-1]
+	last.Runs++
+	last.Counted += p.Counted
+	last.Passed += p.Passed
+	if p.Worst != "" && (last.Worst == "" || severityIndex(p.Worst) < severityIndex(last.Worst)) {
+		last.Worst = p.Worst
+	}
 }
 
 // bucketOrigin is Monday 1970-01-05 00:00 UTC: days start at midnight UTC
@@ -449,73 +476,67 @@ func sortSearch(starts []int64, t int64) int {
 	return i
 }
 
-// trendPoints aggregates the cell runs of the given runs per cell and run
-// (size 0) or per cell and bucket of size nanoseconds, in SQL: one row per
-// point, never one per stored cell run.
-func (s *Store) trendPoints(ctx context.Context, runIDs []string, size int64) (map[string][]Point, error) {
-	out := map[string][]Point{}
-	if len(runIDs) == 0 {
-		return out, nil
+// trendPoints reads the outcome per cell of the runs (sorted by start)
+// that some sink wants, and hands it to those sinks. SQL aggregates each
+// run's repeats per cell with one prepared statement that walks cell_runs
+// in its primary key order (run_id, cell): no sort, one row per run and
+// cell; the buckets are summed here.
+func (s *Store) trendPoints(ctx context.Context, runIDs []string, starts []int64, sinks ...trendSink) error {
+	first := len(runIDs)
+	for _, k := range sinks {
+		first = min(first, k.from)
 	}
-	key, runCol := "c.run_id", "c.run_id"
-	if size > 0 {
-		key = fmt.Sprintf("((r.started - %d) / %d)", bucketOrigin, size) // started > origin: no negative division
-		runCol = "''"
+	if first == len(runIDs) {
+		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	stmt, err := s.db.PrepareContext(ctx, `SELECT cell,
+		SUM(CASE WHEN verdict IN ('infra-error', 'unsupported') THEN 0 ELSE 1 END),
+		SUM(CASE WHEN verdict = 'pass' THEN 1 ELSE 0 END),
+		MIN(CASE WHEN verdict IN ('pass', 'infra-error', 'unsupported') THEN 999 ELSE `+severityCase()+` END)
+	FROM cell_runs WHERE run_id = ? GROUP BY cell`)
 	if err != nil {
-		return nil, fmt.Errorf("history: trends: %w", err)
+		return fmt.Errorf("history: trends: %w", err)
 	}
-	defer tx.Rollback()
-	// The selected runs go into a temporary table: a join on it lets
-	// SQLite walk cell_runs by its primary key (run_id first), whatever
-	// their number.
-	if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE IF NOT EXISTS trend_runs (run_id TEXT PRIMARY KEY)`); err != nil {
-		return nil, fmt.Errorf("history: trends: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM trend_runs`); err != nil {
-		return nil, fmt.Errorf("history: trends: %w", err)
-	}
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO trend_runs VALUES (?)`)
-	if err != nil {
-		return nil, fmt.Errorf("history: trends: %w", err)
-	}
-	defer ins.Close()
-	for _, id := range runIDs {
-		if _, err := ins.ExecContext(ctx, id); err != nil {
-			return nil, fmt.Errorf("history: trends: %w", err)
+	defer stmt.Close()
+	for i := first; i < len(runIDs); i++ {
+		var to []trendSink
+		for _, k := range sinks {
+			if i >= k.from {
+				to = append(to, k)
+			}
+		}
+		if err := runPoints(ctx, stmt, runIDs[i], starts[i], to); err != nil {
+			return fmt.Errorf("history: trends: run %s: %w", runIDs[i], err)
 		}
 	}
-	q := `SELECT c.cell, ` + runCol + `, MIN(r.started), COUNT(DISTINCT c.run_id),
-		SUM(CASE WHEN c.verdict IN ('infra-error', 'unsupported') THEN 0 ELSE 1 END),
-		SUM(CASE WHEN c.verdict = 'pass' THEN 1 ELSE 0 END),
-		MIN(CASE WHEN c.verdict IN ('pass', 'infra-error', 'unsupported') THEN 999 ELSE ` + severityCase() + ` END)
-	FROM trend_runs t JOIN cell_runs c ON c.run_id = t.run_id JOIN runs r ON r.run_id = c.run_id
-	GROUP BY c.cell, ` + key + `
-	ORDER BY c.cell, MIN(r.started)`
-	rows, err := tx.QueryContext(ctx, q)
+	return nil
+}
+
+// runPoints reads one run's outcome per cell into the sinks.
+func runPoints(ctx context.Context, stmt *sql.Stmt, id string, started int64, sinks []trendSink) error {
+	rows, err := stmt.QueryContext(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("history: trends: %w", err)
+		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var p Point
-		var started int64
+		p := Point{RunID: id, Started: fromNanos(started), Runs: 1}
 		var worst int
-		if err := rows.Scan(&p.Cell, &p.RunID, &started, &p.Runs, &p.Counted, &p.Passed, &worst); err != nil {
-			return nil, fmt.Errorf("history: trends: %w", err)
-		}
-		p.Started = fromNanos(started)
-		if size > 0 {
-			p.Started = fromNanos(bucketStart(bucketOf(started, size), size))
+		if err := rows.Scan(&p.Cell, &p.Counted, &p.Passed, &worst); err != nil {
+			return err
 		}
 		if worst >= 0 && worst < len(results.VerdictOrder) {
 			p.Worst = results.VerdictOrder[worst]
 		}
-		out[p.Cell] = append(out[p.Cell], p)
+		for _, k := range sinks {
+			k.add(p, started)
+		}
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
+
+// severityIndex is a verdict's place in results.VerdictOrder (0 = worst).
+func severityIndex(v results.Verdict) int { return slices.Index(results.VerdictOrder, v) }
 
 // Trend returns one cell's points on one provider since since, oldest first.
 func (s *Store) Trend(ctx context.Context, provider, cell string, since time.Time) ([]Point, error) {
