@@ -21,8 +21,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/matrixctl/matrixctl/api/results"
@@ -420,22 +422,25 @@ type trendSink struct {
 	out  map[string][]Point
 }
 
-// add adds one run's outcome in one cell: a point of its own, or summed
-// into the cell's last point when that is the same bucket.
+// add adds one run's outcome in one cell (a point with Runs 1).
 func (k trendSink) add(p Point, started int64) {
-	if k.size == 0 {
-		k.out[p.Cell] = append(k.out[p.Cell], p)
-		return
+	if k.size > 0 {
+		p.RunID, p.Started = "", fromNanos(bucketStart(bucketOf(started, k.size), k.size))
 	}
-	p.RunID, p.Started = "", fromNanos(bucketStart(bucketOf(started, k.size), k.size))
+	k.merge(p)
+}
+
+// merge appends p to its cell's points, or sums it into the cell's last
+// point when both are the same bucket.
+func (k trendSink) merge(p Point) {
 	pts := k.out[p.Cell]
 	n := len(pts)
-	if n == 0 || !pts[n-1].Started.Equal(p.Started) {
+	if k.size == 0 || n == 0 || !pts[n-1].Started.Equal(p.Started) {
 		k.out[p.Cell] = append(pts, p)
 		return
 	}
 	last := &pts[n-1]
-	last.Runs++
+	last.Runs += p.Runs
 	last.Counted += p.Counted
 	last.Passed += p.Passed
 	if p.Worst != "" && (last.Worst == "" || severityIndex(p.Worst) < severityIndex(last.Worst)) {
@@ -498,15 +503,44 @@ func (s *Store) trendPoints(ctx context.Context, runIDs []string, starts []int64
 		return fmt.Errorf("history: trends: %w", err)
 	}
 	defer stmt.Close()
-	for i := first; i < len(runIDs); i++ {
-		var to []trendSink
+	// Two readers (WAL lets them read at once) each take a contiguous half
+	// of the runs into sinks of their own; the halves are merged in order.
+	readers := min(2, runtime.GOMAXPROCS(0), len(runIDs)-first)
+	parts := make([][]trendSink, readers)
+	errs := make([]error, readers)
+	var wg sync.WaitGroup
+	for w := range readers {
+		lo := first + (len(runIDs)-first)*w/readers
+		hi := first + (len(runIDs)-first)*(w+1)/readers
 		for _, k := range sinks {
-			if i >= k.from {
-				to = append(to, k)
-			}
+			parts[w] = append(parts[w], trendSink{from: k.from, size: k.size, out: map[string][]Point{}})
 		}
-		if err := runPoints(ctx, stmt, runIDs[i], starts[i], to); err != nil {
-			return fmt.Errorf("history: trends: run %s: %w", runIDs[i], err)
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				var to []trendSink
+				for _, k := range parts[w] {
+					if i >= k.from {
+						to = append(to, k)
+					}
+				}
+				if err := runPoints(ctx, stmt, runIDs[i], starts[i], to); err != nil {
+					errs[w] = fmt.Errorf("history: trends: run %s: %w", runIDs[i], err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, part := range parts {
+		for j, k := range sinks {
+			for _, pts := range part[j].out {
+				for _, p := range pts {
+					k.merge(p)
+				}
+			}
 		}
 	}
 	return nil
