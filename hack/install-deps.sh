@@ -17,6 +17,8 @@ packages=(
 	chromium
 	# misc
 	ca-certificates iproute2 make git procps
+	# the CI fan-out tests: actionlint checks the workflows' scripts with it
+	shellcheck
 	# the vagrant provider: Vagrant with its libvirt plugin, libvirtd (its
 	# default network needs dnsmasq), ssh for the Docker API forward
 	vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients dnsmasq-base openssh-client

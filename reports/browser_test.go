@@ -194,6 +194,81 @@ func TestIntegrationHTMLInChromium(t *testing.T) {
 	if len(consoleText) > 64<<10 {
 		t.Errorf("console excerpt is %d bytes", len(consoleText))
 	}
+
+	// A cell shows its failed and latest runs in full; the others are a
+	// summary whose link opens their artifacts directory.
+	best := rep.anchorOf("k6.1-debian12-docker20.10.24-overlay2")
+	must(chromedp.Do(bctx,
+		chromedp.Navigate("file://"+page+"#"+best),
+		chromedp.WaitVisible(chromedp.CSS(`#`+best+` p.more a`)),
+	))
+	more, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(`#`+best+` p.more`)))
+	must(err)
+	if !strings.Contains(more, "1 more runs not shown in full: 1 pass (repeat 1)") {
+		t.Errorf("more-runs summary = %q", more)
+	}
+	href, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector("#`+best+` p.more a").href`))
+	must(err)
+	must(chromedp.Do(bctx, chromedp.Navigate(href), chromedp.WaitVisible(chromedp.CSS("body"))))
+	listing, err := chromedp.Run(bctx, chromedp.Evaluate[string](`location.href + " " + document.body.innerText`))
+	must(err)
+	if !strings.Contains(listing, "/runs/k6.1-debian12-docker20.10.24-overlay2/r1/") || !strings.Contains(listing, "console.log") {
+		t.Errorf("the more-runs link did not open the cell's artifacts directory: %.300s", listing)
+	}
+}
+
+// TestIntegrationBigReportInChromium opens a report over the page's budget
+// of runs shown in full: a heatmap box of a cell with no drill-down lands
+// on its ranking row, one of a failing cell opens its drill-down.
+func TestIntegrationBigReportInChromium(t *testing.T) {
+	testutil.Integration(t)
+	chromium := testutil.RequiresChromium(t)
+	dir := t.TempDir()
+	out, err := json.Marshal(manyRuns(1500, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ResultsFile), out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, page := writeReport(t, dir)
+	quiet := rep.Ranking[len(rep.Ranking)-2].Cell
+	qa, ba := rep.anchorOf(quiet), rep.anchorOf("bad")
+	bctx := browser(t, chromium)
+	err = chromedp.Do(bctx,
+		chromedp.EmulateViewport(1440, 900),
+		chromedp.Navigate("file://"+page),
+		chromedp.WaitVisible(chromedp.CSS("#summary")),
+		chromedp.Click(chromedp.CSS(`svg a[href="#`+qa+`"] rect`)),
+	)
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	target, err := chromedp.Run(bctx, chromedp.Evaluate[string](`(function(){var e=document.querySelector(":target");return e?e.tagName+" "+e.id:"none"})()`))
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	if target != "TR "+qa {
+		t.Errorf("heatmap box of %s lands on %q, want its ranking row", quiet, target)
+	}
+	err = chromedp.Do(bctx,
+		chromedp.Click(chromedp.CSS(`svg a[href="#`+ba+`"] rect`)),
+		chromedp.WaitVisible(chromedp.CSS(`#`+ba+` .run`)),
+	)
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	runs, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("#`+ba+` .run").length`))
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	total, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll(".run").length`))
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	if runs == 0 || total != maxDetailRuns {
+		t.Errorf("bad cell shows %d runs in full, the page %d; want some and the budget %d", runs, total, maxDetailRuns)
+	}
 }
 
 // TestIntegrationRealReportInChromium renders the real runner output in

@@ -58,7 +58,14 @@ type htmlView struct {
 	// never holds every run's view (and console excerpt) at once.
 	Cells   iter.Seq[cellView]
 	Anchors map[string]string // cell ID → drill-down anchor
-	Sigs    []sigView
+	// Drill says which cells have a drill-down: every not-run cell, and a
+	// ranked cell when the page shows some of its runs in full. A ranked
+	// cell without one carries its anchor on its ranking row, which is its
+	// aggregate.
+	Drill map[string]bool
+	Sigs  []sigView
+	// MaxProblemRuns and LatestRuns say which runs a drill-down shows in full.
+	MaxProblemRuns, LatestRuns, MaxDetailRuns int
 }
 
 type legendItem struct {
@@ -79,10 +86,11 @@ type axisLabel struct {
 }
 
 type rectView struct {
-	X, Y, W, H   int
-	TX, TY, SY   int
-	Fill, Text   string
-	Stroke       string
+	X, Y, W, H int
+	TX, TY, SY int
+	// Kind is the box's class (its colours come from heatmapCSS), or
+	// "none" for a combination not in the matrix.
+	Kind         string
 	Label, Sub   string
 	Href, Tip    string
 	Unsupported  bool
@@ -102,7 +110,23 @@ type cellView struct {
 	Cell   string
 	Score  *CellScore
 	NotRun *NotRun
-	Runs   []runView
+	// Runs are the runs shown in full (detailPlan); More summarises the rest.
+	Runs []runView
+	More *moreView
+}
+
+// moreView summarises the runs of a cell that are not shown in full: how
+// many, their repeats per verdict, and the directory holding their artifacts.
+type moreView struct {
+	Count    int
+	Verdicts []verdictRepeats
+	Href     string // "": the runs recorded no artifacts
+}
+
+type verdictRepeats struct {
+	Verdict results.Verdict
+	N       int
+	Repeats string // "1–5, 7, 9–12"
 }
 
 type runView struct {
@@ -201,6 +225,18 @@ func classStyle(c Class) (fill, text string) {
 	return "#ffffff", "#767676"
 }
 
+// heatmapCSS colours the heatmap boxes by class (g.k-<class>): once in the
+// style sheet rather than on each of thousands of boxes.
+func heatmapCSS() string {
+	var b strings.Builder
+	for _, l := range legend() {
+		fmt.Fprintf(&b, ".facets g.k-%s rect { fill: %s; stroke: %s; }\n.facets g.k-%s text { fill: %s; }\n",
+			l.Label, l.Fill, l.Fill, l.Label, l.Text)
+	}
+	b.WriteString(".facets g.k-none rect { fill: #ffffff; stroke: #bbbbbb; }\n.facets g.k-none text { fill: #767676; }\n")
+	return b.String()
+}
+
 func legend() []legendItem {
 	var out []legendItem
 	for _, c := range []Class{ClassStable, ClassWarned, ClassFlaky, ClassFailing, ClassBroken, ClassUnsupported, ClassInconclusive} {
@@ -242,7 +278,7 @@ func (r *Report) htmlView(opts HTMLOptions) (*htmlView, error) {
 	sum := sha256.Sum256(js)
 	v := &htmlView{
 		Title:  "matrixctl report " + CleanLine(r.Source.RunID),
-		CSS:    template.CSS(css),
+		CSS:    template.CSS(string(css) + heatmapCSS()),
 		Script: template.JS(js),
 		// Nothing but the page's own style and its one script may run, even if
 		// escaping failed somewhere: defence in depth for hostile console text.
@@ -251,6 +287,10 @@ func (r *Report) htmlView(opts HTMLOptions) (*htmlView, error) {
 		R:       r,
 		Legend:  legend(),
 		Anchors: map[string]string{},
+
+		MaxProblemRuns: maxProblemRuns,
+		LatestRuns:     latestRuns,
+		MaxDetailRuns:  maxDetailRuns,
 	}
 	ids := make([]string, 0, len(r.runs))
 	for _, c := range r.Ranking {
@@ -266,12 +306,22 @@ func (r *Report) htmlView(opts HTMLOptions) (*htmlView, error) {
 	for i := range r.NotRun {
 		notRun[r.NotRun[i].Cell] = &r.NotRun[i]
 	}
+	plan := r.detailPlan(ids)
+	v.Drill = map[string]bool{}
+	for _, id := range ids {
+		v.Drill[id] = len(plan[id]) > 0 || notRun[id] != nil
+	}
 	v.Cells = func(yield func(cellView) bool) {
 		for _, id := range ids {
-			cv := cellView{Anchor: v.Anchors[id], Cell: id, Score: r.cells[id], NotRun: notRun[id]}
-			for i := range r.runs[id] {
-				cv.Runs = append(cv.Runs, r.runView(&r.runs[id][i], opts))
+			if !v.Drill[id] {
+				continue
 			}
+			runs := r.runs[id]
+			cv := cellView{Anchor: v.Anchors[id], Cell: id, Score: r.cells[id], NotRun: notRun[id]}
+			for _, i := range plan[id] {
+				cv.Runs = append(cv.Runs, r.runView(&runs[i], opts))
+			}
+			cv.More = moreRuns(runs, splitRuns(len(runs), plan[id]), opts)
 			if !yield(cv) {
 				return
 			}
@@ -290,6 +340,152 @@ func (r *Report) htmlView(opts HTMLOptions) (*htmlView, error) {
 		v.Sigs = append(v.Sigs, sv)
 	}
 	return v, nil
+}
+
+// A cell's drill-down shows in full only the runs that matter; the rest are
+// counted per verdict and linked to their artifacts, so a report of
+// thousands of cells × dozens of repeats stays a page a browser opens
+// (BenchmarkReport100k: 5000 cells × 20 repeats).
+const (
+	// maxProblemRuns caps the failed runs (any verdict but pass and
+	// unsupported) shown in full per cell: the latest ones.
+	maxProblemRuns = 5
+	// latestRuns are shown in full per cell whatever their verdict.
+	latestRuns = 2
+	// maxDetailRuns caps the runs shown in full on the page. Failed runs
+	// get it first, worst cells first; then the latest runs, best cells
+	// first. A small report never reaches it.
+	maxDetailRuns = 600
+)
+
+// detailPlan picks the runs each drill-down shows in full (indexes into
+// r.runs[cell], in repeat order). ids are the cells in ranking order, the
+// not-run cells after them.
+func (r *Report) detailPlan(ids []string) map[string][]int {
+	plan := map[string][]int{}
+	budget := maxDetailRuns
+	take := func(id string, want func(i int, problems *int) bool) {
+		runs := r.runs[id]
+		problems := 0
+		for i := len(runs) - 1; i >= 0 && budget > 0; i-- {
+			if !slices.Contains(plan[id], i) && want(i, &problems) {
+				plan[id] = append(plan[id], i)
+				budget--
+			}
+		}
+	}
+	for _, id := range slices.Backward(ids) { // worst first
+		take(id, func(i int, problems *int) bool {
+			v := r.runs[id][i].Verdict
+			if v == results.Pass || v == results.Unsupported || *problems == maxProblemRuns {
+				return false
+			}
+			*problems++
+			return true
+		})
+	}
+	for _, id := range ids {
+		n := len(r.runs[id])
+		take(id, func(i int, _ *int) bool { return i >= n-latestRuns })
+	}
+	for _, shown := range plan {
+		slices.Sort(shown)
+	}
+	return plan
+}
+
+// splitRuns is the indexes of n runs not in shown (both in repeat order).
+func splitRuns(n int, shown []int) (rest []int) {
+	for i := range n {
+		if !slices.Contains(shown, i) {
+			rest = append(rest, i)
+		}
+	}
+	return rest
+}
+
+// moreRuns summarises the runs not shown in full (nil when there are none).
+func moreRuns(runs []results.Run, rest []int, opts HTMLOptions) *moreView {
+	if len(rest) == 0 {
+		return nil
+	}
+	m := &moreView{Count: len(rest)}
+	byVerdict := map[results.Verdict][]int{}
+	var dirs []string
+	for _, i := range rest {
+		run := &runs[i]
+		byVerdict[run.Verdict] = append(byVerdict[run.Verdict], run.Repeat)
+		if d := artifactDir(run); d != "" {
+			dirs = append(dirs, d)
+		}
+	}
+	for _, v := range results.VerdictOrder {
+		if reps := byVerdict[v]; len(reps) > 0 {
+			m.Verdicts = append(m.Verdicts, verdictRepeats{Verdict: v, N: len(reps), Repeats: repeatRanges(reps)})
+		}
+	}
+	if d := commonDir(dirs); d != "" {
+		m.Href = path.Join(opts.LinkBase, d) + "/"
+	}
+	return m
+}
+
+// artifactDir is the directory of a run's artifacts: the common directory
+// of its (safe) artifact paths, "" when it has none.
+func artifactDir(run *results.Run) string {
+	var dirs []string
+	for _, p := range run.Artifacts {
+		if CheckArtifactPath(p) == nil {
+			dirs = append(dirs, path.Dir(path.Clean(p)))
+		}
+	}
+	return commonDir(dirs)
+}
+
+// commonDir is the longest common directory of slash paths ("" for none,
+// or when they share nothing but the results directory itself).
+func commonDir(dirs []string) string {
+	if len(dirs) == 0 {
+		return ""
+	}
+	common := strings.Split(dirs[0], "/")
+	for _, d := range dirs[1:] {
+		parts := strings.Split(d, "/")
+		n := 0
+		for n < len(common) && n < len(parts) && common[n] == parts[n] {
+			n++
+		}
+		common = common[:n]
+	}
+	d := strings.Join(common, "/")
+	if d == "." {
+		return ""
+	}
+	return d
+}
+
+// repeatRanges writes repeat numbers as ranges: 1–5, 7, 9–12.
+func repeatRanges(reps []int) string {
+	reps = slices.Clone(reps)
+	slices.Sort(reps)
+	reps = slices.Compact(reps)
+	var b strings.Builder
+	for i := 0; i < len(reps); {
+		j := i
+		for j+1 < len(reps) && reps[j+1] == reps[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		if j > i {
+			fmt.Fprintf(&b, "%d–%d", reps[i], reps[j])
+		} else {
+			fmt.Fprintf(&b, "%d", reps[i])
+		}
+		i = j + 1
+	}
+	return b.String()
 }
 
 // anchorFor is a unique, markup-safe element ID for a cell.
@@ -503,12 +699,11 @@ func (r *Report) facets(anchors map[string]string) []facetView {
 				e, ok := placed[[2]int{i, j}]
 				rv := rectView{X: x + 2, Y: y + 2, W: hmCellW - 4, H: hmCellH - 4, TX: x + hmCellW/2, TY: y + 17, SY: y + 31}
 				if !ok {
-					rv.Fill, rv.Text, rv.Stroke, rv.Label, rv.Tip = "#ffffff", "#767676", "#bbbbbb", "not in matrix", "not in matrix"
+					rv.Kind, rv.Label, rv.Tip = "none", "not in matrix", "not in matrix"
 					f.Rects = append(f.Rects, rv)
 					continue
 				}
-				rv.Fill, rv.Text = classStyle(e.class)
-				rv.Stroke = rv.Fill
+				rv.Kind = string(e.class)
 				rv.Label, rv.Sub, rv.Tip = shorten(CleanLine(e.label), 22), e.sub, CleanLine(e.tip)
 				if n := count[[2]int{i, j}]; n > 1 {
 					rv.Sub = fmt.Sprintf("+%d more cells", n-1)

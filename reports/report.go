@@ -176,7 +176,14 @@ type TrendPoint struct {
 	Counted int             `json:"counted_runs"`
 	Passed  int             `json:"passed_runs"`
 	Worst   results.Verdict `json:"worst_verdict,omitempty"`
+	// Runs is set when the point aggregates a day or a week of runs
+	// (HistoryInfo.Bucket): how many; RunID is then empty and Started the
+	// bucket's start.
+	Runs int `json:"runs,omitempty"`
 }
+
+// maxTrend is the length of a cell's trend, this run included.
+const maxTrend = 20
 
 // Pass reports whether every counted run passed (false with none counted).
 func (p TrendPoint) Pass() bool { return p.Counted > 0 && p.Passed == p.Counted }
@@ -185,6 +192,9 @@ func (p TrendPoint) Pass() bool { return p.Counted > 0 && p.Passed == p.Counted 
 type HistoryInfo struct {
 	Since time.Time `json:"since,omitzero"`
 	Runs  int       `json:"past_runs"`
+	// Bucket is what one past trend point stands for: "run", or "day" or
+	// "week" when the history holds more runs than a trend has points.
+	Bucket string `json:"trend_bucket,omitempty"`
 }
 
 // Change is a regression (passed before, fails now) or a fix.
@@ -198,7 +208,7 @@ type Change struct {
 
 // History is what Build needs from a history store (history.Store has it).
 type History interface {
-	Points(ctx context.Context, since time.Time) ([]history.Point, error)
+	Trends(ctx context.Context, q history.TrendQuery) (*history.Trends, error)
 	Signatures(ctx context.Context, since time.Time) ([]history.SignatureSeen, error)
 }
 
@@ -583,36 +593,31 @@ func (r *Report) cellVerdicts(id string) map[results.Verdict]int {
 
 // applyHistory adds trends, regressions, fixes and first-seen dates.
 func (r *Report) applyHistory(ctx context.Context, h History, since time.Time) error {
-	points, err := h.Points(ctx, since)
+	// The trend of a cell stops before this run and never mixes providers:
+	// another provider boots another host than this cell's.
+	tr, err := h.Trends(ctx, history.TrendQuery{Provider: r.Source.Provider, Since: since, Before: r.Source.Started,
+		Exclude: r.Source.RunID, MaxPoints: maxTrend - 1})
 	if err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
-	past := map[string]bool{}
-	byCell := map[string][]TrendPoint{}
-	for _, p := range points {
-		if p.RunID == r.Source.RunID || !p.Started.Before(r.Source.Started) && !r.Source.Started.IsZero() {
-			continue // this run, or one newer than it
-		}
-		if p.Provider != r.Source.Provider {
-			continue // another provider boots another host: never this cell's trend
-		}
-		past[p.RunID] = true
-		byCell[p.Cell] = append(byCell[p.Cell], TrendPoint{RunID: p.RunID, Started: p.Started,
-			Counted: p.Counted, Passed: p.Passed, Worst: p.Worst})
-	}
-	r.History = &HistoryInfo{Since: since, Runs: len(past)}
+	r.History = &HistoryInfo{Since: since, Runs: tr.Runs, Bucket: tr.Bucket}
 	for _, c := range r.Ranking {
-		pts := byCell[c.Cell]
-		slices.SortStableFunc(pts, func(a, b TrendPoint) int {
-			return cmp.Or(a.Started.Compare(b.Started), cmp.Compare(a.RunID, b.RunID))
-		})
 		now := TrendPoint{RunID: r.Source.RunID, Started: r.Source.Started, Counted: c.Counted, Passed: c.Passed}
 		if c.Worst != results.Pass {
 			now.Worst = c.Worst
 		}
-		const maxTrend = 20
-		c.Trend = append(pts[max(0, len(pts)-maxTrend+1):], now)
-		var prev *TrendPoint
+		for _, p := range tr.Trend[c.Cell] {
+			tp := TrendPoint{RunID: p.RunID, Started: p.Started, Counted: p.Counted, Passed: p.Passed, Worst: p.Worst}
+			if tr.Bucket != "run" {
+				tp.Runs = p.Runs
+			}
+			c.Trend = append(c.Trend, tp)
+		}
+		c.Trend = append(c.Trend, now)
+		// Regressions and fixes compare with the previous conclusive run
+		// among the last ones (per run, whatever the trend's buckets).
+		pts := tr.Recent[c.Cell]
+		var prev *history.Point
 		for i := len(pts) - 1; i >= 0; i-- {
 			if pts[i].Counted > 0 {
 				prev = &pts[i]
@@ -622,12 +627,13 @@ func (r *Report) applyHistory(ctx context.Context, h History, since time.Time) e
 		if prev == nil {
 			continue
 		}
+		before := TrendPoint{Counted: prev.Counted, Passed: prev.Passed}
 		ch := Change{Cell: c.Cell, Worst: c.Worst, BeforeRun: prev.RunID, Before: prev.Started}
 		switch {
-		case prev.Pass() && !now.Pass():
+		case before.Pass() && !now.Pass():
 			c.Change, ch.Kind = "regression", "regression"
 			r.Regressions = append(r.Regressions, ch)
-		case !prev.Pass() && now.Pass():
+		case !before.Pass() && now.Pass():
 			c.Change, ch.Kind = "fix", "fix"
 			r.Fixes = append(r.Fixes, ch)
 		}

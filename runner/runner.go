@@ -456,7 +456,7 @@ func newPool(o Options) *pool {
 	}
 	mem := o.HostMemoryMB
 	if mem == 0 {
-		mem = hostMemAvailableMB() * 8 / 10
+		mem = HostMemoryMB()
 	}
 	return &pool{maxCount: o.Parallel, cpus: cpus, mem: mem, released: make(chan struct{}, 1)}
 }
@@ -511,6 +511,10 @@ func (p *pool) release(c cost) {
 }
 
 // hostMemAvailableMB reads MemAvailable from /proc/meminfo (4096 if unknown).
+// HostMemoryMB is the memory cells may use at once when Options.HostMemoryMB
+// is 0: 80 % of what the host has available now.
+func HostMemoryMB() int { return hostMemAvailableMB() * 8 / 10 }
+
 func hostMemAvailableMB() int {
 	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {

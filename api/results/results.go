@@ -175,6 +175,10 @@ type Host struct {
 	ContainerdVersion string   `json:"containerd_version,omitempty"`
 	// KernelCmdline is the guest's /proc/cmdline.
 	KernelCmdline string `json:"kernel_cmdline,omitempty"`
+	// Accel is how QEMU ran the guest: "kvm", or "tcg" (an emulated CPU:
+	// the same kernel and userland, slower, so timings are not comparable
+	// with KVM runs).
+	Accel string `json:"accel,omitempty"`
 	// HarnessChanges lists how the harness made this guest differ from a
 	// standard install of its distro plus docker.io.
 	HarnessChanges []HarnessChange `json:"harness_changes,omitempty"`

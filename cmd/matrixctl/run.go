@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,7 +32,8 @@ type runFlags struct {
 	sel       cellSelection
 	provider  string
 	repeat    int
-	parallel  int
+	parallel  string
+	firstLook bool
 	timeout   time.Duration
 	soak      time.Duration
 	resume    string
@@ -95,11 +97,12 @@ Exit codes: 0 every runnable cell passed, 1 some cell failed, 2 usage or spec er
 	fl := cmd.Flags()
 	fl.StringVar(&f.provider, "provider", "qemu", "where cells run: qemu (a VM per cell), vagrant (a Vagrant + libvirt box per cell) or local (this host's dockerd)")
 	fl.IntVar(&f.repeat, "repeat", 0, "runs per cell (default: the spec's repeats)")
-	fl.IntVar(&f.parallel, "parallel", 0, "cells at once (default: as many as the host's cores and memory fit, given each cell's CPUs and memory)")
+	fl.StringVar(&f.parallel, "parallel", "auto", "cells at once: a number, or auto: as many as fit the host's memory and its cores, given each cell's CPUs and memory (one vCPU per core under TCG, two under KVM)")
+	fl.BoolVar(&f.firstLook, "first-look", false, "a quick first run: only the fewest runnable cells that touch every kernel line, distro and driver, once each, 1 vCPU and 1 GiB each, soak 10s unless --soak is given")
 	fl.DurationVar(&f.timeout, "timeout", 0, "per-run timeout; a run that exceeds it is a hang (default: the spec's timeout)")
 	fl.DurationVar(&f.soak, "soak", 0, "how long each probe's workload runs (default: the spec's soak)")
 	fl.StringVar(&f.resume, "resume", "", "continue the run in this results directory")
-	fl.StringVar(&f.accel, "accel", "auto", "QEMU accelerator: auto (KVM, falling back to TCG when a KVM guest makes no progress), kvm or tcg")
+	fl.StringVar(&f.accel, "accel", "auto", "QEMU accelerator: auto (KVM, falling back to TCG when a KVM guest makes no progress; decided once per host and remembered in the cache), recheck (auto, but try KVM again and remember the new outcome), kvm or tcg")
 	fl.BoolVar(&f.retain, "retain", false, "keep the scratch disks of runs that did not pass (runs/<cell>/r<n>/scratch.img)")
 	fl.IntVar(&f.retries, "retries", runner.DefaultRetries, "retries of a run that ended in infra-error")
 	fl.StringSliceVar(&f.probes, "probes", nil, "with --provider local: probes to run (default io,net,churn)")
@@ -110,13 +113,21 @@ Exit codes: 0 every runnable cell passed, 1 some cell failed, 2 usage or spec er
 	fl.StringVar(&f.history, "history", "", "history database to append results to (default <cache>/history.db; none to disable)")
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (bars on a terminal, lines otherwise), bars, lines or none")
 	_ = cmd.RegisterFlagCompletionFunc("provider", cobra.FixedCompletions([]string{"qemu", "vagrant", "local"}, cobra.ShellCompDirectiveNoFileComp))
-	_ = cmd.RegisterFlagCompletionFunc("accel", cobra.FixedCompletions([]string{"auto", "kvm", "tcg"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("accel", cobra.FixedCompletions([]string{"auto", "recheck", "kvm", "tcg"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
 func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Command, f *runFlags) error {
-	if f.repeat < 0 || f.parallel < 0 || f.timeout < 0 || f.soak < 0 || f.retries < 0 {
-		return usageErrorf("--repeat, --parallel, --timeout, --soak and --retries must not be negative")
+	parallel := 0
+	if f.parallel != "auto" {
+		n, err := strconv.Atoi(f.parallel)
+		if err != nil || n < 1 {
+			return usageErrorf("--parallel %q: want auto or a number of cells, at least 1", f.parallel)
+		}
+		parallel = n
+	}
+	if f.repeat < 0 || f.timeout < 0 || f.soak < 0 || f.retries < 0 {
+		return usageErrorf("--repeat, --timeout, --soak and --retries must not be negative")
 	}
 	if f.intensity < 0 || f.intensity > 10 {
 		return usageErrorf("--intensity %d: want 1-10", f.intensity)
@@ -133,9 +144,9 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 	}
 	accel := qemu.Accel(f.accel)
 	switch accel {
-	case qemu.AccelAuto, qemu.AccelKVM, qemu.AccelTCG:
+	case qemu.AccelAuto, qemu.AccelRecheck, qemu.AccelKVM, qemu.AccelTCG:
 	default:
-		return usageErrorf("--accel %q: want auto, kvm or tcg", f.accel)
+		return usageErrorf("--accel %q: want auto, recheck, kvm or tcg", f.accel)
 	}
 	out := g.Out
 	if f.resume != "" {
@@ -154,9 +165,8 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 	}
 
 	opts := runner.Options{
-		Out: out, Repeat: f.repeat, Parallel: f.parallel, Timeout: f.timeout, Soak: f.soak,
-		ProbesSequential: f.probesSequential,
-		Retain:           f.retain, Retries: f.retries, FaultSeed: f.faultSeed, Budget: budget,
+		Out: out, Repeat: f.repeat, Parallel: parallel, Timeout: f.timeout, Soak: f.soak, ProbesSequential: f.probesSequential,
+		Retain: f.retain, Retries: f.retries, FaultSeed: f.faultSeed, Budget: budget,
 		Prober:  runner.ProbesProber{Intensity: f.intensity, Workdir: filepath.Join(g.Cache, "probes")},
 		Console: runner.ConsoleAnalyzer(), Checker: runner.FSChecker(),
 	}
@@ -200,12 +210,21 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 		opts.Calibrate = true
 		if f.provider == "qemu" {
 			opts.Provider = &qemu.Provider{Cache: cache, CacheDir: g.Cache, Accel: accel}
+			if parallel == 0 {
+				var why string
+				opts.HostCPUs, why = qemu.VCPUCapacity(g.Cache, accel, runtime.NumCPU())
+				fmt.Fprintf(streams.ErrOut, "matrixctl: --parallel auto: room for %d vCPUs (%d cores, %s) within %d MiB of available memory\n",
+					opts.HostCPUs, runtime.NumCPU(), why, runner.HostMemoryMB())
+			}
 		} else if opts.Provider, err = vagrantProvider(ctx, cache, streams, f.resume); err != nil {
 			return err
 		}
 		if f.resume == "" {
 			if cells, err = f.sel.load(g.File); err != nil {
 				return err
+			}
+			if f.firstLook {
+				cells = matrix.FirstLook(cells)
 			}
 			if b, err := os.ReadFile(g.File); err == nil {
 				sum := sha256.Sum256(b)

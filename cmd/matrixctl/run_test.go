@@ -25,6 +25,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"run", "--provider", "vagrantx"}, "--provider"},
 		{[]string{"run", "--accel", "hvf"}, "--accel"},
 		{[]string{"run", "--repeat", "-1"}, "negative"},
+		{[]string{"run", "--parallel", "0"}, `--parallel "0"`},
+		{[]string{"run", "--parallel", "many"}, `--parallel "many"`},
 		{[]string{"run", "--provider", "local", "--probes", "disk"}, "--probes disk"},
 		{[]string{"run", "--progress", "fancy", "--provider", "local"}, "--progress"},
 		{[]string{"run", "-f", "/nonexistent/matrix.yaml"}, "matrix.yaml"},

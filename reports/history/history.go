@@ -17,10 +17,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/matrixctl/matrixctl/api/results"
@@ -73,6 +77,8 @@ CREATE TABLE IF NOT EXISTS findings (
 	started  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS findings_sig ON findings(category, title);
+CREATE INDEX IF NOT EXISTS findings_run ON findings(run_id);
+CREATE INDEX IF NOT EXISTS runs_provider_started ON runs(provider, started);
 `
 
 // Store is an open history database.
@@ -277,6 +283,9 @@ type Point struct {
 	Counted  int
 	Passed   int
 	Worst    results.Verdict
+	// Runs is the number of stored runs the point aggregates (Trends: a
+	// day or a week of them); Points always gives one run per point.
+	Runs int
 }
 
 // severityCase ranks verdicts in SQL by results.VerdictOrder (0 = worst).
@@ -312,7 +321,7 @@ func (s *Store) Points(ctx context.Context, since time.Time) ([]Point, error) {
 		if err := rows.Scan(&p.RunID, &started, &p.Provider, &p.Cell, &p.Counted, &p.Passed, &worst); err != nil {
 			return nil, fmt.Errorf("history: points: %w", err)
 		}
-		p.Started = fromNanos(started)
+		p.Started, p.Runs = fromNanos(started), 1
 		if worst >= 0 && worst < len(results.VerdictOrder) {
 			p.Worst = results.VerdictOrder[worst]
 		}
@@ -320,6 +329,248 @@ func (s *Store) Points(ctx context.Context, since time.Time) ([]Point, error) {
 	}
 	return out, rows.Err()
 }
+
+// TrendQuery selects the past a report compares one run against.
+type TrendQuery struct {
+	Provider string    // only runs of this provider (a trend never mixes hosts)
+	Since    time.Time // only runs started at or after (zero: all)
+	Before   time.Time // only runs started before (zero: no bound)
+	Exclude  string    // a run ID left out (the run being reported)
+	// MaxPoints is the length of a trend (default 20). A history with more
+	// runs than that is aggregated per day, and per week when it has more
+	// days than that; the trend then covers the last MaxPoints days or weeks.
+	MaxPoints int
+}
+
+// Trends is the past of every cell, read with a few aggregate queries
+// however long the history is.
+type Trends struct {
+	// Runs is the number of past runs the query selected.
+	Runs int
+	// Bucket is what one trend point stands for: "run", "day" or "week".
+	Bucket string
+	// Recent is each cell's outcome in the last MaxPoints runs, per run,
+	// oldest first: what regressions and fixes compare against.
+	Recent map[string][]Point
+	// Trend is each cell's trend, oldest first: Recent when the history
+	// has at most MaxPoints runs, else one point per day or week (Point.Runs
+	// runs aggregated, RunID empty, Started the bucket's start).
+	Trend map[string][]Point
+}
+
+// Bucket lengths of aggregated trends.
+const (
+	day  = 24 * time.Hour
+	week = 7 * day
+)
+
+// Trends reads the cells' past for a report (see TrendQuery).
+func (s *Store) Trends(ctx context.Context, q TrendQuery) (*Trends, error) {
+	if q.MaxPoints <= 0 {
+		q.MaxPoints = 20
+	}
+	before := int64(math.MaxInt64)
+	if !q.Before.IsZero() {
+		before = nanos(q.Before)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT run_id, started FROM runs
+		WHERE provider = ? AND started >= ? AND started < ? AND run_id != ? ORDER BY started, run_id`,
+		q.Provider, nanos(q.Since), before, q.Exclude)
+	if err != nil {
+		return nil, fmt.Errorf("history: trends: %w", err)
+	}
+	var ids []string
+	var starts []int64
+	for rows.Next() {
+		var id string
+		var st int64
+		if err := rows.Scan(&id, &st); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("history: trends: %w", err)
+		}
+		ids, starts = append(ids, id), append(starts, st)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("history: trends: %w", err)
+	}
+	t := &Trends{Runs: len(ids), Bucket: "run", Recent: map[string][]Point{}}
+	recentFrom := max(0, len(ids)-q.MaxPoints)
+	if len(ids) <= q.MaxPoints {
+		t.Trend = t.Recent
+		return t, s.trendPoints(ctx, ids, starts, trendSink{from: 0, out: t.Recent})
+	}
+	t.Bucket, t.Trend = "day", map[string][]Point{}
+	size := int64(day)
+	if distinctBuckets(starts, size) > q.MaxPoints {
+		t.Bucket, size = "week", int64(week)
+	}
+	// The trend covers the last MaxPoints buckets: the runs from the first
+	// of them on. One pass over the runs fills both the trend and the
+	// recent runs (usually inside the trend's window).
+	last := bucketOf(starts[len(starts)-1], size)
+	from := sortSearch(starts, bucketStart(last-int64(q.MaxPoints)+1, size))
+	return t, s.trendPoints(ctx, ids, starts, trendSink{from: from, size: size, out: t.Trend},
+		trendSink{from: recentFrom, out: t.Recent})
+}
+
+// trendSink collects points per cell of the runs from index from on: one
+// per run (size 0) or per bucket of size nanoseconds.
+type trendSink struct {
+	from int
+	size int64
+	out  map[string][]Point
+}
+
+// add adds one run's outcome in one cell (a point with Runs 1).
+func (k trendSink) add(p Point, started int64) {
+	if k.size > 0 {
+		p.RunID, p.Started = "", fromNanos(bucketStart(bucketOf(started, k.size), k.size))
+	}
+	k.merge(p)
+}
+
+// merge appends p to its cell's points, or sums it into the cell's last
+// point when both are the same bucket.
+func (k trendSink) merge(p Point) {
+	pts := k.out[p.Cell]
+	n := len(pts)
+	if k.size == 0 || n == 0 || !pts[n-1].Started.Equal(p.Started) {
+		k.out[p.Cell] = append(pts, p)
+		return
+	}
+	last := &pts[n-1]
+	last.Runs += p.Runs
+	last.Counted += p.Counted
+	last.Passed += p.Passed
+	if p.Worst != "" && (last.Worst == "" || severityIndex(p.Worst) < severityIndex(last.Worst)) {
+		last.Worst = p.Worst
+	}
+}
+
+// bucketOrigin is Monday 1970-01-05 00:00 UTC: days start at midnight UTC
+// and weeks on Mondays.
+const bucketOrigin = int64(4 * day)
+
+// bucketOf numbers the bucket of size nanoseconds a start falls in.
+func bucketOf(started, size int64) int64 {
+	off := started - bucketOrigin
+	b := off / size
+	if off < 0 && off%size != 0 {
+		b--
+	}
+	return b
+}
+
+// bucketStart is the start of bucket b.
+func bucketStart(b, size int64) int64 { return b*size + bucketOrigin }
+
+func distinctBuckets(starts []int64, size int64) int {
+	n, prev := 0, int64(math.MinInt64)
+	for _, st := range starts { // sorted
+		if b := bucketOf(st, size); b != prev {
+			n, prev = n+1, b
+		}
+	}
+	return n
+}
+
+// sortSearch is the index of the first start at or after t (starts sorted).
+func sortSearch(starts []int64, t int64) int {
+	i, _ := slices.BinarySearch(starts, t)
+	return i
+}
+
+// trendPoints reads the outcome per cell of the runs (sorted by start)
+// that some sink wants, and hands it to those sinks. SQL aggregates each
+// run's repeats per cell with one prepared statement that walks cell_runs
+// in its primary key order (run_id, cell): no sort, one row per run and
+// cell; the buckets are summed here.
+func (s *Store) trendPoints(ctx context.Context, runIDs []string, starts []int64, sinks ...trendSink) error {
+	first := len(runIDs)
+	for _, k := range sinks {
+		first = min(first, k.from)
+	}
+	if first == len(runIDs) {
+		return nil
+	}
+	stmt, err := s.db.PrepareContext(ctx, `SELECT cell,
+		SUM(CASE WHEN verdict IN ('infra-error', 'unsupported') THEN 0 ELSE 1 END),
+		SUM(CASE WHEN verdict = 'pass' THEN 1 ELSE 0 END),
+		MIN(CASE WHEN verdict IN ('pass', 'infra-error', 'unsupported') THEN 999 ELSE `+severityCase()+` END)
+	FROM cell_runs WHERE run_id = ? GROUP BY cell`)
+	if err != nil {
+		return fmt.Errorf("history: trends: %w", err)
+	}
+	defer stmt.Close()
+	// Two readers (WAL lets them read at once) each take a contiguous half
+	// of the runs into sinks of their own; the halves are merged in order.
+	readers := min(2, runtime.GOMAXPROCS(0), len(runIDs)-first)
+	parts := make([][]trendSink, readers)
+	errs := make([]error, readers)
+	var wg sync.WaitGroup
+	for w := range readers {
+		lo := first + (len(runIDs)-first)*w/readers
+		hi := first + (len(runIDs)-first)*(w+1)/readers
+		for _, k := range sinks {
+			parts[w] = append(parts[w], trendSink{from: k.from, size: k.size, out: map[string][]Point{}})
+		}
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				var to []trendSink
+				for _, k := range parts[w] {
+					if i >= k.from {
+						to = append(to, k)
+					}
+				}
+				if err := runPoints(ctx, stmt, runIDs[i], starts[i], to); err != nil {
+					errs[w] = fmt.Errorf("history: trends: run %s: %w", runIDs[i], err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, part := range parts {
+		for j, k := range sinks {
+			for _, pts := range part[j].out {
+				for _, p := range pts {
+					k.merge(p)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// runPoints reads one run's outcome per cell into the sinks.
+func runPoints(ctx context.Context, stmt *sql.Stmt, id string, started int64, sinks []trendSink) error {
+	rows, err := stmt.QueryContext(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		p := Point{RunID: id, Started: fromNanos(started), Runs: 1}
+		var worst int
+		if err := rows.Scan(&p.Cell, &p.Counted, &p.Passed, &worst); err != nil {
+			return err
+		}
+		if worst >= 0 && worst < len(results.VerdictOrder) {
+			p.Worst = results.VerdictOrder[worst]
+		}
+		for _, k := range sinks {
+			k.add(p, started)
+		}
+	}
+	return rows.Err()
+}
+
+// severityIndex is a verdict's place in results.VerdictOrder (0 = worst).
+func severityIndex(v results.Verdict) int { return slices.Index(results.VerdictOrder, v) }
 
 // Trend returns one cell's points on one provider since since, oldest first.
 func (s *Store) Trend(ctx context.Context, provider, cell string, since time.Time) ([]Point, error) {
@@ -447,4 +698,68 @@ func (s *Store) CellRuns(ctx context.Context, since time.Time) ([]StoredRun, err
 		out[i].Run.Findings = append(out[i].Run.Findings, fd)
 	}
 	return out, frows.Err()
+}
+
+// Pruned is what Prune removed.
+type Pruned struct {
+	Runs, CellRuns, Findings int64
+	// Before and After are the database file's size around the VACUUM.
+	Before, After int64
+}
+
+// Prune deletes the runs started before cutoff, with their cell runs and
+// findings, then VACUUMs so the file shrinks: the retention that keeps a
+// nightly history bounded (matrixctl history prune --older-than).
+func (s *Store) Prune(ctx context.Context, cutoff time.Time) (Pruned, error) {
+	var p Pruned
+	var err error
+	if p.Before, err = s.size(ctx); err != nil {
+		return p, fmt.Errorf("history: prune: %w", err)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return p, fmt.Errorf("history: prune: %w", err)
+	}
+	defer tx.Rollback()
+	old := `SELECT run_id FROM runs WHERE started < ?`
+	for _, d := range []struct {
+		n     *int64
+		query string
+	}{
+		{&p.Findings, `DELETE FROM findings WHERE run_id IN (` + old + `)`},
+		{&p.CellRuns, `DELETE FROM cell_runs WHERE run_id IN (` + old + `)`},
+		{&p.Runs, `DELETE FROM runs WHERE started < ?`},
+	} {
+		res, err := tx.ExecContext(ctx, d.query, nanos(cutoff))
+		if err != nil {
+			return p, fmt.Errorf("history: prune: %w", err)
+		}
+		*d.n, _ = res.RowsAffected()
+	}
+	if err := tx.Commit(); err != nil {
+		return p, fmt.Errorf("history: prune: %w", err)
+	}
+	// VACUUM rewrites the file without the freed pages; the checkpoint
+	// folds the write-ahead log back so the -wal file shrinks too.
+	for _, q := range []string{`VACUUM`, `PRAGMA wal_checkpoint(TRUNCATE)`} {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			return p, fmt.Errorf("history: prune: %s: %w", q, err)
+		}
+	}
+	if p.After, err = s.size(ctx); err != nil {
+		return p, fmt.Errorf("history: prune: %w", err)
+	}
+	return p, nil
+}
+
+// size is the database's size in bytes (pages × page size).
+func (s *Store) size(ctx context.Context) (int64, error) {
+	var pages, pageSize int64
+	if err := s.db.QueryRowContext(ctx, `PRAGMA page_count`).Scan(&pages); err != nil {
+		return 0, err
+	}
+	if err := s.db.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&pageSize); err != nil {
+		return 0, err
+	}
+	return pages * pageSize, nil
 }

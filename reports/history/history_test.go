@@ -2,6 +2,8 @@ package history
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -256,5 +258,137 @@ func TestCellRuns(t *testing.T) {
 	recent, err := s.CellRuns(ctx, t0.Add(time.Hour))
 	if err != nil || len(recent) != 1 {
 		t.Errorf("since: %d runs, %v", len(recent), err)
+	}
+}
+
+// TestTrendsAggregateLongHistories: up to MaxPoints runs a trend has a
+// point per run; a longer one is aggregated per day, then per week, in SQL,
+// and the recent runs stay per run for regressions.
+func TestTrendsAggregateLongHistories(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2026, 6, 1, 1, 0, 0, 0, time.UTC) // a Monday
+	// Two runs a day for 60 days; day 59's second run crashed.
+	for d := range 60 {
+		for k := range 2 {
+			v := results.Pass
+			if d == 59 && k == 1 {
+				v = results.KernelCrash
+			}
+			st := t0.Add(time.Duration(d)*24*time.Hour + time.Duration(k)*6*time.Hour)
+			if _, err := s.Append(ctx, file(fmt.Sprintf("d%02d-%d", d, k), st, v, results.Pass)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	other := file("vagrant-1", t0, results.ProbeFailure)
+	other.Provider = "vagrant"
+	if _, err := s.Append(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name      string
+		q         TrendQuery
+		runs      int
+		bucket    string
+		points    int
+		lastRuns  int
+		lastCount int
+	}{
+		{"per run", TrendQuery{Provider: "qemu", Since: t0.Add(55 * 24 * time.Hour), MaxPoints: 10}, 10, "run", 10, 1, 2},
+		{"per day", TrendQuery{Provider: "qemu", Since: t0.Add(50 * 24 * time.Hour), MaxPoints: 10}, 20, "day", 10, 2, 4},
+		{"per week", TrendQuery{Provider: "qemu", MaxPoints: 5}, 120, "week", 5, 8, 16}, // the last week: days 56–59
+		{"before", TrendQuery{Provider: "qemu", Before: t0.Add(2 * 24 * time.Hour), MaxPoints: 10}, 4, "run", 4, 1, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, err := s.Trends(ctx, tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pts := tr.Trend["c1"]
+			if tr.Runs != tt.runs || tr.Bucket != tt.bucket || len(pts) != tt.points {
+				t.Fatalf("runs %d, bucket %q, %d points; want %d, %q, %d: %+v", tr.Runs, tr.Bucket, len(pts),
+					tt.runs, tt.bucket, tt.points, pts)
+			}
+			last := pts[len(pts)-1]
+			if last.Runs != tt.lastRuns || last.Counted != tt.lastCount {
+				t.Errorf("last point = %+v, want %d runs, %d counted", last, tt.lastRuns, tt.lastCount)
+			}
+			if tt.q.Before.IsZero() && (last.Worst != results.KernelCrash || last.Passed != last.Counted-1) {
+				t.Errorf("last point = %+v, want the crash of day 59", last)
+			}
+			recent := tr.Recent["c1"]
+			if n := min(tt.runs, tt.q.MaxPoints); len(recent) != n || recent[len(recent)-1].Runs != 1 || recent[len(recent)-1].RunID == "" {
+				t.Errorf("recent = %+v, want the last %d runs, one point each", recent, n)
+			}
+		})
+	}
+}
+
+// TestPruneDeletesOldRunsAndShrinksTheFile runs against a real SQLite file:
+// runs before the cutoff go with their cell runs and findings, the rest
+// stay, and VACUUM gives the space back to the file system.
+func TestPruneDeletesOldRunsAndShrinksTheFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), FileName)
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 1, 1, 0, 0, 0, time.UTC)
+	verdicts := make([]results.Verdict, 200)
+	for i := range verdicts {
+		verdicts[i] = results.Pass
+	}
+	verdicts[7] = results.KernelCrash
+	for d := range 30 {
+		if _, err := s.Append(ctx, file(fmt.Sprintf("n%02d", d), t0.Add(time.Duration(d)*24*time.Hour), verdicts...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cutoff := t0.Add(20 * 24 * time.Hour)
+	p, err := s.Prune(ctx, cutoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Runs != 20 || p.CellRuns != 20*200 || p.Findings != 20 {
+		t.Errorf("pruned %+v, want 20 runs, 4000 cell runs, 20 findings", p)
+	}
+	if p.After >= p.Before/2 {
+		t.Errorf("database %d bytes before, %d after: VACUUM did not give the space back", p.Before, p.After)
+	}
+	runs, err := s.Runs(ctx)
+	if err != nil || len(runs) != 10 || runs[0] != "n20" {
+		t.Errorf("runs after pruning = %v, %v; want n20…n29", runs, err)
+	}
+	sigs, err := s.Signatures(ctx, time.Time{})
+	if err != nil || len(sigs) != 1 || !sigs[0].FirstSeen.Equal(cutoff) {
+		t.Errorf("signatures after pruning = %+v, %v; want first seen at the cutoff", sigs, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > p.After {
+		t.Errorf("file is %d bytes after close, the database %d", st.Size(), p.After)
+	}
+	if wal, err := os.Stat(path + "-wal"); err == nil && wal.Size() > 0 {
+		t.Errorf("write-ahead log left at %d bytes", wal.Size())
+	}
+	// Nothing older left to prune: a no-op.
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if p, err := s.Prune(ctx, cutoff); err != nil || p.Runs != 0 {
+		t.Errorf("second prune = %+v, %v; want nothing removed", p, err)
 	}
 }

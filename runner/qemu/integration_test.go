@@ -208,17 +208,41 @@ func TestIntegrationBootDocker(t *testing.T) {
 	}
 }
 
-// TestIntegrationPanicAccelAuto boots with --accel auto (which on the
-// development machines ends on TCG after the KVM guest makes no progress),
-// makes the guest panic through /proc/sysrq-trigger and checks the console.
+// TestIntegrationPanicAccelAuto boots with --accel auto in a cache of its own
+// (which on the development machines ends on TCG after the KVM guest makes no
+// progress), checks that the outcome is remembered for the host with its
+// evidence and that a second VM follows it without trying KVM again, then
+// makes that guest panic through /proc/sysrq-trigger and checks the console.
 func TestIntegrationPanicAccelAuto(t *testing.T) {
 	f := integration(t, "6.1")
-	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cfg := f.config(t, dir)
-	cfg.Accel, cfg.MemoryMB, cfg.KVMHelloTimeout = AccelAuto, 1024, 20*time.Second
+	hostCache := t.TempDir()
+	first := t.TempDir()
+	cfg := f.config(t, first)
+	cfg.Accel, cfg.MemoryMB, cfg.KVMHelloTimeout, cfg.CacheDir = AccelAuto, 1024, 20*time.Second, hostCache
 	vm, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := vm.WaitHello(ctx)
+	vm.Close()
+	assertReleased(t, vm, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accel, fellBack, why := vm.Accel()
+	t.Logf("first VM: accel auto ended on %s (fell back: %v %s); agent hello %s after launch", accel, fellBack, why, d)
+	dec := ReadAccelDecision(hostCache)
+	if dec == nil || dec.Accel != accel || dec.Evidence == "" {
+		t.Fatalf("host decision after the first VM: %+v, want %s with its evidence", dec, accel)
+	}
+	t.Logf("remembered: %s (attempt console %q)", dec, dec.AttemptConsole)
+
+	dir := t.TempDir()
+	cfg = f.config(t, dir)
+	cfg.Accel, cfg.MemoryMB, cfg.KVMHelloTimeout, cfg.CacheDir = AccelAuto, 1024, 20*time.Second, hostCache
+	vm, err = Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,12 +250,21 @@ func TestIntegrationPanicAccelAuto(t *testing.T) {
 		vm.Close()
 		assertReleased(t, vm, dir)
 	}()
-	d, err := vm.WaitHello(ctx)
+	d, err = vm.WaitHello(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	accel, fellBack, why := vm.Accel()
-	t.Logf("accel auto ended on %s (fell back: %v %s); agent hello %s after launch", accel, fellBack, why, d)
+	accel2, _, why2 := vm.Accel()
+	t.Logf("second VM: %s (%s); agent hello %s after launch", accel2, why2, d)
+	if dec.Accel == AccelTCG {
+		if _, err := os.Stat(filepath.Join(dir, "console-kvm-attempt.log")); err == nil {
+			t.Error("the second VM tried KVM again although the host decided tcg")
+		}
+		agentLog, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
+		if accel2 != AccelTCG || !bytes.Contains(agentLog, []byte("as decided for this host")) {
+			t.Errorf("second VM on %s; agent.log does not cite the host decision:\n%s", accel2, agentLog)
+		}
+	}
 	if err := vm.Command(ctx, agentproto.Command{Op: agentproto.OpSysrq, Arg: "c"}); err != nil {
 		t.Fatal(err)
 	}

@@ -209,7 +209,7 @@ func harnessChanges(c Config) []results.HarnessChange {
 
 // hostEvidence fills h from the guest's report and docker info.
 func hostEvidence(ctx context.Context, r Ready, h *results.Host) error {
-	h.Init, h.KernelCmdline = r.Init, r.Cmdline
+	h.Init, h.KernelCmdline, h.Accel = r.Init, r.Cmdline, string(r.Accel)
 	cli, err := client.NewClientWithOpts(client.WithHost(r.DockerHost), client.WithAPIVersionNegotiation())
 	if err != nil {
 		return err

@@ -32,6 +32,7 @@ package qemu
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -151,9 +152,9 @@ func (c *Config) defaults() error {
 		c.Accel = AccelAuto
 	}
 	switch c.Accel {
-	case AccelAuto, AccelKVM, AccelTCG:
+	case AccelAuto, AccelRecheck, AccelKVM, AccelTCG:
 	default:
-		return fmt.Errorf("qemu config: accel %q: want auto, kvm or tcg", c.Accel)
+		return fmt.Errorf("qemu config: accel %q: want auto, recheck, kvm or tcg", c.Accel)
 	}
 	if c.CPUModel == "" {
 		c.CPUModel = "qemu64"
@@ -317,7 +318,8 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, infraf("create cell dir", err, "")
 	}
-	if _, err := proc.LookPath(cfg.QEMU); err != nil {
+	qemuPath, err := proc.LookPath(cfg.QEMU)
+	if err != nil {
 		return nil, infraf("find qemu", err, "")
 	}
 	if cfg.Agent == "" {
@@ -345,25 +347,63 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 		cfg.Logf("accel auto: /dev/kvm not usable (%v): using tcg", kvmErr)
 		return launch(ctx, cfg, initrd, AccelTCG, "console.log", cfg.Console)
 	}
+	// The host's remembered decision (accel.go): follow it, or make it.
+	decider, dec, derr := lockAccel(ctx, cfg.CacheDir, qemuPath, cfg.Accel == AccelRecheck)
+	if derr != nil {
+		if ctx.Err() != nil {
+			return nil, infraf("accel auto", ctx.Err(), "")
+		}
+		cfg.Logf("accel auto: host decision unavailable (%v): trying kvm", derr)
+	}
+	defer decider.release()
+	if dec != nil && dec.Accel == AccelTCG {
+		decider.release()
+		vm, err := launch(ctx, cfg, initrd, AccelTCG, "console.log", cfg.Console)
+		if err == nil {
+			vm.fellBack, vm.fallbackReason = true, "remembered host decision: "+dec.Evidence
+			vm.agentLog("accel auto: tcg, as decided for this host (%s; evidence %s; `--accel recheck` tries kvm again)", dec, cmp.Or(dec.AttemptConsole, "-"))
+		}
+		return vm, err
+	}
+	remember := func(accel Accel, evidence, console string) {
+		if decider == nil || (dec != nil && dec.Accel == accel) {
+			return
+		}
+		if d, err := decider.record(accel, evidence, console); err != nil {
+			cfg.Logf("accel auto: could not remember the host decision: %v", err)
+		} else {
+			cfg.Logf("accel auto: remembered for this host: %s", d)
+		}
+	}
 	gate := &gateWriter{}
+	attemptLog := filepath.Join(cfg.Dir, "console-kvm-attempt.log")
 	vm, err := launch(ctx, cfg, initrd, AccelKVM, "console-kvm-attempt.log", gate)
 	if err == nil {
 		why := vm.awaitHello(ctx, cfg.KVMHelloTimeout)
 		if why == "" {
 			// The KVM guest works: its console file becomes console.log and
 			// what it printed so far goes to the live console.
-			os.Rename(filepath.Join(cfg.Dir, "console-kvm-attempt.log"), filepath.Join(cfg.Dir, "console.log"))
+			os.Rename(attemptLog, filepath.Join(cfg.Dir, "console.log"))
 			gate.open(cfg.Console)
-			vm.Logf("accel auto: kvm guest reached the agent in %s", time.Since(vm.launched).Round(time.Millisecond))
+			took := time.Since(vm.launched).Round(time.Millisecond)
+			vm.Logf("accel auto: kvm guest reached the agent in %s", took)
+			remember(AccelKVM, fmt.Sprintf("kvm guest reached the agent in %s", took), "")
 			return vm, nil
 		}
 		vm.killWith(ExitKVMFallback)
 		vm.Close()
 		cfg.Logf("accel auto: kvm guest %s: falling back to tcg", why)
 		err = errors.New(why)
+		if ctx.Err() == nil {
+			remember(AccelTCG, "kvm guest "+why, attemptLog)
+		}
 	} else {
 		cfg.Logf("accel auto: kvm launch failed (%v): falling back to tcg", err)
+		if ctx.Err() == nil {
+			remember(AccelTCG, "kvm launch failed: "+err.Error(), filepath.Join(cfg.Dir, "qemu-stderr.log"))
+		}
 	}
+	decider.release()
 	tcg, terr := launch(ctx, cfg, initrd, AccelTCG, "console.log", cfg.Console)
 	if terr != nil {
 		return nil, terr
