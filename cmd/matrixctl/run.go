@@ -217,12 +217,15 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 			return err
 		}
 		if f.resume == "" {
-			if cells, err = f.sel.load(g.File); err != nil {
+			if cells, opts.NotSelected, err = f.sel.selectCells(g.File); err != nil {
 				return err
 			}
 			if f.firstLook {
-				cells = matrix.FirstLook(cells)
+				picked := matrix.FirstLook(cells)
+				opts.NotSelected = append(opts.NotSelected, leftByFirstLook(cells, picked)...)
+				cells = picked
 			}
+			opts.Shard = f.sel.shard
 			if b, err := os.ReadFile(g.File); err == nil {
 				sum := sha256.Sum256(b)
 				opts.Spec, opts.SpecHash = g.File, hex.EncodeToString(sum[:])
@@ -240,6 +243,9 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 		return err
 	}
 	opts.Progress = prog
+	if prog != nil {
+		opts.Timing = pastTiming(ctx, g, f, opts.Provider.Name(), streams.ErrOut)
+	}
 
 	hardCtx, stop, release := interruptible(ctx, streams.ErrOut)
 	defer release()
@@ -361,12 +367,9 @@ func summarize(w io.Writer, f *results.File, out string) int {
 // appendHistory adds a finished run to the history database; failures are
 // reported, never fatal (the results directory is the record).
 func appendHistory(ctx context.Context, g *globalFlags, f *runFlags, errOut io.Writer, file *results.File) {
-	path := f.history
-	if path == "none" {
-		return
-	}
+	path := historyPath(g, f)
 	if path == "" {
-		path = history.DefaultPath(g.Cache)
+		return
 	}
 	store, err := history.Open(path)
 	if err != nil {
@@ -376,7 +379,47 @@ func appendHistory(ctx context.Context, g *globalFlags, f *runFlags, errOut io.W
 	defer store.Close()
 	if _, err := store.Append(ctx, file); err != nil {
 		fmt.Fprintf(errOut, "matrixctl: history %s: %v\n", path, err)
+		return
 	}
+	if err := store.AppendTimes(ctx, file); err != nil {
+		fmt.Fprintf(errOut, "matrixctl: history %s: %v\n", path, err)
+	}
+}
+
+// historyPath is the history database of a run ("" for --history none).
+func historyPath(g *globalFlags, f *runFlags) string {
+	switch f.history {
+	case "none":
+		return ""
+	case "":
+		return history.DefaultPath(g.Cache)
+	}
+	return f.history
+}
+
+// pastTiming is what earlier runs of provider took, from the history
+// database when there is one: the seed of the progress estimate. Without
+// it the estimate starts from conservative defaults.
+func pastTiming(ctx context.Context, g *globalFlags, f *runFlags, provider string, errOut io.Writer) runner.Timing {
+	path := historyPath(g, f)
+	if path == "" {
+		return runner.Timing{}
+	}
+	if _, err := os.Stat(path); err != nil {
+		return runner.Timing{}
+	}
+	store, err := history.Open(path)
+	if err != nil {
+		fmt.Fprintf(errOut, "matrixctl: history %s: %v\n", path, err)
+		return runner.Timing{}
+	}
+	defer store.Close()
+	t, err := store.Timing(ctx, provider)
+	if err != nil {
+		fmt.Fprintf(errOut, "matrixctl: history %s: %v\n", path, err)
+		return runner.Timing{}
+	}
+	return runner.Timing{Phases: t.Phases, Run: t.Run, Runs: t.Runs}
 }
 
 // vagrantProvider checks that vagrant, its libvirt plugin and libvirtd are
