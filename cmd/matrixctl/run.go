@@ -108,7 +108,7 @@ Exit codes: 0 every runnable cell passed, 1 some cell failed, 2 usage or spec er
 	fl.Uint64Var(&f.faultSeed, "fault-seed", 0, "seed of the probabilistic faults' per-run decisions, to replay a run's (default: random, recorded in results.json)")
 	fl.IntVar(&f.intensity, "intensity", 0, "probe intensity 1-10 (default 1)")
 	fl.StringVar(&f.history, "history", "", "history database to append results to (default <cache>/history.db; none to disable)")
-	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (bars on a terminal, lines otherwise), bars, lines or none")
+	fl.StringVar(&f.progress, "progress", "auto", "progress output, with an ETA from the phase times measured so far (seeded by the history) or what is left of a --budget: auto (bars on a terminal, lines otherwise), bars, lines or none")
 	_ = cmd.RegisterFlagCompletionFunc("provider", cobra.FixedCompletions([]string{"qemu", "vagrant", "local"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("accel", cobra.FixedCompletions([]string{"auto", "recheck", "kvm", "tcg"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
