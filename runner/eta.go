@@ -75,6 +75,22 @@ func (e Estimate) Text(now time.Time) string {
 	return fmt.Sprintf("ETA %s (%d left, %d at once, %s times)", e.Remaining(now).Round(time.Second), e.Left, e.Slots, e.Basis)
 }
 
+// Short is the estimate for a progress bar: the ETA (with "~" when no run
+// of this run was measured yet), or a budget's runs or time left.
+func (e Estimate) Short(now time.Time) string {
+	if b := e.Budget; b != nil {
+		if b.OfRuns > 0 {
+			return fmt.Sprintf("budget: %d/%d runs left", b.Runs, b.OfRuns)
+		}
+		return fmt.Sprintf("budget: %s left", max(0, b.Time-now.Sub(e.At)).Round(time.Second))
+	}
+	approx := ""
+	if e.Basis != "measured" {
+		approx = "~"
+	}
+	return fmt.Sprintf("ETA %s%s", approx, e.Remaining(now).Round(time.Second))
+}
+
 // runPhases are the phases of an ordinary run, in order: an estimate of a
 // whole run sums them, a run in flight still has the ones after its phase.
 var runPhases = []string{PhasePrepare, PhaseBoot, PhaseDocker, PhaseProbes, PhaseStop, PhaseCheck}

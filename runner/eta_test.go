@@ -85,6 +85,9 @@ func TestETAOfABudget(t *testing.T) {
 	if got := e.Text(clock.t); got != "budget left: 3 of 5 runs, 50m0s of 1h0m0s" {
 		t.Errorf("text = %q", got)
 	}
+	if got := e.Short(clock.t); got != "budget: 3/5 runs left" {
+		t.Errorf("short = %q", got)
+	}
 }
 
 // TestPlainProgressShowsTheEstimate: a run's line ends with the estimate
@@ -109,5 +112,19 @@ func TestPlainProgressShowsTheEstimate(t *testing.T) {
 	}
 	if !strings.HasSuffix(lines[2], "[1/2] c r1: pass:  (1m0s); ETA 1m0s (1 left, 1 at once, measured times)") {
 		t.Errorf("done line %q", lines[2])
+	}
+}
+
+// TestTTYProgressShowsTheEstimate: the overall bar counts the ETA down.
+func TestTTYProgressShowsTheEstimate(t *testing.T) {
+	var b bytes.Buffer
+	p := NewTTYProgress(&b)
+	p.Estimate(Estimate{At: time.Now(), Left: 2, ETA: 3 * time.Minute, Slots: 1, Basis: "history"})
+	p.Planned(2, 0)
+	p.Phase("cell-a", 1, 1, PhaseBoot)
+	time.Sleep(300 * time.Millisecond)
+	p.Close()
+	if !strings.Contains(b.String(), "ETA ~2m59s") && !strings.Contains(b.String(), "ETA ~3m0s") {
+		t.Fatalf("no ETA on the bar: %q", b.String())
 	}
 }

@@ -140,7 +140,7 @@ func (t *TTYProgress) estimate() string {
 	if t.est == nil {
 		return ""
 	}
-	return " · " + t.est.Text(time.Now())
+	return " · " + t.est.Short(time.Now())
 }
 
 // Phase implements Progress.
