@@ -217,6 +217,10 @@ func checkShardPlans(t *testing.T, dirs []string, merged string) {
 	t.Helper()
 	for _, dir := range dirs {
 		f, b := readResultsJSON(t, dir)
+		if f.Plan == nil {
+			t.Errorf("%s: no plan in %s", dir, b)
+			continue
+		}
 		other := 0
 		for _, c := range f.Plan.Cells {
 			if c.Status == results.PlanOtherShard {
@@ -226,7 +230,7 @@ func checkShardPlans(t *testing.T, dirs []string, merged string) {
 				}
 			}
 		}
-		if f.Plan == nil || len(f.Plan.Cells) != 3 || f.Plan.Shard == "" || other == 0 {
+		if len(f.Plan.Cells) != 3 || f.Plan.Shard == "" || other == 0 {
 			t.Errorf("%s: plan %s; want 3 cells, some in the other shard", dir, b)
 			continue
 		}
