@@ -143,7 +143,7 @@ func (r *Report) applyPlan(f *results.File) {
 				continue
 			}
 			pc.Interrupted += missing
-			reason := fmt.Sprintf("interrupted: %d of %d planned runs never ran", missing, c.Repeats)
+			reason := fmt.Sprintf("%d of %d planned runs never ran (the run was interrupted)", missing, c.Repeats)
 			if i, ok := notRun[c.Cell]; ok {
 				n := &r.NotRun[i]
 				n.Missing = missing

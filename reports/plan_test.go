@@ -73,7 +73,7 @@ func TestReportOfAnInterruptedRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []string{"Not run (4 cells · 16 of 20 planned runs)", "16 of 20 planned runs did not run",
-		"interrupted: 4 of 4 planned runs never ran"} {
+		"4 of 4 planned runs never ran (the run was interrupted)"} {
 		if !strings.Contains(html.String(), s) {
 			t.Errorf("html lacks %q", s)
 		}
@@ -122,7 +122,7 @@ func TestReportOfPlanStatuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []string{"Runs: 6 planned, 3 ran, 3 not run (3 interrupted)", "(this is shard 1/2)",
-		"**Not run (4):**", "- c — interrupted: interrupted: 2 of 2 planned runs never ran", "**Ranked, but missing planned runs (1):**"} {
+		"**Not run (4):**", "- c — interrupted: 2 of 2 planned runs never ran (the run was interrupted)", "**Ranked, but missing planned runs (1):**"} {
 		if !strings.Contains(md.String(), s) {
 			t.Errorf("markdown lacks %q:\n%s", s, md.String())
 		}

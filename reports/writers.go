@@ -309,7 +309,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 				fmt.Fprintf(&b, "- … and %d more\n", len(r.Incomplete)-maxList)
 				break
 			}
-			fmt.Fprintf(&b, "- %s — %s\n", mdEscape(n.Cell), mdEscape(n.Reason))
+			fmt.Fprintf(&b, "- %s — %s: %s\n", mdEscape(n.Cell), n.Class, mdEscape(n.Reason))
 		}
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
