@@ -297,7 +297,9 @@ func (r *Report) htmlView(opts HTMLOptions) (*htmlView, error) {
 		ids = append(ids, c.Cell)
 	}
 	for _, n := range r.NotRun {
-		ids = append(ids, n.Cell)
+		if n.Selected() { // a filtered or other-shard cell has nothing to drill into
+			ids = append(ids, n.Cell)
+		}
 	}
 	for i, id := range ids {
 		v.Anchors[id] = anchorFor(i, id)
@@ -648,13 +650,12 @@ func (r *Report) facets(anchors map[string]string) []facetView {
 			order: c.Rank})
 	}
 	for i, n := range r.NotRun {
-		k := key(n.Distro, n.Docker, n.Cgroup)
-		label := "unsupported"
-		if n.Class == ClassInconclusive {
-			label = "infra errors"
+		if !n.Selected() {
+			continue
 		}
+		k := key(n.Distro, n.Docker, n.Cgroup)
 		entries[k] = append(entries[k], hmEntry{kernel: n.Kernel, driver: n.Driver, cell: n.Cell, class: n.Class,
-			label: label, tip: n.Cell + ": " + n.Reason, order: -1 - i})
+			label: n.heatmapLabel(), tip: n.Cell + ": " + n.Reason, order: -1 - i})
 	}
 	keys := slices.Collect(maps.Keys(entries))
 	slices.SortFunc(keys, func(a, b facetKey) int {
@@ -788,6 +789,9 @@ func (r *Report) anchorOf(cell string) string {
 		i++
 	}
 	for _, n := range r.NotRun {
+		if !n.Selected() {
+			continue
+		}
 		if n.Cell == cell {
 			return anchorFor(i, cell)
 		}

@@ -86,6 +86,11 @@ func Decode(r io.Reader) (*results.File, error) {
 	if f.RunID == "" {
 		return nil, errors.New("run_id is empty")
 	}
+	if f.Plan != nil {
+		if err := ValidatePlan(f.Plan); err != nil {
+			return nil, err
+		}
+	}
 	for i := range f.Runs {
 		if err := ValidateRun(&f.Runs[i]); err != nil {
 			return nil, fmt.Errorf("runs[%d] (cell %q repeat %d): %w", i, f.Runs[i].Cell, f.Runs[i].Repeat, err)
@@ -129,6 +134,8 @@ func decodeField(dec *jsontext.Decoder, f *results.File, key string, opts jsonv2
 		dst = &f.FaultSeed
 	case "budget":
 		dst = &f.Budget
+	case "plan":
+		dst = &f.Plan
 	case "runs":
 		return decodeRuns(dec, f, opts)
 	default:

@@ -179,6 +179,7 @@ func Merge(out string, dirs []string) (*MergeSummary, error) {
 	if merged.Runs == nil {
 		merged.Runs = []results.Run{}
 	}
+	merged.Plan = mergePlans(files)
 	summary.Runs = len(merged.Runs)
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, fmt.Errorf("merge: %w", err)

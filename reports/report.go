@@ -29,8 +29,14 @@ type Report struct {
 	Summary Summary  `json:"summary"`
 	// Ranking lists the ranked cells, best first.
 	Ranking []*CellScore `json:"ranking"`
-	// NotRun lists unsupported and inconclusive (infra-error only) cells.
+	// NotRun lists the cells without a counted run: unsupported and
+	// inconclusive (infra-error only) cells and, when results.json has a
+	// plan, the planned cells that never ran (interrupted, or a budget's)
+	// and the cells the run left out (filtered, other shard), each with its
+	// reason, ordered by notRunOrder then by cell.
 	NotRun []NotRun `json:"not_run"`
+	// Incomplete lists ranked cells that miss some of their planned runs.
+	Incomplete []NotRun `json:"incomplete,omitempty"`
 	// Signatures are findings deduplicated across cells by category + title.
 	Signatures []*Signature `json:"signatures"`
 	// History is set when a history store was consulted.
@@ -78,6 +84,9 @@ type Summary struct {
 	PerfNoise PerfNoise `json:"perf_noise"`
 	// NeverUse lists broken and failing cells with the reason.
 	NeverUse []Avoid `json:"never_use"`
+	// Plan compares the run's plan with its runs: runs planned, ran, not
+	// run (nil for results.json without a plan).
+	Plan *PlanCounts `json:"plan,omitempty"`
 }
 
 // Avoid is a cell not to use, and why.
@@ -153,7 +162,9 @@ type NotRun struct {
 	Cgroup string `json:"cgroup,omitempty"` // as CellScore.Cgroup
 	Class  Class  `json:"class"`
 	Runs   int    `json:"runs"`
-	Reason string `json:"reason"`
+	// Missing is the number of planned runs that never ran.
+	Missing int    `json:"missing_runs,omitempty"`
+	Reason  string `json:"reason"`
 }
 
 // Signature is one finding deduplicated across cells.
@@ -281,6 +292,7 @@ func Build(ctx context.Context, f *results.File, opts Options) (*Report, error) 
 	for _, id := range ids {
 		r.addCell(id, r.runs[id], sigs)
 	}
+	r.applyPlan(f)
 	r.Summary.PerfNoise = scorePerformance(r.Ranking, round4(r.calRef))
 	slices.SortFunc(r.Ranking, rankLess)
 	for i, c := range r.Ranking {

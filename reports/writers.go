@@ -103,6 +103,7 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 			s.Cases = append(s.Cases, tc)
 		}
 	}
+	r.junitNotRun(&out, suites)
 	for i := range out.Suites {
 		s := &out.Suites[i]
 		out.Tests += s.Tests
@@ -210,6 +211,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "## matrixctl report — run %s\n\n", mdEscape(r.Source.RunID))
 	fmt.Fprintf(&b, "%d cells, %d ranked, %d runs: %d of %d counted runs passed, %d infra errors.\n\n",
 		s.Cells, s.Ranked, s.Runs, s.Passed, s.Counted, s.InfraErrors)
+	if p := s.Plan; p != nil {
+		b.WriteString(p.markdown())
+	}
 	if bud := r.Source.Budget; bud != nil {
 		fmt.Fprintf(&b, "**Adaptive repeats:** %d VM-runs", bud.Spent)
 		if bud.Runs > 0 {
@@ -293,6 +297,16 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		for i, n := range r.NotRun {
 			if i == maxList {
 				fmt.Fprintf(&b, "- … and %d more\n", len(r.NotRun)-maxList)
+				break
+			}
+			fmt.Fprintf(&b, "- %s — %s: %s\n", mdEscape(n.Cell), n.Class, mdEscape(n.Reason))
+		}
+	}
+	if len(r.Incomplete) > 0 {
+		fmt.Fprintf(&b, "\n**Ranked, but missing planned runs (%d):**\n", len(r.Incomplete))
+		for i, n := range r.Incomplete {
+			if i == maxList {
+				fmt.Fprintf(&b, "- … and %d more\n", len(r.Incomplete)-maxList)
 				break
 			}
 			fmt.Fprintf(&b, "- %s — %s: %s\n", mdEscape(n.Cell), n.Class, mdEscape(n.Reason))

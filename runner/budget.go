@@ -128,7 +128,7 @@ func (b *budgetState) nextRepeat(cell string) int {
 }
 
 // executeBudget runs the plan under a budget (see Budget).
-func (r *run) executeBudget(ctx context.Context, prog Progress, recorded []decision) (*results.File, error) {
+func (r *run) executeBudget(ctx context.Context, prog Progress, eta *etaModel, recorded []decision) (*results.File, error) {
 	_, ruleName := budgetRule()
 	bud := r.opts.Budget
 	b := r.newBudgetState(recorded)
@@ -146,6 +146,12 @@ func (r *run) executeBudget(ctx context.Context, prog Progress, recorded []decis
 			replay = append(replay, d)
 		}
 	}
+	replayKeys := make([]runKey, len(replay))
+	for i, d := range replay {
+		replayKeys[i] = runKey{d.Cell, d.Repeat}
+	}
+	eta.plan(replayKeys)
+	eta.useBudget(bud, len(b.decisions))
 	total := bud.Runs
 	if total == 0 {
 		total = len(b.decisions) + len(b.cells)

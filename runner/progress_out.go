@@ -27,6 +27,7 @@ type PlainProgress struct {
 	w     io.Writer
 	total int
 	done  int
+	est   *Estimate
 	now   func() time.Time
 }
 
@@ -46,7 +47,24 @@ func (p *PlainProgress) Planned(total, done int) {
 	p.mu.Lock()
 	p.total, p.done = total, done
 	p.mu.Unlock()
-	p.printf("plan: %d runs, %d already done", total, done)
+	p.printf("plan: %d runs, %d already done%s", total, done, p.estimate())
+}
+
+// Estimate implements Estimator.
+func (p *PlainProgress) Estimate(e Estimate) {
+	p.mu.Lock()
+	p.est = &e
+	p.mu.Unlock()
+}
+
+// estimate is the latest estimate as a line suffix ("" before the first).
+func (p *PlainProgress) estimate() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.est == nil {
+		return ""
+	}
+	return "; " + p.est.Text(p.now())
 }
 
 // Phase implements Progress.
@@ -64,7 +82,8 @@ func (p *PlainProgress) Done(run results.Run) {
 	p.done++
 	n, total := p.done, p.total
 	p.mu.Unlock()
-	p.printf("[%d/%d] %s r%d: %s: %s (%s)", n, total, run.Cell, run.Repeat, run.Verdict, oneLine(run.Reason), run.Finished.Sub(run.Started).Round(time.Second))
+	p.printf("[%d/%d] %s r%d: %s: %s (%s)%s", n, total, run.Cell, run.Repeat, run.Verdict, oneLine(run.Reason),
+		run.Finished.Sub(run.Started).Round(time.Second), p.estimate())
 }
 
 // Close implements Progress.
@@ -78,6 +97,10 @@ type TTYProgress struct {
 	overall *mpb.Bar
 	cells   map[string]*ttyCell
 	w       io.Writer
+	// estMu, not mu, guards est: the bar's decorator reads it while a
+	// holder of mu may wait for the bar's redraw.
+	estMu sync.Mutex
+	est   *Estimate
 }
 
 type ttyCell struct {
@@ -97,9 +120,27 @@ func (t *TTYProgress) Planned(total, done int) {
 	defer t.mu.Unlock()
 	t.overall = t.p.AddBar(int64(total),
 		mpb.PrependDecorators(decor.Name("runs "), decor.CountersNoUnit("%d/%d")),
-		mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.Elapsed(decor.ET_STYLE_GO)),
+		mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.Elapsed(decor.ET_STYLE_GO),
+			decor.Any(func(decor.Statistics) string { return t.estimate() })),
 		mpb.BarPriority(1<<30))
 	t.overall.SetCurrent(int64(done))
+}
+
+// Estimate implements Estimator.
+func (t *TTYProgress) Estimate(e Estimate) {
+	t.estMu.Lock()
+	t.est = &e
+	t.estMu.Unlock()
+}
+
+// estimate is the overall bar's estimate, counted down at every redraw.
+func (t *TTYProgress) estimate() string {
+	t.estMu.Lock()
+	defer t.estMu.Unlock()
+	if t.est == nil {
+		return ""
+	}
+	return " · " + t.est.Short(time.Now())
 }
 
 // Phase implements Progress.

@@ -131,6 +131,10 @@ func TestSIGKILLAndResume(t *testing.T) {
 	if len(testutil.Processes(out)) != 2 {
 		t.Fatalf("test setup: the killed controller left no machine behind to clean up; journal:\n%s", b)
 	}
+	// the killed controller's results.json already holds the whole plan
+	if p := readResults(t, out).Plan; p == nil || len(p.Cells) != len(resumeCells()) {
+		t.Errorf("results.json of the killed controller: plan %+v, want its %d cells", p, len(resumeCells()))
+	}
 	t.Logf("killed controller: %d runs finished, %d in flight, %d orphan processes",
 		len(before.Finished), len(before.InFlight), len(testutil.Processes(out)))
 

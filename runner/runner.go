@@ -77,6 +77,14 @@ type Options struct {
 	// HostCPUs and HostMemoryMB override the host's resources for the
 	// parallelism budget (0: measured).
 	HostCPUs, HostMemoryMB int
+	// NotSelected are the spec's cells this run leaves out (filtered, in
+	// another shard) with their reasons, for results.json's plan; Shard is
+	// "i/n" when the cells are one shard of the spec.
+	NotSelected []results.PlanCell
+	Shard       string
+	// Timing seeds the progress estimate with earlier runs' durations
+	// (zero: conservative defaults until this run has measured a run).
+	Timing Timing
 }
 
 // ErrInterrupted is returned (wrapped) when Stop or the context ended the
@@ -104,6 +112,7 @@ func Run(ctx context.Context, cells []matrix.Cell, opts Options) (*results.File,
 	for file.FaultSeed == 0 {
 		file.FaultSeed = mrand.Uint64()
 	}
+	file.Plan = newPlan(cells, opts)
 	j, err := openJournal(filepath.Join(opts.Out, JournalName))
 	if err != nil {
 		return nil, err
@@ -161,6 +170,9 @@ func Resume(ctx context.Context, opts Options) (*results.File, error) {
 		}
 	}
 	file := st.Header
+	if file.Plan == nil { // a journal from before results.json had a plan
+		file.Plan = newPlan(cells, opts)
+	}
 	file.Finished = time.Time{}
 	file.Runs = []results.Run{}
 	done := map[runKey]bool{}
@@ -199,12 +211,16 @@ type job struct {
 }
 
 func (r *run) execute(ctx context.Context) (*results.File, error) {
-	prog := r.opts.Progress
-	if prog == nil {
-		prog = nopProgress{}
+	inner := r.opts.Progress
+	if inner == nil {
+		inner = nopProgress{}
 	}
+	r.refreshPlan()
+	pool := newPool(r.opts)
+	eta := r.newETAModel(pool)
+	prog := newTracker(inner, eta)
 	if r.opts.Budget.Active() {
-		return r.executeBudget(ctx, prog, r.decisions)
+		return r.executeBudget(ctx, prog, eta, r.decisions)
 	}
 	var jobs []job
 	for _, c := range r.cells {
@@ -221,12 +237,18 @@ func (r *run) execute(ctx context.Context) (*results.File, error) {
 			}
 		}
 	}
+	var vmRuns []runKey
+	for _, jb := range jobs {
+		if jb.cell.Status != matrix.StatusUnsupported {
+			vmRuns = append(vmRuns, runKey{jb.cell.ID, jb.repeat})
+		}
+	}
+	eta.plan(vmRuns)
 	prog.Planned(len(jobs)+len(r.done), len(r.done))
 	if err := r.writeResults(); err != nil {
 		return nil, err
 	}
 
-	pool := newPool(r.opts)
 	var wg sync.WaitGroup
 	var firstErr error
 	var errOnce sync.Once
@@ -299,9 +321,13 @@ func countJobs(r *run) int {
 	return n
 }
 
-func (r *run) repeats(c matrix.Cell) int {
-	if r.opts.Repeat > 0 {
-		return r.opts.Repeat
+func (r *run) repeats(c matrix.Cell) int { return plannedRepeats(r.opts, c) }
+
+// plannedRepeats is the number of runs of a runnable cell: --repeat, else
+// the cell's repeats, else 1.
+func plannedRepeats(opts Options, c matrix.Cell) int {
+	if opts.Repeat > 0 {
+		return opts.Repeat
 	}
 	if c.Settings.Repeats > 0 {
 		return c.Settings.Repeats
@@ -464,6 +490,18 @@ func newPool(o Options) *pool {
 func (p *pool) cost(c matrix.Cell) cost {
 	cp := max(c.Settings.CPUs, 1)
 	return cost{cpus: min(cp, p.cpus), mem: min(c.Settings.MemoryMB, p.mem)}
+}
+
+// slots is how many cells of cost c run at once.
+func (p *pool) slots(c cost) int {
+	n := p.maxCount
+	if n == 0 {
+		n = p.cpus / max(c.cpus, 1)
+	}
+	if c.mem > 0 {
+		n = min(n, p.mem/c.mem)
+	}
+	return max(n, 1)
 }
 
 // acquire waits until c fits; false if stop or ctx ended first. A cell

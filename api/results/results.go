@@ -59,7 +59,56 @@ type File struct {
 	// Budget is set when the run spent a budget of VM-runs adaptively
 	// (matrixctl run --budget) instead of uniform repeats.
 	Budget *Budget `json:"budget,omitempty"`
-	Runs   []Run   `json:"runs"`
+	// Plan is what the run set out to do, written before the first run
+	// starts (so an interrupted or killed run has it) and kept by --resume:
+	// every cell of the spec and its part in this run. Results written
+	// before the plan existed have none.
+	Plan *Plan `json:"plan,omitempty"`
+	Runs []Run `json:"runs"`
+}
+
+// Plan is every cell of the spec and its part in a run: selected (to run
+// Repeats times), unsupported, filtered out, or in another shard.
+type Plan struct {
+	// Adaptive is set for a budgeted run (File.Budget): the budget decides
+	// each selected cell's repeats as the run goes, so Repeats is 0.
+	Adaptive bool `json:"adaptive,omitempty"`
+	// Shard is "i/n" when the run was one shard of the spec's cells; Shards
+	// lists every shard a merged plan combines.
+	Shard  string     `json:"shard,omitempty"`
+	Shards []string   `json:"shards,omitempty"`
+	Cells  []PlanCell `json:"cells"`
+}
+
+// PlanStatus is a cell's part in a run.
+type PlanStatus string
+
+// Plan statuses.
+const (
+	// PlanSelected cells are run PlanCell.Repeats times.
+	PlanSelected PlanStatus = "selected"
+	// PlanUnsupported cells are recorded with one unsupported run, never booted.
+	PlanUnsupported PlanStatus = "unsupported"
+	// PlanFiltered cells were left out by a cell filter (Reason names it).
+	PlanFiltered PlanStatus = "filtered"
+	// PlanOtherShard cells belong to another shard (Reason names it).
+	PlanOtherShard PlanStatus = "other-shard"
+)
+
+// PlanCell is one cell of the spec in a Plan.
+type PlanCell struct {
+	Cell   string     `json:"cell"`
+	Kernel string     `json:"kernel"`
+	Distro string     `json:"distro"`
+	Docker string     `json:"docker"`
+	Driver string     `json:"driver"`
+	Status PlanStatus `json:"status"`
+	// Reason says why a cell is not selected: the compatibility rule, the
+	// filter flags that left it out, or its shard.
+	Reason string `json:"reason,omitempty"`
+	// Repeats is the number of runs planned for a selected cell (0 in an
+	// adaptive plan: the budget decides).
+	Repeats int `json:"repeats,omitempty"`
 }
 
 // Budget says how a budgeted run spent its runs and why it stopped.

@@ -58,6 +58,19 @@ func TestIntegrationBudgetQEMU(t *testing.T) {
 			t.Errorf("%s r%d: %s (%s), want %s from its draw %+v", r.Cell, r.Repeat, r.Verdict, r.Reason, want, r.FaultDraws)
 		}
 	}
+	// The plan: both cells selected, repeats left to the budget; the report
+	// counts the budget's runs and lists no cell as not run.
+	if p := f.Plan; p == nil || !p.Adaptive || len(p.Cells) != 2 || p.Cells[0].Status != results.PlanSelected || p.Cells[1].Status != results.PlanSelected {
+		t.Errorf("plan %+v: want both cells selected, repeats adaptive", p)
+	}
+	rep := reportJSON(t, out)
+	if p := rep.Summary.Plan; p == nil || p.Planned != 3 || p.Ran != len(f.Runs) || p.Interrupted != 0 || p.Unneeded != 3-len(f.Runs) ||
+		len(rep.NotRun) != 0 {
+		t.Errorf("report: plan counts %+v, not run %+v; want 3 planned, %d ran, none interrupted", p, rep.NotRun, len(f.Runs))
+	}
+	if !strings.Contains(stderr, "budget left: ") {
+		t.Errorf("progress lines without what is left of the budget")
+	}
 	code, stdout, stderr = run(t, "recommend", out, "--history", "none")
 	t.Logf("recommend: exit %d\n%s\n%s", code, stdout, stderr)
 	if (code != ExitOK && code != ExitFailed) || !strings.Contains(stdout, "overlay2") {

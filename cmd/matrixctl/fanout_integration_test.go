@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/internal/proc"
 	"github.com/matrixctl/matrixctl/internal/selfbuild"
 	"github.com/matrixctl/matrixctl/internal/testutil"
@@ -118,6 +119,8 @@ func TestIntegrationShardsMergeLikeOneRun(t *testing.T) {
 		t.Fatalf("merge: exit %d, stderr %q; want 0 and no duplicates", code, errOut)
 	}
 
+	checkShardPlans(t, dirs, merged)
+
 	want, got := reportOutcomes(t, single), reportOutcomes(t, merged)
 	t.Logf("single-process run: %v", want)
 	t.Logf("merged shards:      %v", got)
@@ -204,4 +207,48 @@ func reportOutcomes(t *testing.T, dir string) map[string]string {
 		m[c.Cell] = "not run " + c.Class + ": " + c.Reason
 	}
 	return m
+}
+
+// checkShardPlans: each shard's results.json plans all 3 cells, the other
+// shard's as other-shard with its reason, and the shard's report lists
+// them as not run; the merged plan has every cell planned and its report
+// counts no run as not run.
+func checkShardPlans(t *testing.T, dirs []string, merged string) {
+	t.Helper()
+	for _, dir := range dirs {
+		f, b := readResultsJSON(t, dir)
+		if f.Plan == nil {
+			t.Errorf("%s: no plan in %s", dir, b)
+			continue
+		}
+		other := 0
+		for _, c := range f.Plan.Cells {
+			if c.Status == results.PlanOtherShard {
+				other++
+				if !strings.HasPrefix(c.Reason, "in shard ") {
+					t.Errorf("%s: %s: reason %q", dir, c.Cell, c.Reason)
+				}
+			}
+		}
+		if len(f.Plan.Cells) != 3 || f.Plan.Shard == "" || other == 0 {
+			t.Errorf("%s: plan %s; want 3 cells, some in the other shard", dir, b)
+			continue
+		}
+		rep := reportJSON(t, dir)
+		if p := rep.Summary.Plan; p == nil || p.OtherShard != other || p.NotRun != 0 {
+			t.Errorf("%s: report plan counts %+v, want %d other-shard cells and no run missing", dir, p, other)
+		}
+	}
+	f, b := readResultsJSON(t, merged)
+	if f.Plan == nil || len(f.Plan.Cells) != 3 || len(f.Plan.Shards) != 2 {
+		t.Fatalf("merged plan: %s", b)
+	}
+	for _, c := range f.Plan.Cells {
+		if c.Status == results.PlanOtherShard || c.Status == results.PlanFiltered {
+			t.Errorf("merged plan: %s is %s", c.Cell, c.Status)
+		}
+	}
+	if p := reportJSON(t, merged).Summary.Plan; p == nil || p.Planned != 2 || p.Ran != 2 || p.NotRun != 0 {
+		t.Errorf("merged report plan counts %+v, want 2 planned runs that all ran", p)
+	}
 }

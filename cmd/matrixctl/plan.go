@@ -32,41 +32,11 @@ func (s *cellSelection) addFlags(cmd *cobra.Command) {
 	f.StringVar(&s.shard, "shard", "", "only shard i of n (1-based, e.g. 2/5): cells sorted by ID, dealt round-robin")
 }
 
-// load reads the spec, plans it and applies the selection. Spec, filter and
-// shard problems are usage errors (exit 2).
+// load reads the spec, plans it and applies the selection (selectCells
+// without the left-out cells).
 func (s *cellSelection) load(file string) ([]matrix.Cell, error) {
-	spec, err := matrix.Load(file)
-	if err != nil {
-		return nil, withExit(ExitUsage, err)
-	}
-	cells, err := spec.Plan()
-	if err != nil {
-		return nil, withExit(ExitUsage, err)
-	}
-	f := matrix.Filter{
-		Kernel: matrix.SplitFlagValues(s.kernel),
-		Distro: matrix.SplitFlagValues(s.distro),
-		Docker: matrix.SplitFlagValues(s.docker),
-		Driver: matrix.SplitFlagValues(s.driver),
-		Cell:   matrix.SplitFlagValues(s.cell),
-		Init:   matrix.SplitFlagValues(s.init),
-		Cgroup: matrix.SplitFlagValues(s.cgroup),
-	}
-	if !f.Empty() {
-		if cells, err = f.Apply(cells); err != nil {
-			return nil, withExit(ExitUsage, err)
-		}
-	}
-	if s.shard != "" {
-		i, n, err := matrix.ParseShard(s.shard)
-		if err != nil {
-			return nil, withExit(ExitUsage, err)
-		}
-		if cells, err = matrix.Shard(cells, i, n); err != nil {
-			return nil, withExit(ExitUsage, err)
-		}
-	}
-	return cells, nil
+	cells, _, err := s.selectCells(file)
+	return cells, err
 }
 
 func newPlanCommand(g *globalFlags, streams Streams) *cobra.Command {

@@ -111,7 +111,7 @@ Exit codes: 0 every runnable cell passed, 1 some cell failed, 2 usage or spec er
 	fl.Uint64Var(&f.faultSeed, "fault-seed", 0, "seed of the probabilistic faults' per-run decisions, to replay a run's (default: random, recorded in results.json)")
 	fl.IntVar(&f.intensity, "intensity", 0, "probe intensity 1-10 (default 1)")
 	fl.StringVar(&f.history, "history", "", "history database to append results to (default <cache>/history.db; none to disable)")
-	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (bars on a terminal, lines otherwise), bars, lines or none")
+	fl.StringVar(&f.progress, "progress", "auto", "progress output, with an ETA from the phase times measured so far (seeded by the history) or what is left of a --budget: auto (bars on a terminal, lines otherwise), bars, lines or none")
 	_ = cmd.RegisterFlagCompletionFunc("provider", cobra.FixedCompletions([]string{"qemu", "vagrant", "local"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("accel", cobra.FixedCompletions([]string{"auto", "recheck", "kvm", "tcg"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
@@ -220,12 +220,15 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 			return err
 		}
 		if f.resume == "" {
-			if cells, err = f.sel.load(g.File); err != nil {
+			if cells, opts.NotSelected, err = f.sel.selectCells(g.File); err != nil {
 				return err
 			}
 			if f.firstLook {
-				cells = matrix.FirstLook(cells)
+				picked := matrix.FirstLook(cells)
+				opts.NotSelected = append(opts.NotSelected, leftByFirstLook(cells, picked)...)
+				cells = picked
 			}
+			opts.Shard = f.sel.shard
 			if b, err := os.ReadFile(g.File); err == nil {
 				sum := sha256.Sum256(b)
 				opts.Spec, opts.SpecHash = g.File, hex.EncodeToString(sum[:])
@@ -243,6 +246,9 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 		return err
 	}
 	opts.Progress = prog
+	if prog != nil {
+		opts.Timing = pastTiming(ctx, g, f, opts.Provider.Name(), streams.ErrOut)
+	}
 
 	hardCtx, stop, release := interruptible(ctx, streams.ErrOut)
 	defer release()
@@ -364,12 +370,9 @@ func summarize(w io.Writer, f *results.File, out string) int {
 // appendHistory adds a finished run to the history database; failures are
 // reported, never fatal (the results directory is the record).
 func appendHistory(ctx context.Context, g *globalFlags, f *runFlags, errOut io.Writer, file *results.File) {
-	path := f.history
-	if path == "none" {
-		return
-	}
+	path := historyPath(g, f)
 	if path == "" {
-		path = history.DefaultPath(g.Cache)
+		return
 	}
 	store, err := history.Open(path)
 	if err != nil {
@@ -379,7 +382,47 @@ func appendHistory(ctx context.Context, g *globalFlags, f *runFlags, errOut io.W
 	defer store.Close()
 	if _, err := store.Append(ctx, file); err != nil {
 		fmt.Fprintf(errOut, "matrixctl: history %s: %v\n", path, err)
+		return
 	}
+	if err := store.AppendTimes(ctx, file); err != nil {
+		fmt.Fprintf(errOut, "matrixctl: history %s: %v\n", path, err)
+	}
+}
+
+// historyPath is the history database of a run ("" for --history none).
+func historyPath(g *globalFlags, f *runFlags) string {
+	switch f.history {
+	case "none":
+		return ""
+	case "":
+		return history.DefaultPath(g.Cache)
+	}
+	return f.history
+}
+
+// pastTiming is what earlier runs of provider took, from the history
+// database when there is one: the seed of the progress estimate. Without
+// it the estimate starts from conservative defaults.
+func pastTiming(ctx context.Context, g *globalFlags, f *runFlags, provider string, errOut io.Writer) runner.Timing {
+	path := historyPath(g, f)
+	if path == "" {
+		return runner.Timing{}
+	}
+	if _, err := os.Stat(path); err != nil {
+		return runner.Timing{}
+	}
+	store, err := history.Open(path)
+	if err != nil {
+		fmt.Fprintf(errOut, "matrixctl: history %s: %v\n", path, err)
+		return runner.Timing{}
+	}
+	defer store.Close()
+	t, err := store.Timing(ctx, provider)
+	if err != nil {
+		fmt.Fprintf(errOut, "matrixctl: history %s: %v\n", path, err)
+		return runner.Timing{}
+	}
+	return runner.Timing{Phases: t.Phases, Run: t.Run, Runs: t.Runs}
 }
 
 // vagrantProvider checks that vagrant, its libvirt plugin and libvirtd are

@@ -13,6 +13,7 @@ import (
 
 	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/internal/testutil"
+	"github.com/matrixctl/matrixctl/reports"
 	"github.com/matrixctl/matrixctl/runner"
 	"github.com/matrixctl/matrixctl/runner/local"
 )
@@ -121,10 +122,38 @@ func TestIntegrationInterruptAndResume(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != ExitAborted || !strings.Contains(stderr.String(), "--resume") {
 		t.Fatalf("after Ctrl-C: %v\n%s", err, stderr.String())
 	}
+	// The interrupted run's results.json has its plan, and its report lists
+	// the run that never ended as interrupted (it once said "every cell ran").
+	f, b := readResultsJSON(t, out)
+	if f.Plan == nil || len(f.Plan.Cells) != 1 || f.Plan.Cells[0].Status != results.PlanSelected || f.Plan.Cells[0].Repeats != 1 || len(f.Runs) != 0 {
+		t.Fatalf("results.json of the interrupted run: %s", b)
+	}
+	rep := reportJSON(t, out)
+	if p := rep.Summary.Plan; p == nil || p.Planned != 1 || p.Ran != 0 || p.NotRun != 1 || p.Interrupted != 1 ||
+		len(rep.NotRun) != 1 || rep.NotRun[0].Class != reports.ClassInterrupted || rep.NotRun[0].Cell != f.Plan.Cells[0].Cell {
+		t.Errorf("report of the interrupted run: plan %+v, not run %+v", rep.Summary.Plan, rep.NotRun)
+	}
+	if !strings.Contains(stderr.String(), "; ETA ") {
+		t.Errorf("progress lines without an ETA:\n%s", stderr.String())
+	}
 	code, stdout, errOut := run(t, "run", "--resume", out, "--cache", cache, "--history", "none", "--progress", "lines")
 	if code != ExitOK || !strings.Contains(stdout, "1 pass") {
 		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, errOut)
 	}
+}
+
+// reportJSON builds the JSON report of the results directory out.
+func reportJSON(t *testing.T, out string) *reports.Report {
+	t.Helper()
+	code, stdout, stderr := run(t, "report", out, "--format", "json", "-o", "-", "--history", "none")
+	if code != ExitOK {
+		t.Fatalf("report %s: exit %d\n%s", out, code, stderr)
+	}
+	var r reports.Report
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("report json: %v\n%s", err, stdout)
+	}
+	return &r
 }
 
 // readResultsJSON reads out/results.json: the file, and its bytes for messages.
