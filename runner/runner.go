@@ -220,6 +220,7 @@ func (r *run) execute(ctx context.Context) (*results.File, error) {
 	eta := r.newETAModel(pool)
 	prog := newTracker(inner, eta)
 	if r.opts.Budget.Active() {
+		defer r.prefetch(ctx, r.cells)()
 		return r.executeBudget(ctx, prog, eta, r.decisions)
 	}
 	var jobs []job
@@ -245,6 +246,11 @@ func (r *run) execute(ctx context.Context) (*results.File, error) {
 	}
 	eta.plan(vmRuns)
 	prog.Planned(len(jobs)+len(r.done), len(r.done))
+	pending := make([]matrix.Cell, 0, len(jobs))
+	for _, jb := range jobs {
+		pending = append(pending, jb.cell)
+	}
+	defer r.prefetch(ctx, pending)()
 	if err := r.writeResults(); err != nil {
 		return nil, err
 	}
