@@ -12,4 +12,5 @@ var subcommands = []func(*globalFlags, Streams) *cobra.Command{
 	newRecommendCommand,
 	newConsoleCommand,
 	newBisectCommand,
+	newCacheCommand,
 }

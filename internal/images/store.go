@@ -114,7 +114,7 @@ func ListEntries(dir string) ([]Entry, error) {
 // dirEntry describes a directory entry from its manifest (an images
 // manifest or a box manifest); one without a readable manifest is partial.
 func dirEntry(kind, path string) Entry {
-	e := Entry{Kind: kind, Key: filepath.Base(path), Path: path, Size: diskUsage(path)}
+	e := Entry{Kind: kind, Key: filepath.Base(path), Path: path, Size: DiskUsage(path)}
 	var m struct {
 		Created time.Time         `json:"created"`
 		Inputs  map[string]string `json:"inputs"`
@@ -168,7 +168,7 @@ func dirEntry(kind, path string) Entry {
 // fileEntry describes an initramfs file: created is its birth time where
 // the filesystem records one, last used its mtime (Use touches it).
 func fileEntry(kind, path string) Entry {
-	e := Entry{Kind: kind, Key: strings.TrimSuffix(filepath.Base(path), ".cpio"), Path: path, Size: diskUsage(path)}
+	e := Entry{Kind: kind, Key: strings.TrimSuffix(filepath.Base(path), ".cpio"), Path: path, Size: DiskUsage(path)}
 	e.Description = "guest-agent initramfs"
 	if b, err := os.ReadFile(strings.TrimSuffix(path, ".cpio") + InitramfsDescriptionSuffix); err == nil {
 		e.Description += " for " + strings.TrimSpace(firstLine(string(b)))
@@ -189,9 +189,9 @@ func firstLine(s string) string {
 	return l
 }
 
-// diskUsage is the allocated size of a file or tree (sparse images count
+// DiskUsage is the allocated size of a file or tree (sparse images count
 // what they occupy); unreadable parts count nothing.
-func diskUsage(path string) int64 {
+func DiskUsage(path string) int64 {
 	var n int64
 	_ = filepath.WalkDir(path, func(_ string, d fs.DirEntry, err error) error {
 		if err != nil {
