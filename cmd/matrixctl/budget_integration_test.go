@@ -81,6 +81,13 @@ func TestIntegrationBudgetQEMU(t *testing.T) {
 	if (code != ExitOK && code != ExitFailed) || !strings.Contains(stdout, "overlay2") {
 		t.Errorf("recommend: exit %d, want an answer naming the clean overlay2 cell", code)
 	}
+	// The finished run's results directory is what prune-results removes
+	// (beside the run it was in progress: kept).
+	code, stdout, stderr = run(t, "cache", "prune-results", filepath.Dir(out), "--older-than", "0s")
+	t.Logf("prune-results after the run: exit %d\n%s%s", code, stdout, stderr)
+	if _, err := os.Stat(out); code != ExitOK || !errors.Is(err, os.ErrNotExist) || !strings.Contains(stdout, "removed 1 results directories") {
+		t.Errorf("prune-results did not remove the finished run's directory: exit %d, %v", code, err)
+	}
 	testutil.NoProcessesLeft(t, out)
 }
 
@@ -141,7 +148,8 @@ func pruneWhileRunning(t *testing.T, cache, out string) string {
 	for time.Now().Before(deadline) {
 		if logs, _ := filepath.Glob(filepath.Join(out, "runs", "*", "r*", "console.log")); len(logs) > 0 {
 			var b strings.Builder
-			for _, args := range [][]string{{"cache", "ls", "--cache", cache}, {"cache", "prune", "--max-size", "0", "--cache", cache}} {
+			for _, args := range [][]string{{"cache", "ls", "--cache", cache}, {"cache", "prune", "--max-size", "0", "--cache", cache},
+				{"cache", "prune-results", filepath.Dir(out), "--older-than", "0s"}} {
 				code, stdout, stderr := run(t, args...)
 				fmt.Fprintf(&b, "$ matrixctl %s\n%s%s(exit %d)\n", strings.Join(args, " "), stdout, stderr, code)
 			}
@@ -169,5 +177,8 @@ func checkPruneBesideRun(t *testing.T, printed, cache string, used []string, ext
 	}
 	if _, err := os.Stat(extra); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("unused entry %s still there: %v", extra, err)
+	}
+	if !strings.Contains(printed, "removed 0 results directories") {
+		t.Errorf("prune-results removed the results of the run in progress")
 	}
 }
