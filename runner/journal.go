@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/matrix"
 )
@@ -62,11 +64,15 @@ type journal struct {
 	f  *os.File
 }
 
+// openJournal opens the journal for appending. The controller holds a
+// shared flock on it while it runs (best effort, never waited for): it is
+// how PruneResults tells a run in progress (see InProgress).
 func openJournal(path string) (*journal, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB)
 	return &journal{f: f}, nil
 }
 

@@ -153,7 +153,8 @@ func buildBox(ctx context.Context, cache *images.Cache, spec BoxSpec, progress i
 	}
 	defer unlock()
 	if b, err := readBoxEntry(dir); err == nil {
-		return b, nil
+		// Leased until the cache is closed: `cache prune` skips a box in use.
+		return b, cache.Hold(dir)
 	}
 	_ = os.RemoveAll(dir)
 	tmp := dir + ".tmp"
@@ -269,7 +270,11 @@ func buildBox(ctx context.Context, cache *images.Cache, spec BoxSpec, progress i
 		return nil, err
 	}
 	fmt.Fprintf(progress, "box %s: built in %s (%d MiB)\n", name, time.Since(start).Round(time.Second), man.Sizes["matrixctl.box"]>>20)
-	return readBoxEntry(dir)
+	b, err := readBoxEntry(dir)
+	if err != nil {
+		return nil, err
+	}
+	return b, cache.Hold(dir)
 }
 
 // readBoxEntry returns the box of a complete entry: its manifest exists and

@@ -13,4 +13,5 @@ var subcommands = []func(*globalFlags, Streams) *cobra.Command{
 	newConsoleCommand,
 	newBisectCommand,
 	newHistoryCommand,
+	newCacheCommand,
 }

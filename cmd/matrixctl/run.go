@@ -207,6 +207,8 @@ func runRun(ctx context.Context, g *globalFlags, streams Streams, cmd *cobra.Com
 		if err != nil {
 			return withExit(ExitInfra, fmt.Errorf("cache %s: %w", g.Cache, err))
 		}
+		defer cache.Close()
+		warnLowDisk(streams.ErrOut, g.Cache)
 		opts.Calibrate = true
 		if f.provider == "qemu" {
 			opts.Provider = &qemu.Provider{Cache: cache, CacheDir: g.Cache, Accel: accel}
@@ -460,4 +462,44 @@ func parseBudget(s string) (*runner.Budget, error) {
 		return nil, fmt.Errorf("--budget %q: want a number of runs (e.g. 40) or a duration (e.g. 2h)", s)
 	}
 	return &runner.Budget{Time: d}, nil
+}
+
+// Below either of these, run warns before it starts that the cache's disk
+// is nearly full (kernels and rootfs images take GiBs; a full disk fails
+// a run half-way as an infra error).
+const (
+	lowDiskFree    = 10 << 30
+	lowDiskPercent = 10
+)
+
+// warnLowDisk prints a warning with the numbers and the prune to run when
+// the cache's filesystem is nearly full.
+func warnLowDisk(w io.Writer, cacheDir string) {
+	d, err := images.DiskSpaceOf(cacheDir)
+	if err == nil {
+		fmt.Fprint(w, lowDiskWarning(cacheDir, d))
+	}
+}
+
+// lowDiskWarning is warnLowDisk's line for d ("" when there is room).
+func lowDiskWarning(cacheDir string, d images.DiskSpace) string {
+	if !d.Low(lowDiskFree, lowDiskPercent) {
+		return ""
+	}
+	return fmt.Sprintf("matrixctl: warning: the cache's filesystem (%s) has %s free of %s (%.1f %%), under %s or %d %%; "+
+		"free space with: matrixctl cache prune --max-size %s (matrixctl cache ls lists the entries)\n",
+		cacheDir, formatSize(int64(d.Free)), formatSize(int64(d.Total)), float64(d.Free)*100/float64(max(d.Total, 1)),
+		formatSize(lowDiskFree), lowDiskPercent, pruneHint(cacheDir, d))
+}
+
+// pruneHint is a --max-size that frees what the warning asks for (in whole
+// GiB, rounded down; 0 when even an empty cache would not be enough).
+func pruneHint(cacheDir string, d images.DiskSpace) string {
+	need := max(int64(lowDiskFree)-int64(d.Free), int64(float64(d.Total)*lowDiskPercent/100)-int64(d.Free))
+	es, _ := images.ListEntries(cacheDir)
+	var size int64
+	for _, e := range es {
+		size += e.Size
+	}
+	return strconv.FormatInt(max(size-need, 0)>>30, 10) + "G"
 }

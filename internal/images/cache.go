@@ -32,8 +32,12 @@ const manifestName = "manifest.json"
 //	<dir>/kernels/<key>/      one imported kernel (vmlinuz, config, root/lib/modules/<release>, modules.ext4)
 //	<dir>/rootfs/<key>/       one root filesystem (rootfs.ext4, packages.txt)
 //	<dir>/<kind>/<key>.lock   serialises builders of one key
+//	<dir>/.trash/             entries being pruned (store.go)
 //
 // A Cache is safe for concurrent use, also by several processes sharing dir.
+// Every entry a Cache hands out stays leased (a shared flock on the entry,
+// see Use) until Close, so `matrixctl cache prune` in another process skips
+// it while this one boots from its files.
 type Cache struct {
 	dir  string
 	opts options
@@ -45,6 +49,7 @@ type Cache struct {
 	mu         sync.Mutex
 	aptUpdated map[string]bool
 	verified   map[string]time.Time // entry dir -> manifest mtime whose hashes were checked
+	leases     map[string]*Lease    // entry dir -> this Cache's shared lock on it
 
 	stats struct {
 		aptUpdates, downloads, kernelBuilds, rootfsBuilds, reuses, rebuilds atomic.Int64
@@ -143,7 +148,39 @@ func New(dir string, opts ...Option) (*Cache, error) {
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, fmt.Errorf("cache dir: %w", err)
 	}
-	return &Cache{dir: abs, opts: optionsFor(opts), aptUpdated: map[string]bool{}, verified: map[string]time.Time{}}, nil
+	return &Cache{dir: abs, opts: optionsFor(opts), aptUpdated: map[string]bool{}, verified: map[string]time.Time{},
+		leases: map[string]*Lease{}}, nil
+}
+
+// Hold leases the entry at path (a directory of this cache) until Close,
+// recording the use; holding it again only records the use. For entries
+// built outside this package (Vagrant boxes): call it under the entry's
+// build lock, so a prune cannot slip in between finding and holding it.
+func (c *Cache) Hold(path string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l, ok := c.leases[path]; ok && l.f != nil {
+		touchUse(l.f, path)
+		return nil
+	}
+	l, err := Use(path)
+	if err != nil {
+		return err
+	}
+	c.leases[path] = l
+	return nil
+}
+
+// Close releases every entry this Cache holds. The Cache stays usable:
+// a later request leases its entry again.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p, l := range c.leases {
+		l.Release()
+		delete(c.leases, p)
+	}
+	return nil
 }
 
 // Dir is the cache directory.
@@ -394,6 +431,9 @@ func (c *Cache) entry(ctx context.Context, kind, key string, inputs map[string]s
 	defer unlock()
 
 	if m, err := c.reuse(final); err == nil {
+		if err := c.Hold(final); err != nil {
+			return "", nil, err
+		}
 		c.stats.reuses.Add(1)
 		return final, m, nil
 	} else if _, statErr := os.Stat(final); statErr == nil {
@@ -434,6 +474,9 @@ func (c *Cache) entry(ctx context.Context, kind, key string, inputs map[string]s
 	}
 	ok = true
 	c.markVerified(final)
+	if err := c.Hold(final); err != nil {
+		return "", nil, err
+	}
 	return final, m, nil
 }
 

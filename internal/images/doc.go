@@ -16,6 +16,13 @@
 //	kernels/<key>/           vmlinuz, config, root/lib/modules/<release>/, modules.ext4, manifest.json
 //	rootfs/<key>/            rootfs.ext4, packages.txt, manifest.json
 //	kernels|rootfs/<key>.lock
+//	initramfs/<key>.cpio     runner/qemu's guest-agent initramfs (listed and pruned here, built there)
+//	boxes/<key>/             vagrant.BuildBox's boxes (listed and pruned here, built there)
+//	.trash/                  entries being pruned
+//
+// Entries in use are leased: a Cache holds a shared flock on every entry it
+// hands out until Close; ListEntries reports them in use and Prune skips
+// them (store.go).
 //
 // A kernel key hashes the package's pool filename and SHA256 from the index
 // (or, for local files, the vmlinuz sha256 and the module tree's names,

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,10 +164,13 @@ func Initramfs(k *images.Kernel, agent, cacheDir string) (string, error) {
 		}
 	}
 	key := hex.EncodeToString(h.Sum(nil))[:24]
-	out := filepath.Join(cacheDir, "initramfs", key+".cpio")
+	out := filepath.Join(images.InitramfsDir(cacheDir), key+".cpio")
 	if st, err := os.Stat(out); err == nil && st.Size() > 0 {
 		return out, nil
 	}
+	// What `matrixctl cache ls` says about the entry (best effort).
+	_ = os.MkdirAll(filepath.Dir(out), 0o755)
+	_ = os.WriteFile(strings.TrimSuffix(out, ".cpio")+images.InitramfsDescriptionSuffix, []byte("kernel "+k.Release+"\n"), 0o644)
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", fmt.Errorf("initramfs: %w", err)
 	}
@@ -209,6 +214,24 @@ func Initramfs(k *images.Kernel, agent, cacheDir string) (string, error) {
 		return "", fmt.Errorf("initramfs: %w", err)
 	}
 	return out, nil
+}
+
+// leasedInitramfs is Initramfs for cfg with a shared lock on the file
+// (images.Use): built again when a `cache prune` removed it in between.
+func leasedInitramfs(cfg Config) (string, *images.Lease, error) {
+	for try := 0; ; try++ {
+		p, err := Initramfs(cfg.Kernel, cfg.Agent, cfg.CacheDir)
+		if err != nil {
+			return "", nil, err
+		}
+		l, err := images.Use(p)
+		if err == nil {
+			return p, l, nil
+		}
+		if try > 0 || !(errors.Is(err, images.ErrReplaced) || errors.Is(err, fs.ErrNotExist)) {
+			return "", nil, err
+		}
+	}
 }
 
 func hashFile(h io.Writer, path string) error {

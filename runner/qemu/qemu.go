@@ -329,10 +329,13 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 		}
 		cfg.Agent = p
 	}
-	initrd, err := Initramfs(cfg.Kernel, cfg.Agent, cfg.CacheDir)
+	initrd, lease, err := leasedInitramfs(cfg)
 	if err != nil {
 		return nil, infraf("build initramfs", err, "")
 	}
+	// QEMU reads the initramfs while it starts (a KVM→TCG fallback starts
+	// a second QEMU inside Start): `cache prune` skips it until then.
+	defer lease.Release()
 	switch cfg.Accel {
 	case AccelTCG:
 		return launch(ctx, cfg, initrd, AccelTCG, "console.log", cfg.Console)
