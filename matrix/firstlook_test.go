@@ -30,7 +30,8 @@ func TestFirstLookExample(t *testing.T) {
 		}
 		picked++
 		t.Logf("first look: %s", c.ID)
-		if s := c.Settings; s.Repeats != 1 || s.Soak > FirstLookSoak || s.CPUs != FirstLookCPUs || s.MemoryMB != FirstLookMemoryMB {
+		if s := c.Settings; s.Repeats != 1 || s.Soak > FirstLookSoak || s.CPUs != FirstLookCPUs || s.MemoryMB != FirstLookMemoryMB ||
+			len(s.Probes) != 1 || s.Probes[0] != FirstLookProbe {
 			t.Errorf("%s: settings %+v, want the first-look ones", c.ID, s)
 		}
 		have["kernel"][c.Kernel.Version], have["distro"][c.Distro.Name], have["driver"][c.Driver] = true, true, true

@@ -80,6 +80,9 @@ Exit codes: 0 every runnable cell passed, 1 some cell failed, 2 usage or spec er
 		Example: `  # the whole matrix, results in ./results
   matrixctl run
 
+  # a first look in minutes: every kernel line, distro and driver once, IO probe, 10 s soak
+  matrixctl run --first-look
+
   # only the aufs cells of kernel 3.16, three times each, two at a time
   matrixctl run --kernel 3.16 --driver aufs --repeat 3 --parallel 2
 
@@ -98,7 +101,7 @@ Exit codes: 0 every runnable cell passed, 1 some cell failed, 2 usage or spec er
 	fl.StringVar(&f.provider, "provider", "qemu", "where cells run: qemu (a VM per cell), vagrant (a Vagrant + libvirt box per cell) or local (this host's dockerd)")
 	fl.IntVar(&f.repeat, "repeat", 0, "runs per cell (default: the spec's repeats)")
 	fl.StringVar(&f.parallel, "parallel", "auto", "cells at once: a number, or auto: as many as fit the host's memory and its cores, given each cell's CPUs and memory (one vCPU per core under TCG, two under KVM)")
-	fl.BoolVar(&f.firstLook, "first-look", false, "a quick first run: only the fewest runnable cells that touch every kernel line, distro and driver, once each, 1 vCPU and 1 GiB each, soak 10s unless --soak is given")
+	fl.BoolVar(&f.firstLook, "first-look", false, "a quick first run: only the fewest runnable cells that touch every kernel line, distro and driver, once each, with the IO probe only, 1 vCPU and 1 GiB each, soak 10s unless --soak is given")
 	fl.DurationVar(&f.timeout, "timeout", 0, "per-run timeout; a run that exceeds it is a hang (default: the spec's timeout)")
 	fl.DurationVar(&f.soak, "soak", 0, "how long each probe's workload runs (default: the spec's soak)")
 	fl.StringVar(&f.resume, "resume", "", "continue the run in this results directory")
