@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/matrixctl/matrixctl/internal/images"
@@ -147,7 +146,7 @@ func buildBox(ctx context.Context, cache *images.Cache, spec BoxSpec, progress i
 		return nil, err
 	}
 	dir := filepath.Join(root, key)
-	unlock, err := lockFile(ctx, dir+".lock")
+	unlock, err := images.LockFile(ctx, dir+".lock")
 	if err != nil {
 		return nil, err
 	}
@@ -373,30 +372,6 @@ func installedVersion(status, pkg string) string {
 		}
 	}
 	return ""
-}
-
-// lockFile takes an exclusive flock on path, waiting until ctx ends.
-func lockFile(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
 }
 
 // prefixWriter writes each chunk it gets to w with prefix (line-ish progress).

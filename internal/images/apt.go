@@ -143,7 +143,7 @@ func (c *Cache) aptFor(ctx context.Context, suite string) (*aptEnv, error) {
 			return nil, err
 		}
 	}
-	unlock, err := lockFile(ctx, filepath.Join(a.dir, "lock"))
+	unlock, err := LockFile(ctx, filepath.Join(a.dir, "lock"))
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +245,7 @@ type pkgRecord struct {
 
 // show returns the candidate record of pkg (all=false) or every version (all=true).
 func (a *aptEnv) show(ctx context.Context, pkg string, all bool) ([]pkgRecord, error) {
-	unlock, err := lockFile(ctx, filepath.Join(a.dir, "lock"))
+	unlock, err := LockFile(ctx, filepath.Join(a.dir, "lock"))
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +285,7 @@ func (a *aptEnv) show(ctx context.Context, pkg string, all bool) ([]pkgRecord, e
 
 // download fetches pkg=version into dir and checks its SHA256 against the index.
 func (a *aptEnv) download(ctx context.Context, rec pkgRecord, dir string) (string, error) {
-	unlock, err := lockFile(ctx, filepath.Join(a.dir, "lock"))
+	unlock, err := LockFile(ctx, filepath.Join(a.dir, "lock"))
 	if err != nil {
 		return "", err
 	}

@@ -387,9 +387,9 @@ func hashFile(path string) (string, int64, error) {
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
-// lockFile takes an exclusive flock on path (created if needed), waiting
+// LockFile takes an exclusive flock on path (created if needed), waiting
 // until it is free or ctx ends. The returned func releases it.
-func lockFile(ctx context.Context, path string) (func(), error) {
+func LockFile(ctx context.Context, path string) (func(), error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
@@ -424,7 +424,7 @@ func (c *Cache) entry(ctx context.Context, kind, key string, inputs map[string]s
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return "", nil, err
 	}
-	unlock, err := lockFile(ctx, final+".lock")
+	unlock, err := LockFile(ctx, final+".lock")
 	if err != nil {
 		return "", nil, err
 	}

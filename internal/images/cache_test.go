@@ -174,14 +174,14 @@ func TestEntryConcurrentBuildersSerialise(t *testing.T) {
 
 func TestLockFileHonoursContext(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "l")
-	unlock, err := lockFile(context.Background(), p)
+	unlock, err := LockFile(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if _, err := lockFile(ctx, p); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := LockFile(ctx, p); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("second lock: %v, want deadline exceeded", err)
 	}
 }

@@ -116,7 +116,7 @@ func SortReleases(ks []Release) error {
 
 // pkgnames is apt-cache pkgnames prefix: the package names starting with it.
 func (a *aptEnv) pkgnames(ctx context.Context, prefix string) ([]string, error) {
-	unlock, err := lockFile(ctx, a.dir+"/lock")
+	unlock, err := LockFile(ctx, a.dir+"/lock")
 	if err != nil {
 		return nil, err
 	}

@@ -241,7 +241,7 @@ func mustList(t *testing.T, dir string) []Entry {
 
 func TestPruneSkipsEntryBeingBuilt(t *testing.T) {
 	s := newFakeStore(t)
-	unlock, err := lockFile(context.Background(), s.rootfs+".lock") // a builder (second fd: flock is per open file)
+	unlock, err := LockFile(context.Background(), s.rootfs+".lock") // a builder (second fd: flock is per open file)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,13 +3,14 @@ package qemu
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/matrixctl/matrixctl/internal/images"
 )
 
 // The accelerator decision of AccelAuto, made once per host and remembered.
@@ -107,27 +108,11 @@ func lockAccel(ctx context.Context, cacheDir, qemuPath string, recheck bool) (*a
 	if err := os.MkdirAll(d.dir, 0o755); err != nil {
 		return nil, nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(d.dir, accelLockFile), os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err := images.LockFile(ctx, filepath.Join(d.dir, accelLockFile))
 	if err != nil {
 		return nil, nil, err
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, nil, err
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	d.unlock = func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }
+	d.unlock = unlock
 	dec := ReadAccelDecision(filepath.Dir(d.dir))
 	switch {
 	case dec == nil:
