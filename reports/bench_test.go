@@ -134,29 +134,7 @@ func BenchmarkReport100k(b *testing.B) {
 // against a history holding 100,000 stored cell runs (5 past nights), the
 // nightly job's shape: trends, regressions and signature dates from SQLite.
 func BenchmarkReportWithHistory100k(b *testing.B) {
-	dir := b.TempDir()
-	writeBigResults(b, dir, 4)
-	f, err := Load(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	store, err := history.Open(filepath.Join(dir, history.FileName))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
-	stored := 0
-	for night := 5; night >= 1; night-- {
-		past := *f
-		past.RunID = fmt.Sprintf("night-%d", night)
-		past.Started = f.Started.Add(-time.Duration(night) * 24 * time.Hour)
-		if _, err := store.Append(context.Background(), &past); err != nil {
-			b.Fatal(err)
-		}
-		stored += len(past.Runs)
-	}
-	benchHistoryReport(b, dir, f, store)
-	b.ReportMetric(float64(stored), "stored-runs")
+	benchHistory(b, 4, 5, false)
 }
 
 // benchHistoryReport builds and renders the report of f against store.
@@ -188,8 +166,15 @@ func benchHistoryReport(b *testing.B, dir string, f *results.File, store *histor
 // nightly runs: 180 nights × 5000 cells = 900,000 stored cell runs, and
 // trends that must be aggregated per day or week to stay readable.
 func BenchmarkReportWithHistoryMonths(b *testing.B) {
+	benchHistory(b, 1, 180, true)
+}
+
+// benchHistory writes a big result of repeats runs per cell, stores nights
+// past nights of it in a history (each run stamped with its night when
+// stamp is set) and benchmarks the report against that history.
+func benchHistory(b *testing.B, repeats, nights int, stamp bool) {
 	dir := b.TempDir()
-	writeBigResults(b, dir, 1)
+	writeBigResults(b, dir, repeats)
 	f, err := Load(dir)
 	if err != nil {
 		b.Fatal(err)
@@ -200,13 +185,15 @@ func BenchmarkReportWithHistoryMonths(b *testing.B) {
 	}
 	defer store.Close()
 	stored := 0
-	for night := 180; night >= 1; night-- {
+	for night := nights; night >= 1; night-- {
 		past := *f
 		past.RunID = fmt.Sprintf("night-%d", night)
 		past.Started = f.Started.Add(-time.Duration(night) * 24 * time.Hour)
-		past.Runs = slices.Clone(f.Runs)
-		for i := range past.Runs {
-			past.Runs[i].Started = past.Started
+		if stamp {
+			past.Runs = slices.Clone(f.Runs)
+			for i := range past.Runs {
+				past.Runs[i].Started = past.Started
+			}
 		}
 		if _, err := store.Append(context.Background(), &past); err != nil {
 			b.Fatal(err)

@@ -255,13 +255,7 @@ func (p *PlanCounts) markdown() string {
 func (r *Report) junitNotRun(out *junitSuites, suites map[string]int) {
 	skip := func(distro, docker, name, reason string) {
 		cls := CleanLine(distro) + ".docker-" + CleanLine(docker)
-		si, ok := suites[cls]
-		if !ok {
-			si = len(out.Suites)
-			suites[cls] = si
-			out.Suites = append(out.Suites, junitSuite{Name: cls})
-		}
-		s := &out.Suites[si]
+		s := out.suite(suites, cls)
 		s.Cases = append(s.Cases, junitCase{Classname: cls, Name: name, Time: "0.000",
 			Skipped: &junitProblem{Message: CleanLine(reason)}})
 		s.Tests++

@@ -63,6 +63,18 @@ func junitClass(run *results.Run) string {
 	return CleanLine(run.Distro) + ".docker-" + CleanLine(run.Docker)
 }
 
+// suite returns the suite of class cls, added when new; suites indexes
+// out.Suites by class.
+func (out *junitSuites) suite(suites map[string]int, cls string) *junitSuite {
+	si, ok := suites[cls]
+	if !ok {
+		si = len(out.Suites)
+		suites[cls] = si
+		out.Suites = append(out.Suites, junitSuite{Name: cls})
+	}
+	return &out.Suites[si]
+}
+
 // WriteJUnit writes one testcase per cell run, grouped in one testsuite per
 // distro and docker version. Non-pass verdicts that count against a cell are
 // failures (message: the first finding's title, body: reason and excerpts);
@@ -74,13 +86,7 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 		for i := range r.runs[id] {
 			run := &r.runs[id][i]
 			cls := junitClass(run)
-			si, ok := suites[cls]
-			if !ok {
-				si = len(out.Suites)
-				suites[cls] = si
-				out.Suites = append(out.Suites, junitSuite{Name: cls})
-			}
-			s := &out.Suites[si]
+			s := out.suite(suites, cls)
 			tc := junitCase{Classname: cls, Name: fmt.Sprintf("%s/repeat-%d", CleanLine(run.Cell), run.Repeat),
 				Time: fmt.Sprintf("%.3f", run.Finished.Sub(run.Started).Seconds())}
 			if run.Finished.Before(run.Started) || run.Started.IsZero() {

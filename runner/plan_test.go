@@ -3,10 +3,8 @@ package runner
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"reflect"
 	"testing"
-	"time"
 
 	"github.com/matrixctl/matrixctl/api/results"
 	"github.com/matrixctl/matrixctl/matrix"
@@ -28,16 +26,7 @@ func TestPlanWrittenFirstAndKeptOnResume(t *testing.T) {
 		Status: results.PlanFiltered, Reason: "filtered out by --kernel 6.1"}}
 	opts := Options{Provider: fake, Prober: fakeProber{fake}, Out: out, Parallel: 1, Stop: stop, Repeat: 2,
 		NotSelected: left, Shard: "1/1"}
-	done := make(chan error)
-	go func() {
-		_, err := Run(context.Background(), cells, opts)
-		done <- err
-	}()
-	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	if err := <-done; !errors.Is(err, ErrInterrupted) {
-		t.Fatalf("Run after stop: %v", err)
-	}
+	runThenStop(t, cells, opts, stop)
 	want := &results.Plan{Shard: "1/1", Cells: []results.PlanCell{
 		{Cell: "slow", Kernel: "6.1", Distro: "debian12", Docker: "20.10.24", Driver: "overlay2", Status: results.PlanSelected, Repeats: 2},
 		{Cell: "c", Kernel: "6.1", Distro: "debian12", Docker: "20.10.24", Driver: "overlay2", Status: results.PlanSelected, Repeats: 2},

@@ -209,16 +209,7 @@ func TestStopLeavesResumableDir(t *testing.T) {
 	stop := make(chan struct{})
 	cells := []matrix.Cell{testCell("slow1"), testCell("slow2"), testCell("c"), testCell("d")}
 	opts := Options{Provider: fake, Prober: fakeProber{fake}, Out: out, Parallel: 2, Stop: stop}
-	done := make(chan error)
-	go func() {
-		_, err := Run(context.Background(), cells, opts)
-		done <- err
-	}()
-	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	if err := <-done; !errors.Is(err, ErrInterrupted) {
-		t.Fatalf("Run after stop: %v", err)
-	}
+	runThenStop(t, cells, opts, stop)
 	if got := readResults(t, out); len(got.Runs) != 0 || !got.Finished.IsZero() {
 		t.Fatalf("interrupted runs recorded: %+v", got.Runs)
 	}
@@ -363,5 +354,21 @@ func TestPackagesNeedAPackageChanger(t *testing.T) {
 	}
 	if fake.boots != 0 {
 		t.Errorf("booted %d times, want 0", fake.boots)
+	}
+}
+
+// runThenStop runs cells, closes stop once the first runs are under way and
+// expects the run to end interrupted.
+func runThenStop(t *testing.T, cells []matrix.Cell, opts Options, stop chan struct{}) {
+	t.Helper()
+	done := make(chan error)
+	go func() {
+		_, err := Run(context.Background(), cells, opts)
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	if err := <-done; !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("Run after stop: %v", err)
 	}
 }
