@@ -53,8 +53,13 @@ func Path(ctx context.Context, p Program, dir string) (string, error) {
 			return beside, nil
 		}
 	}
+	// A build of this process is reused while it exists: the directory it
+	// went to may be gone since (a test's temporary cache, a pruned cache).
 	if v, ok := built.Load(p.Name); ok {
-		return v.(string), nil
+		if _, err := os.Stat(v.(string)); err == nil {
+			return v.(string), nil
+		}
+		built.Delete(p.Name)
 	}
 	path, err := build(ctx, p, dir)
 	if err != nil {
