@@ -554,11 +554,11 @@ func (p *pool) release(c cost) {
 	}
 }
 
-// hostMemAvailableMB reads MemAvailable from /proc/meminfo (4096 if unknown).
 // HostMemoryMB is the memory cells may use at once when Options.HostMemoryMB
 // is 0: 80 % of what the host has available now.
 func HostMemoryMB() int { return hostMemAvailableMB() * 8 / 10 }
 
+// hostMemAvailableMB reads MemAvailable from /proc/meminfo (4096 if unknown).
 func hostMemAvailableMB() int {
 	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
