@@ -300,23 +300,11 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	if len(r.NotRun) > 0 {
 		fmt.Fprintf(&b, "**Not run (%d):**\n", len(r.NotRun))
-		for i, n := range r.NotRun {
-			if i == maxList {
-				fmt.Fprintf(&b, "- … and %d more\n", len(r.NotRun)-maxList)
-				break
-			}
-			fmt.Fprintf(&b, "- %s — %s: %s\n", mdEscape(n.Cell), n.Class, mdEscape(n.Reason))
-		}
+		mdNotRunList(&b, r.NotRun, maxList)
 	}
 	if len(r.Incomplete) > 0 {
 		fmt.Fprintf(&b, "\n**Ranked, but missing planned runs (%d):**\n", len(r.Incomplete))
-		for i, n := range r.Incomplete {
-			if i == maxList {
-				fmt.Fprintf(&b, "- … and %d more\n", len(r.Incomplete)-maxList)
-				break
-			}
-			fmt.Fprintf(&b, "- %s — %s: %s\n", mdEscape(n.Cell), n.Class, mdEscape(n.Reason))
-		}
+		mdNotRunList(&b, r.Incomplete, maxList)
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("write markdown: %w", err)
@@ -332,4 +320,16 @@ func (r *Report) cellIDs() []string {
 	}
 	sortStrings(ids)
 	return ids
+}
+
+// mdNotRunList writes cells that did not run (all their planned runs, or
+// some) as a Markdown list of at most limit items and a count of the rest.
+func mdNotRunList(b *strings.Builder, list []NotRun, limit int) {
+	for i, n := range list {
+		if i == limit {
+			fmt.Fprintf(b, "- … and %d more\n", len(list)-limit)
+			return
+		}
+		fmt.Fprintf(b, "- %s — %s: %s\n", mdEscape(n.Cell), n.Class, mdEscape(n.Reason))
+	}
 }
