@@ -2,14 +2,17 @@ package reports
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -161,14 +164,130 @@ func decodeRuns(dec *jsontext.Decoder, f *results.File, opts jsonv2.Options) err
 	if tok.Kind() != '[' {
 		return fmt.Errorf("offset %d: runs: want an array", dec.InputOffset())
 	}
-	for dec.PeekKind() != ']' {
-		f.Runs = append(f.Runs, results.Run{})
-		if err := jsonv2.UnmarshalDecode(dec, &f.Runs[len(f.Runs)-1], opts); err != nil {
-			return fmt.Errorf("offset %d: runs[%d]: %w", dec.InputOffset(), len(f.Runs)-1, err)
-		}
+	batches, err := decodeRunBatches(dec, opts)
+	if err != nil {
+		return err
 	}
-	_, err = dec.ReadToken() // ']'
-	return err
+	n := 0
+	for _, b := range batches {
+		n += len(b)
+	}
+	if n == 0 {
+		return nil
+	}
+	f.Runs = make([]results.Run, 0, n)
+	for _, b := range batches {
+		f.Runs = append(f.Runs, b...)
+	}
+	return nil
+}
+
+// runBatchLen is how many runs one decoding worker takes at a time.
+const runBatchLen = 256
+
+// rawRuns is a batch of runs as raw JSON values, in order: run i is
+// buf[ends[i-1]:ends[i]] and started at offset starts[i] of the input.
+type rawRuns struct {
+	seq    int // the batch's place in the array
+	first  int // index of its first run in the array
+	buf    []byte
+	ends   []int
+	starts []int64
+}
+
+// decodeRunBatches reads the runs array up to its closing ']'. This
+// goroutine splits it into raw values (a syntax check, no allocation per
+// field) while one worker per core decodes batches of them into Run
+// structs: decoding is most of a big report's time, and a nightly result
+// is one big array of independent runs. Each batch is decoded into a slice
+// of its own, so no big slice of runs is grown and copied over and over.
+func decodeRunBatches(dec *jsontext.Decoder, opts jsonv2.Options) ([][]results.Run, error) {
+	workers := max(1, runtime.GOMAXPROCS(0))
+	todo := make(chan rawRuns, workers)
+	var (
+		mu      sync.Mutex
+		decoded [][]results.Run
+		errs    []error
+		wg      sync.WaitGroup
+	)
+	for range workers {
+		wg.Go(func() {
+			for b := range todo {
+				runs, err := decodeRawRuns(b, opts)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				for len(decoded) <= b.seq {
+					decoded = append(decoded, nil)
+				}
+				decoded[b.seq] = runs
+				mu.Unlock()
+			}
+		})
+	}
+	readErr := func() error {
+		defer close(todo)
+		b := rawRuns{}
+		for n := 0; ; n++ {
+			if len(b.ends) == runBatchLen {
+				todo <- b
+				b = rawRuns{seq: b.seq + 1, first: n}
+			}
+			if dec.PeekKind() == ']' {
+				break
+			}
+			start := dec.InputOffset()
+			v, err := dec.ReadValue()
+			if err != nil {
+				return fmt.Errorf("offset %d: runs[%d]: %w", dec.InputOffset(), n, err)
+			}
+			b.buf = append(b.buf, v...)
+			b.ends, b.starts = append(b.ends, len(b.buf)), append(b.starts, start)
+		}
+		if len(b.ends) > 0 {
+			todo <- b
+		}
+		if _, err := dec.ReadToken(); err != nil { // ']'
+			return fmt.Errorf("offset %d: runs: %w", dec.InputOffset(), err)
+		}
+		return nil
+	}()
+	wg.Wait()
+	if readErr != nil {
+		return nil, readErr
+	}
+	if len(errs) > 0 { // the first failing run, as a sequential decoder would say
+		slices.SortFunc(errs, func(a, b error) int { return cmp.Compare(a.(runError).index, b.(runError).index) })
+		return nil, errs[0]
+	}
+	return decoded, nil
+}
+
+// runError is a run that did not decode, with its place in the array.
+type runError struct {
+	index  int
+	offset int64
+	err    error
+}
+
+func (e runError) Error() string {
+	return fmt.Sprintf("offset %d: runs[%d]: %v", e.offset, e.index, e.err)
+}
+
+func (e runError) Unwrap() error { return e.err }
+
+// decodeRawRuns decodes one batch, stopping at its first bad run.
+func decodeRawRuns(b rawRuns, opts jsonv2.Options) ([]results.Run, error) {
+	runs := make([]results.Run, len(b.ends))
+	from := 0
+	for i, end := range b.ends {
+		if err := jsonv2.Unmarshal(b.buf[from:end], &runs[i], opts); err != nil {
+			return nil, runError{index: b.first + i, offset: b.starts[i], err: err}
+		}
+		from = end
+	}
+	return runs, nil
 }
 
 // ValidateRun checks the fields the report relies on: a cell ID, a known

@@ -355,6 +355,39 @@ func TestLoadRejectsBadInput(t *testing.T) {
 	}
 }
 
+// TestDecodeKeepsOrderAcrossBatches decodes more runs than one decoding
+// worker takes at a time: every run comes back in its place, and a bad run
+// in a later batch is named by its index in the array.
+func TestDecodeKeepsOrderAcrossBatches(t *testing.T) {
+	const n = 3*runBatchLen + 17
+	var b strings.Builder
+	b.WriteString(`{"schema":"matrixctl.results/v1","run_id":"x","runs":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(",\n")
+		}
+		b.WriteString(`{"cell":"c` + strconv.Itoa(i%7) + `","verdict":"pass","repeat":` + strconv.Itoa(i+1) + `}`)
+	}
+	b.WriteString("]}")
+	f, err := Decode(strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Runs) != n {
+		t.Fatalf("%d runs, want %d", len(f.Runs), n)
+	}
+	for i, r := range f.Runs {
+		if r.Repeat != i+1 || r.Cell != "c"+strconv.Itoa(i%7) {
+			t.Fatalf("runs[%d] = %s repeat %d", i, r.Cell, r.Repeat)
+		}
+	}
+	bad := strings.Replace(b.String(), `"repeat":701}`, `"repeat":"seven"}`, 1)
+	bad = strings.Replace(bad, `"repeat":901}`, `"repeat":"nine"}`, 1)
+	if _, err := Decode(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "runs[700]") {
+		t.Fatalf("Decode: %v; want the first bad run, runs[700]", err)
+	}
+}
+
 func TestMarkdownEscapesHostileText(t *testing.T) {
 	f := &results.File{Schema: results.SchemaVersion, RunID: "x", Started: time.Unix(0, 0), Runs: []results.Run{{
 		Cell: "evil|cell", Verdict: results.DockerFailure, Repeat: 1,
