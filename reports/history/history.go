@@ -39,8 +39,9 @@ const FileName = "history.db"
 func DefaultPath(cacheDir string) string { return filepath.Join(cacheDir, FileName) }
 
 // schemaVersion is kept in PRAGMA user_version. Version 2 renamed the
-// cells of version-1 QEMU runs to today's cell IDs (migrateInitDefault).
-const schemaVersion = 2
+// cells of version-1 QEMU runs to today's cell IDs (migrateInitDefault);
+// version 3 added the per-day and per-week summary (cell_buckets).
+const schemaVersion = 3
 
 const schemaSQL = `
 CREATE TABLE IF NOT EXISTS runs (
@@ -84,6 +85,9 @@ CREATE INDEX IF NOT EXISTS runs_provider_started ON runs(provider, started);
 // Store is an open history database.
 type Store struct {
 	db *sql.DB
+	// noSummary makes Trends read every run from cell_runs, as it did
+	// before the summary: tests compare the two.
+	noSummary bool
 }
 
 // Open opens (creating if needed) the history database at path.
@@ -115,7 +119,7 @@ func (s *Store) init() error {
 	if v > schemaVersion {
 		return fmt.Errorf("schema version %d is newer than this matrixctl (%d)", v, schemaVersion)
 	}
-	if _, err := s.db.Exec(schemaSQL); err != nil {
+	if _, err := s.db.Exec(schemaSQL + bucketsSQL); err != nil {
 		return fmt.Errorf("create schema: %w", err)
 	}
 	if v == 1 {
@@ -123,8 +127,27 @@ func (s *Store) init() error {
 			return fmt.Errorf("migrate schema 1 to 2: %w", err)
 		}
 	}
+	if v > 0 && v < 3 {
+		if err := s.buildSummary(); err != nil {
+			return fmt.Errorf("migrate schema %d to 3: %w", v, err)
+		}
+	}
 	_, err := s.db.Exec(fmt.Sprintf("PRAGMA user_version = %d", schemaVersion))
 	return err
+}
+
+// buildSummary sums every stored run into cell_buckets.
+func (s *Store) buildSummary() error {
+	ctx := context.Background()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := rebuildBuckets(ctx, tx, 0); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // migrateInitDefault renames the cells of QEMU runs stored by schema 1, when
@@ -246,6 +269,9 @@ func (s *Store) Append(ctx context.Context, f *results.File) (added bool, err er
 				return false, fmt.Errorf("history: append %s: runs[%d]: %w", f.RunID, i, err)
 			}
 		}
+	}
+	if err = addBuckets(ctx, tx, bucketSizes, "r.run_id = ?", f.RunID); err != nil {
+		return false, fmt.Errorf("history: append %s: %w", f.RunID, err)
 	}
 	if err = tx.Commit(); err != nil {
 		return false, fmt.Errorf("history: append %s: %w", f.RunID, err)
@@ -410,8 +436,22 @@ func (s *Store) Trends(ctx context.Context, q TrendQuery) (*Trends, error) {
 	// recent runs (usually inside the trend's window).
 	last := bucketOf(starts[len(starts)-1], size)
 	from := sortSearch(starts, bucketStart(last-int64(q.MaxPoints)+1, size))
-	return t, s.trendPoints(ctx, ids, starts, trendSink{from: from, size: size, out: t.Trend},
-		trendSink{from: recentFrom, out: t.Recent})
+	// Buckets that hold every stored run come from the summary; the others
+	// (where the query left runs out) are read run by run.
+	full, err := s.fullBuckets(ctx, q.Provider, starts[from:], size)
+	if err != nil {
+		return nil, fmt.Errorf("history: trends: %w", err)
+	}
+	if err := s.trendPoints(ctx, ids, starts, trendSink{from: from, size: size, skip: full, out: t.Trend},
+		trendSink{from: recentFrom, out: t.Recent}); err != nil {
+		return nil, err
+	}
+	summary, err := s.bucketPoints(ctx, q.Provider, size, full)
+	if err != nil {
+		return nil, fmt.Errorf("history: trends: %w", err)
+	}
+	mergeBucketPoints(t.Trend, summary)
+	return t, nil
 }
 
 // trendSink collects points per cell of the runs from index from on: one
@@ -419,7 +459,13 @@ func (s *Store) Trends(ctx context.Context, q TrendQuery) (*Trends, error) {
 type trendSink struct {
 	from int
 	size int64
+	skip map[int64]bool // buckets (by start) taken from the summary instead
 	out  map[string][]Point
+}
+
+// wants tells whether the sink takes the run at index i that started at st.
+func (k trendSink) wants(i int, st int64) bool {
+	return i >= k.from && (k.skip == nil || !k.skip[bucketStart(bucketOf(st, k.size), k.size)])
 }
 
 // add adds one run's outcome in one cell (a point with Runs 1).
@@ -487,11 +533,13 @@ func sortSearch(starts []int64, t int64) int {
 // in its primary key order (run_id, cell): no sort, one row per run and
 // cell; the buckets are summed here.
 func (s *Store) trendPoints(ctx context.Context, runIDs []string, starts []int64, sinks ...trendSink) error {
-	first := len(runIDs)
-	for _, k := range sinks {
-		first = min(first, k.from)
+	var need []int // the runs some sink wants, in order
+	for i := range runIDs {
+		if slices.ContainsFunc(sinks, func(k trendSink) bool { return k.wants(i, starts[i]) }) {
+			need = append(need, i)
+		}
 	}
-	if first == len(runIDs) {
+	if len(need) == 0 {
 		return nil
 	}
 	stmt, err := s.db.PrepareContext(ctx, `SELECT cell,
@@ -505,21 +553,20 @@ func (s *Store) trendPoints(ctx context.Context, runIDs []string, starts []int64
 	defer stmt.Close()
 	// Two readers (WAL lets them read at once) each take a contiguous half
 	// of the runs into sinks of their own; the halves are merged in order.
-	readers := min(2, runtime.GOMAXPROCS(0), len(runIDs)-first)
+	readers := min(2, runtime.GOMAXPROCS(0), len(need))
 	parts := make([][]trendSink, readers)
 	errs := make([]error, readers)
 	var wg sync.WaitGroup
 	for w := range readers {
-		lo := first + (len(runIDs)-first)*w/readers
-		hi := first + (len(runIDs)-first)*(w+1)/readers
+		lo, hi := len(need)*w/readers, len(need)*(w+1)/readers
 		for _, k := range sinks {
-			parts[w] = append(parts[w], trendSink{from: k.from, size: k.size, out: map[string][]Point{}})
+			parts[w] = append(parts[w], trendSink{from: k.from, size: k.size, skip: k.skip, out: map[string][]Point{}})
 		}
 		wg.Go(func() {
-			for i := lo; i < hi; i++ {
+			for _, i := range need[lo:hi] {
 				var to []trendSink
 				for _, k := range parts[w] {
-					if i >= k.from {
+					if k.wants(i, starts[i]) {
 						to = append(to, k)
 					}
 				}
@@ -735,6 +782,11 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (Pruned, error) {
 			return p, fmt.Errorf("history: prune: %w", err)
 		}
 		*d.n, _ = res.RowsAffected()
+	}
+	if !cutoff.IsZero() {
+		if err := rebuildBuckets(ctx, tx, nanos(cutoff)); err != nil {
+			return p, fmt.Errorf("history: prune: %w", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return p, fmt.Errorf("history: prune: %w", err)
