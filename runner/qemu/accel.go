@@ -94,7 +94,6 @@ func hostIdentity(qemuPath string) (kernel, qemu string) {
 // accelDecider serialises the KVM attempt of one cache directory.
 type accelDecider struct {
 	dir        string // <CacheDir>/host
-	recheck    bool
 	hostKernel string
 	qemu       string
 	unlock     func()
@@ -103,7 +102,7 @@ type accelDecider struct {
 // lockAccel takes the host's decision lock; it returns the decision to
 // follow (nil: this caller must try KVM and call record, then release).
 func lockAccel(ctx context.Context, cacheDir, qemuPath string, recheck bool) (*accelDecider, *AccelDecision, error) {
-	d := &accelDecider{dir: filepath.Join(cacheDir, accelDir), recheck: recheck}
+	d := &accelDecider{dir: filepath.Join(cacheDir, accelDir)}
 	d.hostKernel, d.qemu = hostIdentity(qemuPath)
 	if err := os.MkdirAll(d.dir, 0o755); err != nil {
 		return nil, nil, err
