@@ -213,6 +213,8 @@ func TestIntegrationBootDocker(t *testing.T) {
 // progress), checks that the outcome is remembered for the host with its
 // evidence and that a second VM follows it without trying KVM again, then
 // makes that guest panic through /proc/sysrq-trigger and checks the console.
+// On a host with no usable /dev/kvm (no device at all) there is no attempt
+// to remember: both VMs must go straight to TCG and no decision is written.
 func TestIntegrationPanicAccelAuto(t *testing.T) {
 	f := integration(t, "6.1")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -234,10 +236,26 @@ func TestIntegrationPanicAccelAuto(t *testing.T) {
 	accel, fellBack, why := vm.Accel()
 	t.Logf("first VM: accel auto ended on %s (fell back: %v %s); agent hello %s after launch", accel, fellBack, why, d)
 	dec := ReadAccelDecision(hostCache)
-	if dec == nil || dec.Accel != accel || dec.Evidence == "" {
+	kvmErr := kvmUsable()
+	if kvmErr != nil {
+		// A host without a usable /dev/kvm (some of these machines have
+		// none) never tries KVM, so there is nothing to decide or remember:
+		// auto must go straight to TCG, with no attempt and no decision.
+		t.Logf("/dev/kvm not usable here (%v): auto must not try kvm or record a decision", kvmErr)
+		if accel != AccelTCG || fellBack {
+			t.Errorf("first VM on %s (fell back %v), want tcg directly", accel, fellBack)
+		}
+		if _, err := os.Stat(filepath.Join(first, "console-kvm-attempt.log")); err == nil {
+			t.Error("the first VM tried KVM although /dev/kvm is not usable")
+		}
+		if dec != nil {
+			t.Errorf("host decision %+v recorded without a KVM attempt", dec)
+		}
+	} else if dec == nil || dec.Accel != accel || dec.Evidence == "" {
 		t.Fatalf("host decision after the first VM: %+v, want %s with its evidence", dec, accel)
+	} else {
+		t.Logf("remembered: %s (attempt console %q)", dec, dec.AttemptConsole)
 	}
-	t.Logf("remembered: %s (attempt console %q)", dec, dec.AttemptConsole)
 
 	dir := t.TempDir()
 	cfg = f.config(t, dir)
@@ -256,7 +274,12 @@ func TestIntegrationPanicAccelAuto(t *testing.T) {
 	}
 	accel2, _, why2 := vm.Accel()
 	t.Logf("second VM: %s (%s); agent hello %s after launch", accel2, why2, d)
-	if dec.Accel == AccelTCG {
+	switch {
+	case kvmErr != nil:
+		if _, err := os.Stat(filepath.Join(dir, "console-kvm-attempt.log")); err == nil || accel2 != AccelTCG {
+			t.Errorf("second VM on %s (attempt log: %v) although /dev/kvm is not usable", accel2, err == nil)
+		}
+	case dec.Accel == AccelTCG:
 		if _, err := os.Stat(filepath.Join(dir, "console-kvm-attempt.log")); err == nil {
 			t.Error("the second VM tried KVM again although the host decided tcg")
 		}
