@@ -4,9 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"slices"
-
-	"github.com/matrixctl/matrixctl/api/results"
 )
 
 // Long histories are read from a summary kept beside cell_runs: each
@@ -32,9 +31,6 @@ CREATE TABLE IF NOT EXISTS cell_buckets (
 // bucketSizes are the summary's bucket lengths.
 var bucketSizes = []int64{int64(day), int64(week)}
 
-// noWorst is the worst-verdict index of an outcome with no counted failure.
-const noWorst = 999
-
 // bucketSQL is the SQL for bucketOf's bucket start of the column col.
 func bucketSQL(col string, size int64) string {
 	off := fmt.Sprintf("(%s - %d)", col, bucketOrigin)
@@ -50,18 +46,15 @@ func addBuckets(ctx context.Context, tx *sql.Tx, sizes []int64, where string, ar
 	for _, size := range sizes {
 		q := fmt.Sprintf(`INSERT INTO cell_buckets (provider, size, start, cell, runs, counted, passed, worst)
 		SELECT provider, %[1]d, start, cell, COUNT(*), SUM(counted), SUM(passed), MIN(worst) FROM (
-			SELECT r.provider AS provider, %[2]s AS start, c.cell AS cell,
-				SUM(CASE WHEN c.verdict IN ('infra-error', 'unsupported') THEN 0 ELSE 1 END) AS counted,
-				SUM(CASE WHEN c.verdict = 'pass' THEN 1 ELSE 0 END) AS passed,
-				MIN(CASE WHEN c.verdict IN ('pass', 'infra-error', 'unsupported') THEN %[3]d ELSE %[4]s END) AS worst
+			SELECT r.provider AS provider, %[2]s AS start, c.cell AS cell, %[3]s
 			FROM cell_runs c JOIN runs r ON r.run_id = c.run_id
-			WHERE %[5]s
+			WHERE %[4]s
 			GROUP BY c.run_id, c.cell)
 		WHERE true GROUP BY provider, start, cell
 		ON CONFLICT (provider, size, start, cell) DO UPDATE SET
 			runs = runs + excluded.runs, counted = counted + excluded.counted,
 			passed = passed + excluded.passed, worst = MIN(worst, excluded.worst)`,
-			size, bucketSQL("r.started", size), noWorst, severityCase(), where)
+			size, bucketSQL("r.started", size), outcomeSQL(), where)
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("summary: %w", err)
 		}
@@ -81,7 +74,7 @@ func rebuildBuckets(ctx context.Context, tx *sql.Tx, cutoff int64) error {
 		return addBuckets(ctx, tx, bucketSizes, "true")
 	}
 	for _, size := range bucketSizes {
-		from := bucketStart(bucketOf(cutoff, size), size)
+		from := bucketFloor(cutoff, size)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM cell_buckets WHERE size = ? AND start <= ?`, size, from); err != nil {
 			return fmt.Errorf("summary: %w", err)
 		}
@@ -102,10 +95,9 @@ func (s *Store) fullBuckets(ctx context.Context, provider string, starts []int64
 	}
 	selected := map[int64]int{}
 	for _, st := range starts {
-		selected[bucketStart(bucketOf(st, size), size)]++
+		selected[bucketFloor(st, size)]++
 	}
-	lo := bucketStart(bucketOf(starts[0], size), size)
-	hi := bucketStart(bucketOf(starts[len(starts)-1], size), size) + size
+	lo, hi := bucketFloor(starts[0], size), bucketFloor(starts[len(starts)-1], size)+size
 	rows, err := s.db.QueryContext(ctx, `SELECT started FROM runs WHERE provider = ? AND started >= ? AND started < ?`,
 		provider, lo, hi)
 	if err != nil {
@@ -118,7 +110,7 @@ func (s *Store) fullBuckets(ctx context.Context, provider string, starts []int64
 		if err := rows.Scan(&st); err != nil {
 			return nil, err
 		}
-		stored[bucketStart(bucketOf(st, size), size)]++
+		stored[bucketFloor(st, size)]++
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -139,17 +131,8 @@ func (s *Store) bucketPoints(ctx context.Context, provider string, size int64, f
 	if len(full) == 0 {
 		return out, nil
 	}
-	lo, hi := int64(0), int64(0)
-	first := true
-	for b := range full {
-		if first || b < lo {
-			lo = b
-		}
-		if first || b > hi {
-			hi = b
-		}
-		first = false
-	}
+	starts := slices.Collect(maps.Keys(full))
+	lo, hi := slices.Min(starts), slices.Max(starts)
 	rows, err := s.db.QueryContext(ctx, `SELECT start, cell, runs, counted, passed, worst FROM cell_buckets
 		WHERE provider = ? AND size = ? AND start >= ? AND start <= ? ORDER BY start, cell`, provider, size, lo, hi)
 	if err != nil {
@@ -166,10 +149,7 @@ func (s *Store) bucketPoints(ctx context.Context, provider string, size int64, f
 		if !full[start] {
 			continue
 		}
-		p.Started = fromNanos(start)
-		if worst >= 0 && worst < len(results.VerdictOrder) {
-			p.Worst = results.VerdictOrder[worst]
-		}
+		p.Started, p.Worst = fromNanos(start), worstVerdict(worst)
 		out[p.Cell] = append(out[p.Cell], p)
 	}
 	return out, rows.Err()

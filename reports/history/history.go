@@ -323,13 +323,32 @@ func severityCase() string {
 	return s + fmt.Sprintf(" ELSE %d END", len(results.VerdictOrder))
 }
 
+// noWorst is the worst-verdict index of an outcome with no counted failure.
+const noWorst = 999
+
+// outcomeSQL is a cell's outcome over the cell_runs rows of a group, as
+// three aggregate columns named counted (neither infra-error nor unsupported),
+// passed, and the worst counted failure's severity index (noWorst: none).
+// Points, the per-run trends and the summary all count with it.
+func outcomeSQL() string {
+	return fmt.Sprintf(`SUM(CASE WHEN verdict IN ('infra-error', 'unsupported') THEN 0 ELSE 1 END) AS counted,
+		SUM(CASE WHEN verdict = 'pass' THEN 1 ELSE 0 END) AS passed,
+		MIN(CASE WHEN verdict IN ('pass', 'infra-error', 'unsupported') THEN %d ELSE %s END) AS worst`, noWorst, severityCase())
+}
+
+// worstVerdict is the verdict of a severity index read back from SQL
+// (empty for noWorst).
+func worstVerdict(i int) results.Verdict {
+	if i >= 0 && i < len(results.VerdictOrder) {
+		return results.VerdictOrder[i]
+	}
+	return ""
+}
+
 // Points returns every cell's outcome per stored run started at or after
 // since (zero: all), ordered by run start, run ID and cell.
 func (s *Store) Points(ctx context.Context, since time.Time) ([]Point, error) {
-	q := `SELECT c.run_id, r.started, r.provider, c.cell,
-		SUM(CASE WHEN c.verdict IN ('infra-error', 'unsupported') THEN 0 ELSE 1 END),
-		SUM(CASE WHEN c.verdict = 'pass' THEN 1 ELSE 0 END),
-		MIN(CASE WHEN c.verdict IN ('pass', 'infra-error', 'unsupported') THEN 999 ELSE ` + severityCase() + ` END)
+	q := `SELECT c.run_id, r.started, r.provider, c.cell, ` + outcomeSQL() + `
 	FROM cell_runs c JOIN runs r ON r.run_id = c.run_id
 	WHERE r.started >= ?
 	GROUP BY c.run_id, c.cell
@@ -347,10 +366,7 @@ func (s *Store) Points(ctx context.Context, since time.Time) ([]Point, error) {
 		if err := rows.Scan(&p.RunID, &started, &p.Provider, &p.Cell, &p.Counted, &p.Passed, &worst); err != nil {
 			return nil, fmt.Errorf("history: points: %w", err)
 		}
-		p.Started, p.Runs = fromNanos(started), 1
-		if worst >= 0 && worst < len(results.VerdictOrder) {
-			p.Worst = results.VerdictOrder[worst]
-		}
+		p.Started, p.Runs, p.Worst = fromNanos(started), 1, worstVerdict(worst)
 		out = append(out, p)
 	}
 	return out, rows.Err()
@@ -465,13 +481,13 @@ type trendSink struct {
 
 // wants tells whether the sink takes the run at index i that started at st.
 func (k trendSink) wants(i int, st int64) bool {
-	return i >= k.from && (k.skip == nil || !k.skip[bucketStart(bucketOf(st, k.size), k.size)])
+	return i >= k.from && (k.skip == nil || !k.skip[bucketFloor(st, k.size)])
 }
 
 // add adds one run's outcome in one cell (a point with Runs 1).
 func (k trendSink) add(p Point, started int64) {
 	if k.size > 0 {
-		p.RunID, p.Started = "", fromNanos(bucketStart(bucketOf(started, k.size), k.size))
+		p.RunID, p.Started = "", fromNanos(bucketFloor(started, k.size))
 	}
 	k.merge(p)
 }
@@ -511,6 +527,9 @@ func bucketOf(started, size int64) int64 {
 // bucketStart is the start of bucket b.
 func bucketStart(b, size int64) int64 { return b*size + bucketOrigin }
 
+// bucketFloor is the start of the bucket of size nanoseconds t falls in.
+func bucketFloor(t, size int64) int64 { return bucketStart(bucketOf(t, size), size) }
+
 func distinctBuckets(starts []int64, size int64) int {
 	n, prev := 0, int64(math.MinInt64)
 	for _, st := range starts { // sorted
@@ -542,10 +561,7 @@ func (s *Store) trendPoints(ctx context.Context, runIDs []string, starts []int64
 	if len(need) == 0 {
 		return nil
 	}
-	stmt, err := s.db.PrepareContext(ctx, `SELECT cell,
-		SUM(CASE WHEN verdict IN ('infra-error', 'unsupported') THEN 0 ELSE 1 END),
-		SUM(CASE WHEN verdict = 'pass' THEN 1 ELSE 0 END),
-		MIN(CASE WHEN verdict IN ('pass', 'infra-error', 'unsupported') THEN 999 ELSE `+severityCase()+` END)
+	stmt, err := s.db.PrepareContext(ctx, `SELECT cell, `+outcomeSQL()+`
 	FROM cell_runs WHERE run_id = ? GROUP BY cell`)
 	if err != nil {
 		return fmt.Errorf("history: trends: %w", err)
@@ -606,9 +622,7 @@ func runPoints(ctx context.Context, stmt *sql.Stmt, id string, started int64, si
 		if err := rows.Scan(&p.Cell, &p.Counted, &p.Passed, &worst); err != nil {
 			return err
 		}
-		if worst >= 0 && worst < len(results.VerdictOrder) {
-			p.Worst = results.VerdictOrder[worst]
-		}
+		p.Worst = worstVerdict(worst)
 		for _, k := range sinks {
 			k.add(p, started)
 		}
